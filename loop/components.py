@@ -1,0 +1,55 @@
+"""The one place that maps config names to classes. A new back-end is one line here."""
+
+from __future__ import annotations
+
+from loop.config import Config
+from loop.errors import ConfigError
+from loop.students.encoder import EncoderStudent
+from loop.tasks.classify import ClassifyTask
+from loop.teachers.vllm import VLLMTeacher
+
+TASKS = {"classify": ClassifyTask}
+STUDENTS = {"encoder": EncoderStudent}
+TEACHERS = {"vllm": VLLMTeacher}
+
+
+def _lookup(registry: dict, name: str, key: str):
+    if name not in registry:
+        raise ConfigError(f"{key}: unknown name '{name}' (valid: {', '.join(sorted(registry))})")
+    return registry[name]
+
+
+def check_names(cfg: Config) -> None:
+    """Fail on unknown component names before anything heavy is loaded."""
+    _lookup(TASKS, cfg.task.name, "task.name")
+    _lookup(STUDENTS, cfg.student.name, "student.name")
+    _lookup(TEACHERS, cfg.teacher.backend, "teacher.backend")
+
+
+def build_task(cfg: Config):
+    return _lookup(TASKS, cfg.task.name, "task.name")(cfg)
+
+
+def build_student(cfg: Config):
+    return _lookup(STUDENTS, cfg.student.name, "student.name")(cfg.student, cfg.task.labels)
+
+
+def build_teacher(cfg: Config):
+    return _lookup(TEACHERS, cfg.teacher.backend, "teacher.backend")(cfg.teacher)
+
+
+def assemble(cfg: Config, run_dir):
+    """Every part of a run, built from the config (data first: bad data fails before models load)."""
+    from loop.controller import Parts
+    from loop.data import load_splits
+    from loop.embedder import SentenceEmbedder
+    from loop.store import RunStore
+    from loop.tracking import Tracker
+
+    splits = load_splits(cfg)
+    task = build_task(cfg)
+    store = RunStore(run_dir / "store.sqlite")
+    tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.base_dir)
+    store.start_run(run_dir.name, cfg.to_dict())
+    return Parts(task=task, student=build_student(cfg), teacher=build_teacher(cfg),
+                 embedder=SentenceEmbedder(cfg.filters.embedder), splits=splits, store=store, tracker=tracker)

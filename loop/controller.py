@@ -1,0 +1,98 @@
+"""run_loop(): the round loop, top to bottom.
+
+Round 0 trains the student on the seed set (the baseline). Each later round evaluates
+the current student on the mining split, mines hard cases and their neighbourhoods,
+plans prompts, generates under the budget, screens the candidates, retrains on seed +
+accepted samples, evaluates on the stopping split and test, and checks for a plateau.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from loop.budget import Budget
+from loop.config import Config
+from loop.data import Example
+from loop.filters import Reference
+from loop.report import log_round_artifacts, round_metrics
+from loop.stages import MineResult, Timer, evaluate, generate, mine, plan, screen_candidates
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Parts:
+    task: object
+    student: object
+    teacher: object
+    embedder: object
+    splits: dict[str, list[Example]]
+    store: object
+    tracker: object
+
+
+def run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path) -> dict:
+    """Run baseline + `cfg.loop.rounds` rounds; returns the run summary."""
+    task, student, store, tracker, splits = parts.task, parts.student, parts.store, parts.tracker, parts.splits
+    strategy = cfg.generation.strategy
+    budget = Budget(cfg.budget, store.spent(run_id))
+    accepted: list[Example] = store.accepted(run_id)
+    known = Reference(parts.embedder, splits["train"] + accepted)
+    evaluation = Reference(parts.embedder, [e for s in cfg.filters.contamination_splits for e in splits[s]])
+    best, stale, history, stop_reason = None, 0, [], "rounds"
+    with tracker.parent(cfg.run.name or run_id, cfg.to_dict(), {"run_id": run_id, "strategy": strategy,
+                                                                "prompt_version": task.prompts.version}):
+        store.set_run(run_id, mlflow_run_id=tracker.parent_id)
+        for rnd in range(cfg.loop.rounds + 1):
+            if rnd > 0 and strategy != "none" and budget.exhausted(cfg.teacher.max_tokens):
+                stop_reason = "budget"
+                break
+            timer, mined, pairs, cands, skipped = Timer(), MineResult(), [], [], 0
+            with tracker.round(rnd) as mlrun:
+                if rnd > 0:
+                    pool = splits["train"] + (accepted if cfg.mining.seed_from == "gold+generated" else [])
+                    with timer("mine"):
+                        mined = mine(student, task, cfg, splits["dev_mine"], pool, rnd)
+                    with timer("plan"):
+                        requests = plan(strategy, mined, pool, task, cfg, rnd)
+                    with timer("generate"):
+                        pairs, skipped = generate(parts.teacher, requests, budget, store, run_id, rnd)
+                    with timer("filter"):
+                        cands = screen_candidates(pairs, task, known, evaluation, cfg, budget.samples_left())
+                    new = [Example(c.text, c.label, source="generated") for c in cands if c.verdict == "accepted"]
+                    store.add_candidates(run_id, rnd, cands)
+                    budget.add_samples(len(new))
+                    accepted += new
+                with timer("train"):
+                    student.fit(splits["train"] + accepted)
+                with timer("evaluate"):
+                    metrics, preds = evaluate(student, task, splits, ("dev_stop", "test"))
+                metrics.update(round_metrics(mined, pairs, cands, skipped, budget, accepted, timer))
+                tracker.log_round(rnd, metrics)
+                log_round_artifacts(tracker, task, splits, preds, mined, cands)
+                store.finish_round(run_id, rnd, metrics, mlrun.info.run_id)
+            score = metrics[f"stop_{cfg.loop.metric}"]
+            history.append(metrics)
+            log.info("round %d: stop %s %.4f | test %s %.4f | tokens %d (run %d / %d) | accepted %d (run %d) | %s",
+                     rnd, cfg.loop.metric, score, cfg.loop.metric, metrics[f"test_{cfg.loop.metric}"],
+                     metrics["tokens_round"], budget.spent.tokens, cfg.budget.tokens, metrics["accepted"],
+                     len(accepted), " ".join(f"{k}={v:.1f}s" for k, v in timer.seconds.items()))
+            if best is None or score > best[1] + cfg.loop.min_delta:
+                best, stale = (rnd, score, metrics), 0
+                student.save(str(run_dir / "student-best"))
+            else:
+                stale += 1
+                if stale >= cfg.loop.patience:
+                    stop_reason = "plateau"
+                    break
+        summary = {"best_round": best[0], f"best_stop_{cfg.loop.metric}": best[1],
+                   f"best_test_{cfg.loop.metric}": best[2][f"test_{cfg.loop.metric}"],
+                   "baseline_test_" + cfg.loop.metric: history[0][f"test_{cfg.loop.metric}"],
+                   "rounds_run": len(history) - 1, "stop_reason": stop_reason,
+                   "tokens_spent": budget.spent.tokens, "money_spent": budget.spent.money,
+                   "accepted_total": len(accepted), "mlflow_run_id": tracker.parent_id}
+        tracker.log_parent_summary(summary)
+    store.set_run(run_id, status="done")
+    return summary

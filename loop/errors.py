@@ -1,0 +1,25 @@
+"""The exception tree. Only cli.py turns these into user-facing messages."""
+
+
+class LoopError(Exception):
+    """Base class for every error loop raises on purpose."""
+
+
+class ConfigError(LoopError):
+    """A config file or option is wrong: the message names the file and key."""
+
+
+class DataError(LoopError):
+    """A data file or row is wrong: the message names the file, line or column."""
+
+
+class AssetError(LoopError):
+    """A packaged model or data asset is missing or corrupt."""
+
+
+class TeacherError(LoopError):
+    """The teacher back-end failed in a way retrying did not fix."""
+
+
+class BudgetExhausted(LoopError):
+    """A request would overshoot a hard cap; nothing was sent."""

@@ -1,0 +1,156 @@
+"""Mining: hard cases, their FAISS neighbourhoods in the training pool, clusters ranked by error mass.
+
+A hard case is a mining-split example the student got wrong (weight 1) or got right with
+a small margin between its top two probabilities (weight `low_confidence_weight`). Hard
+cases are clustered (FAISS k-means on the student's embeddings); each cluster with the
+training examples nearest to its members is a neighbourhood, ranked by error mass.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from loop.config import MiningConfig
+from loop.data import Example
+from loop.index import VectorIndex
+
+
+@dataclass
+class HardCase:
+    example: Example
+    predicted: str
+    confused_with: str  # the predicted label if wrong, else the runner-up
+    margin: float
+    wrong: bool
+    weight: float
+    gold_prob: float
+
+
+@dataclass
+class Neighbourhood:
+    id: int
+    cases: list[HardCase]
+    neighbours: list[tuple[Example, float]]  # nearest training examples, most similar first
+    error_mass: float
+    label_disagreement: float
+    density: float
+    confusion: tuple[str, str] | None
+    allocated: int = 0
+    exemplars: list[Example] = field(default_factory=list)
+    contrasts: list[Example] = field(default_factory=list)
+
+    def row(self) -> dict:
+        """One line of the error-analysis table."""
+        return {"neighbourhood": self.id, "hard_cases": len(self.cases),
+                "errors": sum(c.wrong for c in self.cases),
+                "low_confidence": sum(not c.wrong for c in self.cases),
+                "error_mass": round(self.error_mass, 3),
+                "confusion": f"{self.confusion[0]} -> {self.confusion[1]}" if self.confusion else "",
+                "label_disagreement": round(self.label_disagreement, 3), "density": round(self.density, 3),
+                "neighbours": len(self.neighbours), "requests": self.allocated,
+                "exemplars": " | ".join(f"[{e.label}] {e.text}" for e in self.exemplars),
+                "contrasts": " | ".join(f"[{e.label}] {e.text}" for e in self.contrasts)}
+
+
+def margins(probs: np.ndarray) -> np.ndarray:
+    """Top-1 minus top-2 probability per row."""
+    top2 = np.sort(probs, axis=1)[:, -2:]
+    return top2[:, 1] - top2[:, 0]
+
+
+def find_hard_cases(examples: list[Example], probs: np.ndarray, labels: list[str],
+                    cfg: MiningConfig) -> list[HardCase]:
+    """Misclassified plus low-margin examples, heaviest (least likely gold label) first."""
+    marg = margins(probs)
+    order = np.argsort(-probs, axis=1)
+    cases = []
+    for i, ex in enumerate(examples):
+        pred = labels[order[i, 0]]
+        wrong = pred != ex.label
+        if not wrong and marg[i] >= cfg.margin_threshold:
+            continue
+        confused = pred if wrong else labels[order[i, 1]]
+        cases.append(HardCase(example=ex, predicted=pred, confused_with=confused, margin=float(marg[i]),
+                              wrong=wrong, weight=1.0 if wrong else cfg.low_confidence_weight,
+                              gold_prob=float(probs[i, labels.index(ex.label)])))
+    return cases
+
+
+def cluster(vectors: np.ndarray, max_clusters: int, seed: int = 0) -> np.ndarray:
+    """FAISS spherical k-means; k grows with the number of points (sqrt(n/2)), capped."""
+    import faiss
+
+    n = len(vectors)
+    k = max(1, min(max_clusters, int(round(math.sqrt(n / 2)))))
+    if k == 1:
+        return np.zeros(n, np.int64)
+    km = faiss.Kmeans(vectors.shape[1], k, niter=20, seed=seed, spherical=True, verbose=False,
+                      min_points_per_centroid=1)
+    km.train(vectors)
+    _, assign = km.index.search(vectors, 1)
+    return assign[:, 0]
+
+
+def build_neighbourhoods(cases: list[HardCase], case_vecs: np.ndarray, pool: list[Example],
+                         pool_vecs: np.ndarray, cfg: MiningConfig, seed: int = 0) -> list[Neighbourhood]:
+    """Group hard cases into neighbourhoods with their nearest pool examples, heaviest first."""
+    if not cases:
+        return []
+    index = VectorIndex(pool_vecs.shape[1]).build(pool_vecs)
+    sims, ids = index.search(case_vecs, cfg.k_neighbours)
+    assign = cluster(case_vecs, cfg.max_clusters, seed)
+    hoods = []
+    for c in np.unique(assign):
+        members = np.flatnonzero(assign == c)
+        best: dict[int, float] = {}
+        disagree = []
+        for m in members:
+            gold = cases[m].example.label
+            disagree.append(np.mean([pool[j].label != gold for j in ids[m]]) if ids.shape[1] else 0.0)
+            for j, s in zip(ids[m], sims[m]):
+                best[int(j)] = max(best.get(int(j), -1.0), float(s))
+        neighbours = sorted(((pool[j], s) for j, s in best.items()), key=lambda t: -t[1])
+        group = [cases[m] for m in members]
+        confusions = Counter((h.example.label, h.confused_with) for h in group if h.wrong) or \
+            Counter((h.example.label, h.confused_with) for h in group)
+        hoods.append(Neighbourhood(
+            id=0, cases=sorted(group, key=lambda h: (-h.weight, h.gold_prob)), neighbours=neighbours,
+            error_mass=float(sum(h.weight for h in group)), label_disagreement=float(np.mean(disagree)),
+            density=float(sims[members].mean()) if sims.shape[1] else 0.0,
+            confusion=confusions.most_common(1)[0][0]))
+    hoods.sort(key=lambda h: -h.error_mass)
+    for i, h in enumerate(hoods):
+        h.id = i
+    return hoods
+
+
+def allocate(masses: list[float], total: int, floor: int, cap: int) -> list[int]:
+    """Split `total` units across items in proportion to mass, each item within [floor, cap].
+
+    Items are ranked by mass; when the floor cannot be met for all, the lightest get 0.
+    The result sums to min(total, cap * number of items that got the floor).
+    """
+    n = len(masses)
+    if n == 0 or total <= 0:
+        return [0] * n
+    order = sorted(range(n), key=lambda i: -masses[i])
+    active = order[: max(1, min(n, total // floor))] if floor else order
+    out = [0] * n
+    for i in active:
+        out[i] = min(floor, cap, total)
+    left = min(total, cap * len(active)) - sum(out)
+    while left > 0:
+        open_ = [i for i in active if out[i] < cap]
+        weight = sum(masses[i] for i in open_)
+        share = {i: (masses[i] / weight if weight > 0 else 1 / len(open_)) * left for i in open_}
+        give = {i: min(cap - out[i], int(share[i])) for i in open_}
+        if not any(give.values()):  # shares below one unit: one each, largest share first
+            give = {i: 1 for i in sorted(open_, key=lambda i: -share[i])[:left]}
+        for i, g in give.items():
+            out[i] += g
+        left -= sum(give.values())
+    return out

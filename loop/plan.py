@@ -1,0 +1,88 @@
+"""Planning: turn ranked neighbourhoods (or random picks) into the round's generation requests.
+
+`targeted` spends the round's targeted prompts across neighbourhoods in proportion to
+their error mass and asks the teacher to revise the student's worst mistakes. `random`
+builds the same number of prompts of the same kinds from randomly chosen training
+examples. `none` asks for nothing. The strategies differ only in which examples are
+chosen; templates, sizes and sampling settings are shared.
+"""
+
+from __future__ import annotations
+
+import random
+
+from loop.config import Config
+from loop.data import Example
+from loop.mining import HardCase, Neighbourhood, allocate
+from loop.teachers.base import GenRequest
+
+
+def _request(task, cfg: Config, kind: str, seed: int, meta: dict, **variables) -> GenRequest:
+    n = cfg.generation.samples_per_request
+    t = cfg.teacher
+    return GenRequest(messages=task.messages(kind, n=n, **variables), max_tokens=t.max_tokens,
+                      temperature=t.temperature, top_p=t.top_p, seed=seed, kind=kind,
+                      json_schema=task.json_schema(n), meta=meta)
+
+
+def _window(items: list, start: int, size: int) -> list:
+    """`size` items from a rotating start, so successive prompts show different exemplars."""
+    if not items:
+        return []
+    return [items[(start + i) % len(items)] for i in range(min(size, len(items)))]
+
+
+def _pick_contrasts(hood: Neighbourhood, n: int) -> list[Example]:
+    """Nearest training examples carrying the label the student confuses the cases with."""
+    other = hood.confusion[1] if hood.confusion else None
+    gold = hood.cases[0].example.label
+    near = [e for e, _ in hood.neighbours if (e.label == other if other and other != gold else e.label != gold)]
+    return near[:n]
+
+
+def plan_targeted(hoods: list[Neighbourhood], task, cfg: Config, rnd: int) -> list[GenRequest]:
+    g = cfg.generation
+    allocs = allocate([h.error_mass for h in hoods], g.targeted_requests, g.cluster_floor, g.cluster_cap)
+    reqs, seed = [], cfg.teacher.seed + rnd * 10007
+    for hood, count in zip(hoods, allocs):
+        hood.allocated = count
+        pool = [c.example for c in hood.cases] + [e for e, _ in hood.neighbours]
+        hood.exemplars = _window(pool, 0, g.exemplars)
+        hood.contrasts = _pick_contrasts(hood, g.contrasts)
+        for j in range(count):
+            exemplars = _window(pool, j * g.exemplars, g.exemplars)
+            meta = {"round": rnd, "neighbourhood": hood.id, "strategy": "targeted"}
+            reqs.append(_request(task, cfg, "targeted", seed + len(reqs), meta, exemplars=exemplars,
+                                 contrasts=hood.contrasts, confusion=hood.confusion))
+    # self-revision: the most confidently wrong cases (then the least sure right ones),
+    # taken round-robin across neighbourhoods
+    queues = [list(h.cases) for h in hoods]
+    picked: list[tuple[int, HardCase]] = []
+    while len(picked) < g.revise_requests and any(queues):
+        for hood, queue in zip(hoods, queues):
+            if queue and len(picked) < g.revise_requests:
+                picked.append((hood.id, queue.pop(0)))
+    for hood_id, case in picked:
+        meta = {"round": rnd, "neighbourhood": hood_id, "strategy": "targeted", "source": case.example.id}
+        reqs.append(_request(task, cfg, "self_revise", seed + len(reqs), meta, example=case.example,
+                             predicted=case.predicted if case.wrong else None))
+    return reqs
+
+
+def plan_random(pool: list[Example], task, cfg: Config, rnd: int) -> list[GenRequest]:
+    """As many prompts of each kind as `targeted` would send, from random training examples."""
+    g = cfg.generation
+    rng = random.Random(g.seed * 1_000_003 + rnd)
+    reqs, seed = [], cfg.teacher.seed + rnd * 10007
+    for _ in range(g.targeted_requests):
+        exemplars = rng.sample(pool, min(g.exemplars, len(pool)))
+        labels = {e.label for e in exemplars}
+        others = [e for e in pool if e.label not in labels] or pool
+        contrasts = rng.sample(others, min(g.contrasts, len(others)))
+        meta = {"round": rnd, "neighbourhood": -1, "strategy": "random"}
+        reqs.append(_request(task, cfg, "targeted", seed + len(reqs), meta, exemplars=exemplars,
+                             contrasts=contrasts, confusion=None))
+    for ex in rng.sample(pool, min(g.revise_requests, len(pool))):
+        meta = {"round": rnd, "neighbourhood": -1, "strategy": "random", "source": ex.id}
+        reqs.append(_request(task, cfg, "self_revise", seed + len(reqs), meta, example=ex, predicted=None))
+    return reqs

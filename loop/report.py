@@ -1,0 +1,59 @@
+"""What each round reports: flat metrics, and the error-analysis artifacts in MLflow."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from loop.data import Candidate
+from loop.filters import rejection_counts
+
+
+def round_metrics(mined, pairs, cands: list[Candidate], skipped: int, budget, accepted, timer) -> dict:
+    """Counts, tokens and seconds of one round, as flat MLflow metrics."""
+    m = {"errors": mined.errors, "low_confidence": mined.low_confidence, "neighbourhoods": len(mined.hoods),
+         "requests": len(pairs), "requests_skipped_budget": skipped,
+         "prompt_tokens": sum(r.prompt_tokens for _, r in pairs),
+         "completion_tokens": sum(r.completion_tokens for _, r in pairs),
+         "candidates": len(cands), "accepted": sum(c.verdict == "accepted" for c in cands),
+         "tokens_spent_total": budget.spent.tokens, "money_spent_total": budget.spent.money,
+         "accepted_total": len(accepted)}
+    m["tokens_round"] = m["prompt_tokens"] + m["completion_tokens"]
+    m["acceptance_rate"] = m["accepted"] / m["candidates"] if cands else 0.0
+    for reason, n in rejection_counts(cands).items():
+        m[f"rejected_{reason}"] = n
+    for stage, seconds in timer.seconds.items():
+        m[f"seconds_{stage}"] = seconds
+    return m
+
+
+def _hood_rows(mined, cands: list[Candidate]) -> list[dict]:
+    made = Counter(c.meta.get("neighbourhood") for c in cands)
+    kept = Counter(c.meta.get("neighbourhood") for c in cands if c.verdict == "accepted")
+    rows = []
+    for hood in mined.hoods:
+        row = hood.row()
+        row.update({"candidates": made.get(hood.id, 0), "accepted": kept.get(hood.id, 0)})
+        rows.append(row)
+    return rows
+
+
+def _candidate_rows(cands: list[Candidate], verdict: str) -> list[dict]:
+    return [{"kind": c.kind, "label": c.label, "text": c.text, "reason": c.reason,
+             "neighbourhood": c.meta.get("neighbourhood"), "request_id": c.request_id}
+            for c in cands if c.verdict == verdict]
+
+
+def log_round_artifacts(tracker, task, splits, preds, mined, cands: list[Candidate]) -> None:
+    """Error-analysis tables, sample tables and the stop-split confusion matrix."""
+    tracker.log_table(_hood_rows(mined, cands), "error_analysis/neighbourhoods.json")
+    tracker.log_table([{"text": h.example.text, "gold": h.example.label, "predicted": h.predicted,
+                        "confused_with": h.confused_with, "margin": round(h.margin, 4), "wrong": h.wrong}
+                       for h in mined.hard], "error_analysis/hard_cases.json")
+    tracker.log_table(_candidate_rows(cands, "accepted"), "samples/accepted.json")
+    tracker.log_table(_candidate_rows(cands, "rejected"), "samples/rejected.json")
+    gold = [e.label for e in splits["dev_stop"]]
+    tracker.log_confusion(preds["dev_stop"].labels, gold, task.labels, "confusion_stop.png",
+                          "stopping split: gold vs predicted")
+    per_class = task.metric(preds["test"].labels, [e.label for e in splits["test"]])
+    tracker.log_table([{"label": lab, **{k: round(per_class[f"{k}_{lab}"], 4) for k in ("precision", "recall", "f1")}}
+                       for lab in task.labels], "per_class_test.json")

@@ -1,0 +1,124 @@
+"""The round's stages as functions the controller calls in order.
+
+evaluate -> mine -> plan -> generate (budgeted, stored) -> screen -> (retrain, in the controller)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+from loop.budget import Budget
+from loop.config import Config
+from loop.data import Candidate, Example
+from loop.errors import TeacherError
+from loop.filters import Reference, screen
+from loop.mining import HardCase, Neighbourhood, build_neighbourhoods, find_hard_cases
+from loop.plan import plan_random, plan_targeted
+from loop.store import RunStore
+from loop.teachers.base import GenRequest, GenResult
+
+log = logging.getLogger(__name__)
+
+
+class Timer:
+    """Seconds per named stage."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+
+def evaluate(student, task, splits: dict[str, list[Example]], names: tuple[str, ...]) -> tuple[dict, dict]:
+    """Metrics per split (keys '<split>_<metric>') and the predictions behind them."""
+    metrics, preds = {}, {}
+    for name in names:
+        pred = student.predict(splits[name])
+        preds[name] = pred
+        short = "stop" if name == "dev_stop" else name
+        for key, value in task.metric(pred.labels, [e.label for e in splits[name]]).items():
+            metrics[f"{short}_{key}"] = value
+    return metrics, preds
+
+
+@dataclass
+class MineResult:
+    hard: list[HardCase] = field(default_factory=list)
+    hoods: list[Neighbourhood] = field(default_factory=list)
+    errors: int = 0
+    low_confidence: int = 0
+
+
+def mine(student, task, cfg: Config, mine_split: list[Example], pool: list[Example], rnd: int) -> MineResult:
+    """Hard cases on the mining split and their neighbourhoods in the training pool."""
+    pred = student.predict(mine_split)
+    hard = find_hard_cases(mine_split, pred.probs, task.labels, cfg.mining)
+    if not hard:
+        return MineResult()
+    pos = {e.id: i for i, e in enumerate(mine_split)}
+    case_vecs = pred.embeddings[[pos[h.example.id] for h in hard]]
+    pool_vecs = student.predict(pool).embeddings
+    hoods = build_neighbourhoods(hard, case_vecs, pool, pool_vecs, cfg.mining, seed=cfg.generation.seed + rnd)
+    return MineResult(hard=hard, hoods=hoods, errors=sum(h.wrong for h in hard),
+                      low_confidence=sum(not h.wrong for h in hard))
+
+
+def plan(strategy: str, mined: MineResult, pool: list[Example], task, cfg: Config, rnd: int) -> list[GenRequest]:
+    if strategy == "targeted":
+        return plan_targeted(mined.hoods, task, cfg, rnd)
+    if strategy == "random":
+        return plan_random(pool, task, cfg, rnd)
+    return []
+
+
+def generate(teacher, requests: list[GenRequest], budget: Budget, store: RunStore, run_id: str,
+             rnd: int) -> tuple[list[tuple[GenRequest, GenResult]], int]:
+    """Send what fits the budget as one batch; store every response before anyone parses it.
+
+    Returns the (request, result) pairs and the number of requests skipped for budget.
+    """
+    if not requests:
+        return [], 0
+    sendable, skipped = [], 0
+    for req in requests:
+        pt = teacher.prompt_tokens(req.messages)
+        if budget.reserve(pt, req.max_tokens):
+            sendable.append((req, pt))
+        else:
+            skipped += 1
+    if skipped:
+        log.info("budget: %d of %d requests not sent (they could overshoot the cap)", skipped, len(requests))
+    store.add_requests(run_id, rnd, [r for r, _ in sendable], [pt for _, pt in sendable])
+    try:
+        results = teacher.generate([r for r, _ in sendable])
+    except TeacherError:
+        for req, pt in sendable:
+            budget.release(pt, req.max_tokens)
+        raise
+    pairs = []
+    for (req, pt), res in zip(sendable, results):
+        cost = budget.settle(pt, req.max_tokens, res.prompt_tokens, res.completion_tokens)
+        store.add_response(run_id, rnd, res, cost)
+        pairs.append((req, res))
+    return pairs, skipped
+
+
+def screen_candidates(pairs: list[tuple[GenRequest, GenResult]], task, known: Reference, evaluation: Reference,
+                      cfg: Config, samples_left: int) -> list[Candidate]:
+    """Parse every response and run every check; each candidate ends accepted or rejected with a reason."""
+    cands: list[Candidate] = []
+    for req, res in pairs:
+        for cand in task.parse(res.text, req):
+            cand.meta.update(req.meta)
+            cands.append(cand)
+    screen(cands, known, evaluation, cfg.filters, samples_left)
+    return cands

@@ -1,0 +1,109 @@
+"""SQLite run store (WAL, append-only): requests, responses, candidates, verdicts, spending, rounds.
+
+Each teacher response is committed before it is parsed, so nothing paid for is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+from loop.budget import Spend
+from loop.data import Candidate, Example
+from loop.teachers.base import GenRequest, GenResult
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, created REAL, config TEXT, mlflow_run_id TEXT,
+                                 status TEXT);
+CREATE TABLE IF NOT EXISTS rounds (run_id TEXT, round INTEGER, status TEXT, metrics TEXT,
+                                   mlflow_run_id TEXT, finished REAL, PRIMARY KEY (run_id, round));
+CREATE TABLE IF NOT EXISTS requests (id TEXT, run_id TEXT, round INTEGER, kind TEXT, messages TEXT,
+                                     meta TEXT, max_tokens INTEGER, prompt_tokens INTEGER, created REAL,
+                                     PRIMARY KEY (run_id, id));
+CREATE TABLE IF NOT EXISTS responses (request_id TEXT, run_id TEXT, round INTEGER, text TEXT,
+                                      prompt_tokens INTEGER, completion_tokens INTEGER,
+                                      finish_reason TEXT, latency_s REAL, cost REAL, created REAL,
+                                      PRIMARY KEY (run_id, request_id));
+CREATE TABLE IF NOT EXISTS candidates (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, round INTEGER,
+                                       request_id TEXT, kind TEXT, text TEXT, label TEXT, verdict TEXT,
+                                       reason TEXT, meta TEXT);
+CREATE TABLE IF NOT EXISTS ledger (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, round INTEGER,
+                                   event TEXT, tokens INTEGER, money REAL, samples INTEGER, created REAL);
+"""
+
+
+class RunStore:
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.db = sqlite3.connect(str(path), isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+
+    def _write(self, sql: str, rows: list[tuple]) -> None:
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(sql, rows)
+
+    def start_run(self, run_id: str, config: dict) -> None:
+        self._write("INSERT OR IGNORE INTO runs VALUES (?,?,?,?,?)",
+                    [(run_id, time.time(), json.dumps(config), None, "running")])
+
+    def set_run(self, run_id: str, **fields) -> None:
+        for key, value in fields.items():
+            assert key in ("mlflow_run_id", "status")
+            self._write(f"UPDATE runs SET {key}=? WHERE id=?", [(value, run_id)])
+
+    def add_requests(self, run_id: str, rnd: int, reqs: list[GenRequest], prompt_tokens: list[int]) -> None:
+        self._write("INSERT OR IGNORE INTO requests VALUES (?,?,?,?,?,?,?,?,?)",
+                    [(r.id, run_id, rnd, r.kind, json.dumps(r.messages), json.dumps(r.meta), r.max_tokens, pt,
+                      time.time()) for r, pt in zip(reqs, prompt_tokens)])
+
+    def add_response(self, run_id: str, rnd: int, res: GenResult, cost: float) -> None:
+        """Store a paid response and its spending in one transaction."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("INSERT OR IGNORE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?)",
+                            (res.request_id, run_id, rnd, res.text, res.prompt_tokens, res.completion_tokens,
+                             res.finish_reason, res.latency_s, cost, time.time()))
+            self.db.execute("INSERT INTO ledger (run_id, round, event, tokens, money, samples, created) "
+                            "VALUES (?,?,?,?,?,?,?)", (run_id, rnd, f"response:{res.request_id}",
+                                                       res.prompt_tokens + res.completion_tokens, cost, 0,
+                                                       time.time()))
+
+    def add_candidates(self, run_id: str, rnd: int, cands: list[Candidate]) -> None:
+        """Store a round's verdicts and the accepted-sample count in one transaction."""
+        accepted = sum(c.verdict == "accepted" for c in cands)
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(
+                "INSERT INTO candidates (run_id, round, request_id, kind, text, label, verdict, reason, meta) "
+                "VALUES (?,?,?,?,?,?,?,?,?)",
+                [(run_id, rnd, c.request_id, c.kind, c.text, c.label, c.verdict, c.reason, json.dumps(c.meta))
+                 for c in cands])
+            self.db.execute("INSERT INTO ledger (run_id, round, event, tokens, money, samples, created) "
+                            "VALUES (?,?,?,?,?,?,?)", (run_id, rnd, "accepted", 0, 0.0, accepted, time.time()))
+
+    def finish_round(self, run_id: str, rnd: int, metrics: dict, mlflow_run_id: str | None) -> None:
+        self._write("INSERT OR REPLACE INTO rounds VALUES (?,?,?,?,?,?)",
+                    [(run_id, rnd, "done", json.dumps(metrics), mlflow_run_id, time.time())])
+
+    def spent(self, run_id: str) -> Spend:
+        row = self.db.execute("SELECT COALESCE(SUM(tokens),0), COALESCE(SUM(money),0), COALESCE(SUM(samples),0) "
+                              "FROM ledger WHERE run_id=?", (run_id,)).fetchone()
+        return Spend(tokens=int(row[0]), money=float(row[1]), samples=int(row[2]))
+
+    def accepted(self, run_id: str) -> list[Example]:
+        rows = self.db.execute("SELECT text, label FROM candidates WHERE run_id=? AND verdict='accepted' "
+                               "ORDER BY id", (run_id,)).fetchall()
+        return [Example(text=t, label=lab, source="generated") for t, lab in rows]
+
+    def count(self, table: str, run_id: str) -> int:
+        assert table in ("requests", "responses", "candidates", "rounds")
+        return self.db.execute(f"SELECT COUNT(*) FROM {table} WHERE run_id=?", (run_id,)).fetchone()[0]
+
+    def close(self) -> None:
+        self.db.close()

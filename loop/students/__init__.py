@@ -1,0 +1,1 @@
+"""Students: the small models the loop refines."""

@@ -1,0 +1,1 @@
+"""Task families: what an example is, how the teacher is prompted, how output is parsed and scored."""

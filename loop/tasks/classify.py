@@ -1,0 +1,126 @@
+"""Text classification (single text, one label from a fixed set)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import numpy as np
+
+from loop.config import Config
+from loop.data import Candidate
+from loop.prompts import Prompts
+from loop.teachers.base import GenRequest
+
+FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
+
+
+def extract_json(text: str) -> Any:
+    """The JSON value in a reply: whole text, a fenced block, or the first decodable {...}/[...]."""
+    candidates = [text.strip()] + [m.group(1).strip() for m in FENCE.finditer(text)]
+    for chunk in candidates:
+        try:
+            return json.loads(chunk)
+        except json.JSONDecodeError:
+            pass
+    decoder = json.JSONDecoder()
+    for i, ch in enumerate(text):
+        if ch in "{[":
+            try:
+                return decoder.raw_decode(text, i)[0]
+            except json.JSONDecodeError:
+                continue
+    return None
+
+
+def salvage_items(text: str) -> list[dict]:
+    """Complete {"text": ..., "label": ...} objects from a truncated reply."""
+    decoder = json.JSONDecoder()
+    items = []
+    for m in re.finditer(r"\{\s*\"text\"", text):
+        try:
+            obj = decoder.raw_decode(text, m.start())[0]
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict):
+            items.append(obj)
+    return items
+
+
+def _items(value: Any) -> list | None:
+    if isinstance(value, dict) and isinstance(value.get("samples"), list):
+        return value["samples"]
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict) and "text" in value:
+        return [value]
+    return None
+
+
+def scores(pred: list[str], gold: list[str], labels: list[str]) -> dict[str, float]:
+    """Accuracy, macro-F1 and per-class precision / recall / F1."""
+    p, g = np.array(pred), np.array(gold)
+    out = {"accuracy": float((p == g).mean()) if len(g) else 0.0}
+    f1s = []
+    for lab in labels:
+        tp = float(((p == lab) & (g == lab)).sum())
+        prec = tp / max(1.0, float((p == lab).sum()))
+        rec = tp / max(1.0, float((g == lab).sum()))
+        f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+        out.update({f"precision_{lab}": prec, f"recall_{lab}": rec, f"f1_{lab}": f1})
+        f1s.append(f1)
+    out["macro_f1"] = float(np.mean(f1s))
+    return out
+
+
+class ClassifyTask:
+    name = "classify"
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg.task
+        self.labels = list(cfg.task.labels)
+        self.prompts = Prompts(cfg.resolve(cfg.task.prompts))
+        self._lower = {lab.lower(): lab for lab in self.labels}
+
+    def common(self) -> dict:
+        """Variables every template sees."""
+        return {"description": self.cfg.description, "labels": self.labels}
+
+    def json_schema(self, n: int) -> dict:
+        item = {"type": "object", "properties": {"text": {"type": "string"},
+                                                  "label": {"type": "string", "enum": self.labels}},
+                "required": ["text", "label"], "additionalProperties": False}
+        return {"type": "object", "properties": {"samples": {"type": "array", "items": item,
+                                                            "minItems": 1, "maxItems": n}},
+                "required": ["samples"], "additionalProperties": False}
+
+    def messages(self, kind: str, **variables) -> list[dict]:
+        return self.prompts.messages(kind, self.common(), **variables)
+
+    def _candidate(self, item: Any, req: GenRequest) -> Candidate:
+        if not isinstance(item, dict) or not isinstance(item.get("text"), str) or not isinstance(item.get("label"), str):
+            return Candidate(text=str(item)[:500], label="", request_id=req.id, kind=req.kind,
+                             verdict="rejected", reason="schema")
+        text = " ".join(item["text"].split())
+        label = self._lower.get(item["label"].strip().lower())
+        cand = Candidate(text=text, label=label or item["label"][:50], request_id=req.id, kind=req.kind,
+                         meta=dict(req.meta))
+        if label is None:
+            cand.verdict, cand.reason = "rejected", "label"
+        elif not self.cfg.min_chars <= len(text) <= self.cfg.max_chars:
+            cand.verdict, cand.reason = "rejected", "length"
+        return cand
+
+    def parse(self, text: str, req: GenRequest) -> list[Candidate]:
+        """Candidates from one reply; unparseable output is one rejected candidate ('parse')."""
+        items = _items(extract_json(text))
+        if items is None:
+            items = salvage_items(text) or None
+        if not items:
+            return [Candidate(text=text[:500], label="", request_id=req.id, kind=req.kind,
+                              verdict="rejected", reason="parse")]
+        return [self._candidate(item, req) for item in items]
+
+    def metric(self, pred: list[str], gold: list[str]) -> dict[str, float]:
+        return scores(pred, gold, self.labels)

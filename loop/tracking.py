@@ -1,0 +1,126 @@
+"""MLflow tracking: a parent run per `loop run`, a nested child run per round.
+
+The parent holds the resolved config (params) and the metric curves over rounds; each
+child holds the round's metrics, the error-analysis table, accepted / rejected samples
+and a confusion-matrix PNG.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def confusion_png(pred: list[str], gold: list[str], labels: list[str], path: Path, title: str) -> np.ndarray:
+    """Write a confusion-matrix PNG (rows: gold, columns: predicted); returns the matrix."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    idx = {lab: i for i, lab in enumerate(labels)}
+    mat = np.zeros((len(labels), len(labels)), np.int64)
+    for p, g in zip(pred, gold):
+        mat[idx[g], idx[p]] += 1
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.imshow(mat, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=30)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    ax.set_title(title)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, str(mat[i, j]), ha="center", va="center",
+                    color="white" if mat[i, j] > mat.max() / 2 else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return mat
+
+
+class Tracker:
+    """Thin MLflow wrapper; the tracking URI's folder is created on demand."""
+
+    def __init__(self, uri: str, experiment: str, base_dir: str = "."):
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        import mlflow
+
+        if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+            uri = "sqlite:///" + str((Path(base_dir) / uri[len("sqlite:///"):]).resolve())
+        if uri.startswith("sqlite:///"):
+            Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        self.uri = uri
+        self.mlflow = mlflow
+        mlflow.set_tracking_uri(uri)
+        if mlflow.get_experiment_by_name(experiment) is None:
+            location = None
+            if uri.startswith("sqlite:///"):
+                location = Path(uri[len("sqlite:///"):]).parent.resolve().as_uri()
+            mlflow.create_experiment(experiment, artifact_location=location)
+        mlflow.set_experiment(experiment)
+        self.parent_id: str | None = None
+
+    @contextlib.contextmanager
+    def parent(self, name: str, config: dict, tags: dict):
+        with self.mlflow.start_run(run_name=name) as run:
+            self.parent_id = run.info.run_id
+            params = {k: str(v)[:500] for k, v in _flatten(config).items()}
+            self.mlflow.log_params(params)
+            self.mlflow.set_tags(tags)
+            yield run
+
+    @contextlib.contextmanager
+    def round(self, rnd: int):
+        with self.mlflow.start_run(run_name=f"round-{rnd}", nested=True) as run:
+            self.mlflow.set_tag("round", rnd)
+            yield run
+
+    def log_round(self, rnd: int, metrics: dict[str, float]) -> None:
+        """Metrics into the child run, and the same curve points into the parent."""
+        clean = {k: float(v) for k, v in metrics.items() if v is not None}
+        self.mlflow.log_metrics(clean, step=rnd)
+        client = self.mlflow.tracking.MlflowClient()
+        for key in ("stop_accuracy", "stop_macro_f1", "test_accuracy", "test_macro_f1",
+                    "tokens_spent_total", "accepted_total"):
+            if key in clean:
+                client.log_metric(self.parent_id, key, clean[key], step=rnd)
+
+    def log_table(self, rows: list[dict], name: str) -> None:
+        """A table artifact (JSON, shown as a table in the MLflow UI), skipped when empty."""
+        if rows:
+            import pandas as pd
+
+            self.mlflow.log_table(pd.DataFrame(rows), artifact_file=name)
+
+    def log_confusion(self, pred: list[str], gold: list[str], labels: list[str], name: str, title: str) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            confusion_png(pred, gold, labels, path, title)
+            self.mlflow.log_artifact(str(path))
+
+    def log_parent_summary(self, summary: dict) -> None:
+        client = self.mlflow.tracking.MlflowClient()
+        for key, value in summary.items():
+            if isinstance(value, (int, float)):
+                client.log_metric(self.parent_id, key, float(value))
+            else:
+                client.set_tag(self.parent_id, key, str(value))
