@@ -59,6 +59,10 @@ def run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path) -> dict:
                         requests = plan(strategy, mined, pool, task, cfg, rnd)
                     with timer("generate"):
                         pairs, skipped = generate(parts.teacher, requests, budget, store, run_id, rnd)
+                    if requests and not pairs:
+                        tracker.mlflow.set_tag("stopped", f"budget: none of {skipped} requests fit")
+                        stop_reason = "budget"
+                        break
                     with timer("filter"):
                         cands = screen_candidates(pairs, task, known, evaluation, cfg, budget.samples_left())
                     new = [Example(c.text, c.label, source="generated") for c in cands if c.verdict == "accepted"]

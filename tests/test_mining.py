@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+from loop.config import MiningConfig
+from loop.data import Example
+from loop.mining import allocate, build_neighbourhoods, find_hard_cases, margins
+from loop.index import normalize
+
+LABELS = ["a", "b", "c"]
+
+
+def test_margins():
+    probs = np.array([[0.7, 0.2, 0.1], [0.4, 0.35, 0.25]], np.float32)
+    assert np.allclose(margins(probs), [0.5, 0.05])
+
+
+def test_hard_cases_are_errors_and_low_margin():
+    exs = [Example(f"t{i}", lab) for i, lab in enumerate(["a", "a", "b", "c"])]
+    probs = np.array([[0.9, 0.05, 0.05],   # right, sure: not hard
+                      [0.45, 0.4, 0.15],   # right, unsure: low confidence
+                      [0.8, 0.1, 0.1],     # wrong (b -> a)
+                      [0.1, 0.1, 0.8]], np.float32)
+    cases = find_hard_cases(exs, probs, LABELS, MiningConfig(margin_threshold=0.2, low_confidence_weight=0.5))
+    by_text = {c.example.text: c for c in cases}
+    assert set(by_text) == {"t1", "t2"}
+    assert by_text["t2"].wrong and by_text["t2"].predicted == "a" and by_text["t2"].weight == 1.0
+    assert not by_text["t1"].wrong and by_text["t1"].confused_with == "b" and by_text["t1"].weight == 0.5
+
+
+@pytest.mark.parametrize("masses,total,floor,cap", [([5, 3, 1], 10, 1, 6), ([1, 1, 1, 1], 3, 1, 4),
+                                                     ([10, 0.1], 7, 2, 4), ([3, 2], 20, 1, 4),
+                                                     ([0, 0, 0], 5, 0, 5), ([9, 1, 1, 1, 1], 4, 2, 3)])
+def test_allocate_sums_and_bounds(masses, total, floor, cap):
+    out = allocate(masses, total, floor, cap)
+    given = [x for x in out if x > 0]
+    assert sum(out) == min(total, cap * max(1, min(len(masses), total // floor if floor else len(masses))))
+    assert all(floor <= x <= cap for x in given)
+    # heavier never gets less than lighter
+    order = sorted(range(len(masses)), key=lambda i: -masses[i])
+    assert all(out[order[i]] >= out[order[i + 1]] for i in range(len(order) - 1))
+
+
+def test_allocate_is_proportional():
+    assert allocate([3, 1], 8, 0, 8) == [6, 2]
+
+
+def test_neighbourhoods_group_and_rank_by_error_mass():
+    rng = np.random.default_rng(0)
+    centres = normalize(rng.normal(size=(2, 16)))
+    pool = [Example(f"p{i}", LABELS[i % 3]) for i in range(40)]
+    pool_vecs = normalize(np.repeat(centres, 20, 0) + 0.05 * rng.normal(size=(40, 16))).astype(np.float32)
+    exs = [Example(f"h{i}", "a") for i in range(12)]
+    from loop.mining import HardCase
+    cases = [HardCase(e, "b", "b", 0.0, True, 1.0 if i < 9 else 0.5, 0.1) for i, e in enumerate(exs)]
+    vecs = normalize(np.concatenate([np.repeat(centres[:1], 9, 0), np.repeat(centres[1:], 3, 0)])
+                     + 0.01 * rng.normal(size=(12, 16))).astype(np.float32)
+    hoods = build_neighbourhoods(cases, vecs, pool, pool_vecs, MiningConfig(k_neighbours=5, max_clusters=4))
+    assert len(hoods) >= 2
+    assert hoods[0].error_mass >= hoods[-1].error_mass
+    assert sum(len(h.cases) for h in hoods) == 12
+    assert hoods[0].confusion == ("a", "b")
+    assert all(0 <= h.label_disagreement <= 1 for h in hoods)
+    # the heaviest neighbourhood's neighbours come from the first centre
+    assert all(int(e.text[1:]) < 20 for e, _ in hoods[0].neighbours)

@@ -1,0 +1,21 @@
+from loop.data import Candidate
+from loop.store import RunStore
+from loop.teachers.base import GenRequest, GenResult
+
+
+def test_store_round_trip(tmp_path):
+    store = RunStore(tmp_path / "s.sqlite")
+    store.start_run("r1", {"a": 1})
+    req = GenRequest(messages=[{"role": "user", "content": "hi"}], max_tokens=5, temperature=0, top_p=1, seed=0)
+    store.add_requests("r1", 1, [req], [3])
+    store.add_response("r1", 1, GenResult(req.id, "reply", 3, 4, "stop", 0.1), cost=0.5)
+    store.add_candidates("r1", 1, [Candidate("good", "neutral", req.id, "targeted", verdict="accepted"),
+                                   Candidate("bad", "", req.id, "targeted", verdict="rejected", reason="parse")])
+    spent = store.spent("r1")
+    assert (spent.tokens, spent.money, spent.samples) == (7, 0.5, 1)
+    assert [e.text for e in store.accepted("r1")] == ["good"]
+    store.close()
+    again = RunStore(tmp_path / "s.sqlite")
+    assert again.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert again.count("responses", "r1") == 1 and again.spent("r1").tokens == 7
+    assert again.spent("other").tokens == 0
