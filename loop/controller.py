@@ -80,10 +80,11 @@ def run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path) -> dict:
                 store.finish_round(run_id, rnd, metrics, mlrun.info.run_id)
             score = metrics[f"stop_{cfg.loop.metric}"]
             history.append(metrics)
-            log.info("round %d: stop %s %.4f | test %s %.4f | tokens %d (run %d / %d) | accepted %d (run %d) | %s",
-                     rnd, cfg.loop.metric, score, cfg.loop.metric, metrics[f"test_{cfg.loop.metric}"],
-                     metrics["tokens_round"], budget.spent.tokens, cfg.budget.tokens, metrics["accepted"],
-                     len(accepted), " ".join(f"{k}={v:.1f}s" for k, v in timer.seconds.items()))
+            log.info("round %d: stop %s %.4f | test %s %.4f | tokens %d (run %d / %d) | accepted %d (run %d) | %s "
+                     "| MLflow run %s", rnd, cfg.loop.metric, score, cfg.loop.metric,
+                     metrics[f"test_{cfg.loop.metric}"], metrics["tokens_round"], budget.spent.tokens,
+                     cfg.budget.tokens, metrics["accepted"], len(accepted),
+                     " ".join(f"{k}={v:.1f}s" for k, v in timer.seconds.items()), mlrun.info.run_id)
             if best is None or score > best[1] + cfg.loop.min_delta:
                 best, stale = (rnd, score, metrics), 0
                 student.save(str(run_dir / "student-best"))
