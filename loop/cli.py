@@ -115,7 +115,11 @@ def run(config, rounds, strategy, teacher_backend, teacher_model, budget_tokens,
     parts = assemble(cfg, run_dir)
     log.info("run %s: store %s, MLflow %s (experiment '%s')", run_id, parts.store.path, parts.tracker.uri,
              cfg.tracking.experiment)
-    summary = run_loop(cfg, parts, run_id, run_dir)
+    try:
+        summary = run_loop(cfg, parts, run_id, run_dir)
+    finally:
+        parts.teacher.unload()
+        parts.store.close()
     metric = cfg.loop.metric
     click.echo(f"done: {summary['rounds_run']} round(s), stopped by {summary['stop_reason']}; best round "
                f"{summary['best_round']}: stop {metric} {summary[f'best_stop_{metric}']:.4f}, test {metric} "

@@ -23,7 +23,7 @@ def test_two_real_rounds(tmp_path):
            "--set", "teacher.max_tokens=200", "--set", "loop.patience=5",
            "--set", f"tracking.uri=sqlite:///{tmp_path}/mlruns/mlflow.db", "--set", f"run.dir={tmp_path}/runs"]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "done: 2 round(s)" in proc.stdout
 

@@ -85,9 +85,15 @@ class VLLMTeacher:
         return results
 
     def unload(self) -> None:
-        if self._llm is not None:
-            del self._llm
-            self._llm = None
-            import gc
+        """Stop the engine's worker processes (otherwise they keep the interpreter from exiting)."""
+        if self._llm is None:
+            return
+        llm, self._llm = self._llm, None
+        try:
+            llm.llm_engine.engine_core.shutdown()
+        except Exception as exc:  # shutting down a dead engine is not worth failing a finished run
+            log.warning("vLLM engine shutdown: %s: %s", type(exc).__name__, exc)
+        del llm
+        import gc
 
-            gc.collect()
+        gc.collect()
