@@ -141,3 +141,20 @@ def resolve_model(ref: str) -> str:
     if ref.count("/") == 1 and not ref.startswith((".", "/")):
         return ref  # a hub id: transformers / vLLM resolve it (from the local HF cache when offline)
     raise AssetError(f"model '{ref}' is neither packaged:<name>, a folder, a .gguf file nor a hub id")
+
+
+def resolve_gguf(ref: str) -> str:
+    """A GGUF file for llama.cpp: packaged:<name> (a GGUF-shipped model) or a .gguf path."""
+    if ref.startswith("packaged:"):
+        name = ref.split(":", 1)[1]
+        if name not in PACKAGED or name == "all-minilm-l6-v2":
+            valid = ", ".join(n for n in PACKAGED if n != "all-minilm-l6-v2")
+            raise AssetError(f"no GGUF for packaged model '{name}' (valid: {valid})")
+        try:
+            return str(_packaged_gguf(name))
+        except AssetError as exc:
+            raise AssetError(f"{exc}; install it with: {INSTALL_HINT[name]}") from None
+    path = Path(ref).expanduser()
+    if path.suffix != ".gguf" or not path.is_file():
+        raise AssetError(f"llama.cpp needs a .gguf file or packaged:<name>, got '{ref}'")
+    return str(path.resolve())

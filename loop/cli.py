@@ -90,18 +90,28 @@ SET_OPT = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
 @click.option("--strategy", type=click.Choice(["targeted", "random", "none"]),
               help="targeted: aim at mined errors; random: same budget, random examples; none: retrain only.")
 @click.option("--teacher", "teacher_backend", help="Teacher back-end (teacher.backend), e.g. vllm.")
-@click.option("--teacher-model", help="Teacher model: packaged:<name>, a folder, a .gguf file or a hub id.")
+@click.option("--teacher-model", help="Teacher model: packaged:<name>, a folder, a .gguf file or a hub id "
+              "(openai: the served model name).")
+@click.option("--teacher-url", "teacher_urls", multiple=True,
+              help="openai back-end: base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 "
+              "(repeatable: requests are balanced across them).")
+@click.option("--cassette", type=click.Path(dir_okay=False), help="replay back-end: the cassette to answer from.")
+@click.option("--record", type=click.Path(dir_okay=False),
+              help="Append every teacher request and response to this JSONL cassette (any back-end).")
 @click.option("--budget-tokens", type=int, help="Hard cap on teacher tokens for the run (budget.tokens).")
 @click.option("--name", "run_name", help="Run name (run.name); default: time stamp and strategy.")
 @SET_OPT
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
 @handle_errors
-def run(config, rounds, strategy, teacher_backend, teacher_model, budget_tokens, run_name, sets, verbose):
+def run(config, rounds, strategy, teacher_backend, teacher_model, teacher_urls, cassette, record, budget_tokens,
+        run_name, sets, verbose):
     """Run the closed loop: baseline, then ROUNDS rounds of mine -> generate -> screen -> retrain."""
     _logging(verbose)
     overrides = _parse_sets(sets)
     for key, value in (("loop.rounds", rounds), ("generation.strategy", strategy),
                        ("teacher.backend", teacher_backend), ("teacher.model", teacher_model),
+                       ("teacher.base_urls", list(teacher_urls) or None), ("teacher.cassette", cassette),
+                       ("teacher.record", record),
                        ("budget.tokens", budget_tokens), ("run.name", run_name)):
         if value is not None:
             overrides[key] = value
@@ -125,7 +135,7 @@ def run(config, rounds, strategy, teacher_backend, teacher_model, budget_tokens,
                f"{summary['best_round']}: stop {metric} {summary[f'best_stop_{metric}']:.4f}, test {metric} "
                f"{summary[f'best_test_{metric}']:.4f} (baseline {summary[f'baseline_test_{metric}']:.4f}); "
                f"tokens {summary['tokens_spent']} / {cfg.budget.tokens}; accepted {summary['accepted_total']}")
-    click.echo(f"store: {parts.store.path}  best student: {run_dir / 'student-best'}")
+    click.echo(f"store: {parts.store.path} (run id {run_id})  best student: {run_dir / 'student-best'}")
     click.echo(f"MLflow run {summary['mlflow_run_id']}: mlflow ui --backend-store-uri {parts.tracker.uri}")
 
 

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from loop.config import Config
 from loop.errors import ConfigError
 from loop.students.encoder import EncoderStudent
 from loop.tasks.classify import ClassifyTask
+from loop.teachers.llamacpp import LlamaCppTeacher
+from loop.teachers.openai import OpenAITeacher
+from loop.teachers.replay import Recorder, ReplayTeacher
+from loop.teachers.transformers import TransformersTeacher
 from loop.teachers.vllm import VLLMTeacher
 
 TASKS = {"classify": ClassifyTask}
 STUDENTS = {"encoder": EncoderStudent}
-TEACHERS = {"vllm": VLLMTeacher}
+TEACHERS = {
+    "vllm": VLLMTeacher,
+    "openai": OpenAITeacher,
+    "llamacpp": LlamaCppTeacher,
+    "transformers": TransformersTeacher,
+    "replay": ReplayTeacher,
+}
 
 
 def _lookup(registry: dict, name: str, key: str):
@@ -35,7 +47,14 @@ def build_student(cfg: Config):
 
 
 def build_teacher(cfg: Config):
-    return _lookup(TEACHERS, cfg.teacher.backend, "teacher.backend")(cfg.teacher)
+    """The configured back-end, wrapped in a cassette recorder if teacher.record is set."""
+    tcfg = cfg.teacher
+    if tcfg.cassette:  # relative to the config, like every other path
+        tcfg = dataclasses.replace(tcfg, cassette=str(cfg.resolve(tcfg.cassette)))
+    teacher = _lookup(TEACHERS, tcfg.backend, "teacher.backend")(tcfg)
+    if cfg.teacher.record:
+        teacher = Recorder(teacher, cfg.resolve(cfg.teacher.record))
+    return teacher
 
 
 def assemble(cfg: Config, run_dir):
@@ -48,7 +67,8 @@ def assemble(cfg: Config, run_dir):
 
     splits = load_splits(cfg)
     task = build_task(cfg)
-    store = RunStore(run_dir / "store.sqlite")
+    # one store for all runs: the response cache is shared, runs are told apart by id
+    store = RunStore(run_dir.parent / "store.sqlite")
     tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.base_dir)
     store.start_run(run_dir.name, cfg.to_dict())
     return Parts(task=task, student=build_student(cfg), teacher=build_teacher(cfg),

@@ -61,8 +61,9 @@ class StudentConfig:
 
 @dataclass
 class TeacherConfig:
-    backend: str = _f("vllm", "teacher back-end: vllm, transformers")
-    model: str = _f("packaged:qwen2.5-coder-1.5b-instruct", "'packaged:<name>', a local folder, a .gguf file or a hub id")
+    backend: str = _f("vllm", "teacher back-end: vllm, openai, llamacpp, transformers, replay")
+    model: str = _f("packaged:qwen2.5-coder-1.5b-instruct",
+                    "'packaged:<name>', a local folder, a .gguf file or a hub id; for openai: the served model name")
     temperature: float = _f(0.8, "sampling temperature")
     top_p: float = _f(0.95, "nucleus sampling")
     max_tokens: int = _f(320, "completion tokens per request (the budget reserves this much)")
@@ -73,6 +74,18 @@ class TeacherConfig:
     guided_json: bool = _f(True, "constrain output to the task's JSON schema where the back-end can")
     tensor_parallel_size: int = _f(1, "vLLM tensor parallelism (CUDA)")
     gpu_memory_utilization: float = _f(0.85, "vLLM GPU memory share (CUDA)")
+    cache: bool = _f(True, "answer repeated prompts from the store's response cache (free)")
+    base_urls: list = _f([], "openai: base URLs of OpenAI-compatible servers (requests balanced across them)")
+    api_key_env: Optional[str] = _f(None, "openai: name of the environment variable holding the API key")
+    concurrency: int = _f(8, "openai: requests in flight at once")
+    timeout_s: float = _f(300.0, "openai: seconds before a request times out (then retried)")
+    max_retries: int = _f(4, "openai: retries per request (timeouts, 429, 5xx, resets) before a TeacherError")
+    backoff_s: float = _f(1.0, "openai: first retry delay; doubles each retry, with jitter")
+    tokenizer: Optional[str] = _f(None, "openai: tokenizer for exact prompt counts (else a safe byte bound)")
+    batch_size: int = _f(8, "transformers: prompts per generate() call")
+    threads: int = _f(0, "llamacpp / transformers: CPU threads (0: all cores)")
+    cassette: Optional[str] = _f(None, "replay: JSONL cassette of recorded request -> response pairs")
+    record: Optional[str] = _f(None, "append every (request, response) to this JSONL cassette")
 
 
 @dataclass
@@ -218,6 +231,14 @@ def _validate(cfg: Config, where: str) -> None:
         (cfg.data.train_size > 0 and cfg.data.dev_size >= 2 and cfg.data.test_size > 0, "data",
          "train_size, test_size must be > 0 and dev_size >= 2"),
         (cfg.teacher.max_tokens > 0, "teacher.max_tokens", "must be > 0"),
+        (cfg.teacher.concurrency >= 1, "teacher.concurrency", "must be >= 1"),
+        (cfg.teacher.max_retries >= 0, "teacher.max_retries", "must be >= 0"),
+        (cfg.teacher.timeout_s > 0, "teacher.timeout_s", "must be > 0"),
+        (cfg.teacher.batch_size >= 1, "teacher.batch_size", "must be >= 1"),
+        (cfg.teacher.backend != "openai" or bool(cfg.teacher.base_urls), "teacher.base_urls",
+         "the openai back-end needs at least one URL (or --teacher-url)"),
+        (cfg.teacher.backend != "replay" or bool(cfg.teacher.cassette), "teacher.cassette",
+         "the replay back-end needs a cassette file"),
         (set(cfg.filters.contamination_splits) <= {"dev_mine", "dev_stop", "test"},
          "filters.contamination_splits", "may hold only dev_mine, dev_stop, test"),
     ]

@@ -17,7 +17,7 @@ from loop.config import Config
 from loop.data import Example
 from loop.filters import Reference
 from loop.report import log_round_artifacts, round_metrics
-from loop.stages import MineResult, Timer, evaluate, generate, mine, plan, screen_candidates
+from loop.stages import Generated, MineResult, Timer, evaluate, generate, mine, plan, screen_candidates
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path) -> dict:
             if rnd > 0 and strategy != "none" and budget.exhausted(cfg.teacher.max_tokens):
                 stop_reason = "budget"
                 break
-            timer, mined, pairs, cands, skipped = Timer(), MineResult(), [], [], 0
+            timer, mined, gen, cands = Timer(), MineResult(), Generated(), []
             with tracker.round(rnd) as mlrun:
                 if rnd > 0:
                     pool = splits["train"] + (accepted if cfg.mining.seed_from == "gold+generated" else [])
@@ -59,13 +59,13 @@ def run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path) -> dict:
                     with timer("plan"):
                         requests = plan(strategy, mined, pool, task, cfg, rnd)
                     with timer("generate"):
-                        pairs, skipped = generate(parts.teacher, requests, budget, store, run_id, rnd)
-                    if requests and not pairs:
-                        tracker.mlflow.set_tag("stopped", f"budget: none of {skipped} requests fit")
+                        gen = generate(parts.teacher, requests, budget, store, run_id, rnd, cfg.teacher.cache)
+                    if requests and not gen.pairs:
+                        tracker.mlflow.set_tag("stopped", f"budget: none of {gen.skipped} requests fit")
                         stop_reason = "budget"
                         break
                     with timer("filter"):
-                        cands = screen_candidates(pairs, task, known, evaluation, cfg, budget.samples_left())
+                        cands = screen_candidates(gen.pairs, task, known, evaluation, cfg, budget.samples_left())
                     new = [Example(c.text, c.label, source="generated") for c in cands if c.verdict == "accepted"]
                     store.add_candidates(run_id, rnd, cands)
                     budget.add_samples(len(new))
@@ -74,7 +74,7 @@ def run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path) -> dict:
                     student.fit(splits["train"] + accepted)
                 with timer("evaluate"):
                     metrics, preds = evaluate(student, task, splits, ("dev_stop", "test"))
-                metrics.update(round_metrics(mined, pairs, cands, skipped, budget, accepted, timer))
+                metrics.update(round_metrics(mined, gen, cands, budget, accepted, timer))
                 tracker.log_round(rnd, metrics)
                 log_round_artifacts(tracker, task, splits, preds, mined, cands)
                 store.finish_round(run_id, rnd, metrics, mlrun.info.run_id)

@@ -18,7 +18,15 @@ class AssetError(LoopError):
 
 
 class TeacherError(LoopError):
-    """The teacher back-end failed in a way retrying did not fix."""
+    """The teacher back-end failed in a way retrying did not fix.
+
+    `partial` holds the results that did arrive before the failure, so the caller can
+    store (and pay for) them instead of losing them.
+    """
+
+    def __init__(self, message: str, partial: list | None = None):
+        super().__init__(message)
+        self.partial = list(partial or [])
 
 
 class BudgetExhausted(LoopError):

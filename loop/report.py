@@ -8,16 +8,18 @@ from loop.data import Candidate
 from loop.filters import rejection_counts
 
 
-def round_metrics(mined, pairs, cands: list[Candidate], skipped: int, budget, accepted, timer) -> dict:
+def round_metrics(mined, gen, cands: list[Candidate], budget, accepted, timer) -> dict:
     """Counts, tokens and seconds of one round, as flat MLflow metrics."""
+    pairs = gen.pairs
     m = {"errors": mined.errors, "low_confidence": mined.low_confidence, "neighbourhoods": len(mined.hoods),
-         "requests": len(pairs), "requests_skipped_budget": skipped,
+         "requests": len(pairs), "requests_skipped_budget": gen.skipped, "cache_hits": gen.cache_hits,
          "prompt_tokens": sum(r.prompt_tokens for _, r in pairs),
          "completion_tokens": sum(r.completion_tokens for _, r in pairs),
          "candidates": len(cands), "accepted": sum(c.verdict == "accepted" for c in cands),
          "tokens_spent_total": budget.spent.tokens, "money_spent_total": budget.spent.money,
          "accepted_total": len(accepted)}
-    m["tokens_round"] = m["prompt_tokens"] + m["completion_tokens"]
+    m["tokens_round"] = gen.paid_tokens  # prompt/completion_tokens above include cached (free) replies
+    m["parse_rate"] = 1 - sum(c.reason == "parse" for c in cands) / len(pairs) if pairs else 0.0
     m["acceptance_rate"] = m["accepted"] / m["candidates"] if cands else 0.0
     for reason, n in rejection_counts(cands).items():
         m[f"rejected_{reason}"] = n

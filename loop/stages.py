@@ -18,7 +18,7 @@ from loop.filters import Reference, screen
 from loop.mining import HardCase, Neighbourhood, build_neighbourhoods, find_hard_cases
 from loop.plan import plan_random, plan_targeted
 from loop.store import RunStore
-from loop.teachers.base import GenRequest, GenResult
+from loop.teachers.base import GenRequest, GenResult, cache_key
 
 log = logging.getLogger(__name__)
 
@@ -80,36 +80,57 @@ def plan(strategy: str, mined: MineResult, pool: list[Example], task, cfg: Confi
     return []
 
 
-def generate(teacher, requests: list[GenRequest], budget: Budget, store: RunStore, run_id: str,
-             rnd: int) -> tuple[list[tuple[GenRequest, GenResult]], int]:
-    """Send what fits the budget as one batch; store every response before anyone parses it.
+@dataclass
+class Generated:
+    pairs: list = field(default_factory=list)  # (request, result), in request order
+    skipped: int = 0  # not sent: they could have overshot a cap
+    cache_hits: int = 0  # answered from the store's response cache, free
+    paid_tokens: int = 0  # prompt + completion tokens of the requests actually sent
 
-    Returns the (request, result) pairs and the number of requests skipped for budget.
+
+def generate(teacher, requests: list[GenRequest], budget: Budget, store: RunStore, run_id: str,
+             rnd: int, use_cache: bool = True) -> Generated:
+    """Answer from the cache where possible; send the rest that fits the budget as one batch.
+
+    Every response is committed to the store (with its spending) before anyone parses it.
+    If the back-end fails part-way, what did arrive is stored and paid for, the rest of the
+    reservations are released, and the TeacherError propagates.
     """
-    if not requests:
-        return [], 0
-    sendable, skipped = [], 0
+    out, todo = Generated(), []
     for req in requests:
+        key = cache_key(teacher.name, req)
+        hit = store.cached(key, req.id) if use_cache else None
+        if hit is not None:
+            store.add_response(run_id, rnd, hit, 0.0, cached=True)
+            out.pairs.append((req, hit))
+            out.cache_hits += 1
+            continue
         pt = teacher.prompt_tokens(req.messages)
         if budget.reserve(pt, req.max_tokens):
-            sendable.append((req, pt))
+            todo.append((req, pt, key))
         else:
-            skipped += 1
-    if skipped:
-        log.info("budget: %d of %d requests not sent (they could overshoot the cap)", skipped, len(requests))
-    store.add_requests(run_id, rnd, [r for r, _ in sendable], [pt for _, pt in sendable])
+            out.skipped += 1
+    if out.skipped:
+        log.info("budget: %d of %d requests not sent (they could overshoot the cap)", out.skipped, len(requests))
+    store.add_requests(run_id, rnd, [r for r, _, _ in todo], [pt for _, pt, _ in todo])
+    error = None
     try:
-        results = teacher.generate([r for r, _ in sendable])
-    except TeacherError:
-        for req, pt in sendable:
+        results = teacher.generate([r for r, _, _ in todo]) if todo else []
+    except TeacherError as exc:
+        results, error = exc.partial, exc
+    by_id = {res.request_id: res for res in results}
+    for req, pt, key in todo:
+        res = by_id.get(req.id)
+        if res is None:
             budget.release(pt, req.max_tokens)
-        raise
-    pairs = []
-    for (req, pt), res in zip(sendable, results):
+            continue
         cost = budget.settle(pt, req.max_tokens, res.prompt_tokens, res.completion_tokens)
-        store.add_response(run_id, rnd, res, cost)
-        pairs.append((req, res))
-    return pairs, skipped
+        store.add_response(run_id, rnd, res, cost, cache_key=key, teacher=teacher.name)
+        out.pairs.append((req, res))
+        out.paid_tokens += res.prompt_tokens + res.completion_tokens
+    if error is not None:
+        raise error
+    return out
 
 
 def screen_candidates(pairs: list[tuple[GenRequest, GenResult]], task, known: Reference, evaluation: Reference,

@@ -29,6 +29,8 @@ CREATE TABLE IF NOT EXISTS responses (request_id TEXT, run_id TEXT, round INTEGE
 CREATE TABLE IF NOT EXISTS candidates (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, round INTEGER,
                                        request_id TEXT, kind TEXT, text TEXT, label TEXT, verdict TEXT,
                                        reason TEXT, meta TEXT);
+CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, teacher TEXT, text TEXT, prompt_tokens INTEGER,
+                                  completion_tokens INTEGER, finish_reason TEXT, created REAL);
 CREATE TABLE IF NOT EXISTS ledger (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, round INTEGER,
                                    event TEXT, tokens INTEGER, money REAL, samples INTEGER, created REAL);
 """
@@ -62,17 +64,32 @@ class RunStore:
                     [(r.id, run_id, rnd, r.kind, json.dumps(r.messages), json.dumps(r.meta), r.max_tokens, pt,
                       time.time()) for r, pt in zip(reqs, prompt_tokens)])
 
-    def add_response(self, run_id: str, rnd: int, res: GenResult, cost: float) -> None:
-        """Store a paid response and its spending in one transaction."""
+    def add_response(self, run_id: str, rnd: int, res: GenResult, cost: float, cache_key: str | None = None,
+                     teacher: str = "", cached: bool = False) -> None:
+        """Store a response, its spending (none if it came from the cache) and its cache entry, atomically."""
+        tokens = 0 if cached else res.prompt_tokens + res.completion_tokens
         with self.db:
             self.db.execute("BEGIN")
             self.db.execute("INSERT OR IGNORE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?)",
                             (res.request_id, run_id, rnd, res.text, res.prompt_tokens, res.completion_tokens,
-                             res.finish_reason, res.latency_s, cost, time.time()))
+                             res.finish_reason, res.latency_s, 0.0 if cached else cost, time.time()))
             self.db.execute("INSERT INTO ledger (run_id, round, event, tokens, money, samples, created) "
-                            "VALUES (?,?,?,?,?,?,?)", (run_id, rnd, f"response:{res.request_id}",
-                                                       res.prompt_tokens + res.completion_tokens, cost, 0,
+                            "VALUES (?,?,?,?,?,?,?)", (run_id, rnd, ("cached:" if cached else "response:")
+                                                       + res.request_id, tokens, 0.0 if cached else cost, 0,
                                                        time.time()))
+            if cache_key and not cached:
+                self.db.execute("INSERT OR IGNORE INTO cache VALUES (?,?,?,?,?,?,?)",
+                                (cache_key, teacher, res.text, res.prompt_tokens, res.completion_tokens,
+                                 res.finish_reason, time.time()))
+
+    def cached(self, key: str, request_id: str) -> GenResult | None:
+        """A response stored earlier under the same cache key (any run), or None."""
+        row = self.db.execute("SELECT text, prompt_tokens, completion_tokens, finish_reason FROM cache WHERE key=?",
+                              (key,)).fetchone()
+        if row is None:
+            return None
+        return GenResult(request_id=request_id, text=row[0], prompt_tokens=row[1], completion_tokens=row[2],
+                         finish_reason=row[3], latency_s=0.0)
 
     def add_candidates(self, run_id: str, rnd: int, cands: list[Candidate]) -> None:
         """Store a round's verdicts and the accepted-sample count in one transaction."""

@@ -31,7 +31,7 @@ def test_missing_data_file_fails_before_models_load(tmp_path):
 
 def test_unknown_backend_lists_valid_ones():
     res = invoke("run", "--teacher", "telepathy")
-    assert res.exit_code == 1 and "teacher.backend: unknown name 'telepathy' (valid: vllm)" in res.output
+    assert res.exit_code == 1 and "teacher.backend: unknown name 'telepathy' (valid: llamacpp, openai, replay, transformers, vllm)" in res.output
 
 
 def test_bad_set_syntax():

@@ -27,7 +27,7 @@ def test_two_real_rounds(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "done: 2 round(s)" in proc.stdout
 
-    db = sqlite3.connect(tmp_path / "runs" / "e2e" / "store.sqlite")
+    db = sqlite3.connect(tmp_path / "runs" / "store.sqlite")
     responses = db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
     accepted = db.execute("SELECT COUNT(*) FROM candidates WHERE verdict='accepted'").fetchone()[0]
     tokens = db.execute("SELECT SUM(prompt_tokens + completion_tokens) FROM responses").fetchone()[0]

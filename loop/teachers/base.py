@@ -29,6 +29,13 @@ class GenRequest:
             self.id = hashlib.sha1(key.encode("utf-8")).hexdigest()[:20]
 
 
+def cache_key(teacher_name: str, req: GenRequest) -> str:
+    """Back-end, model, messages, sampling parameters and seed: equal keys, equal replies."""
+    key = json.dumps([teacher_name, req.messages, req.max_tokens, req.temperature, req.top_p, req.seed,
+                      req.json_schema], sort_keys=True)
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
 @dataclass
 class GenResult:
     request_id: str
@@ -37,6 +44,32 @@ class GenResult:
     completion_tokens: int
     finish_reason: str
     latency_s: float
+
+
+class PromptCounter:
+    """Prompt tokens of a chat, for reserving budget before a call.
+
+    Exact with a tokenizer (`teacher.tokenizer`: packaged:<name>, a folder or a hub id);
+    otherwise an upper bound: no token is shorter than one UTF-8 byte, plus an allowance
+    for the chat template's special tokens. The budget settles to the server's usage.
+    """
+
+    PER_MESSAGE, PER_CHAT = 8, 16
+
+    def __init__(self, tokenizer: Optional[str] = None):
+        self._tok = None
+        if tokenizer:
+            from transformers import AutoTokenizer
+
+            from loop.assets import resolve_model
+
+            self._tok = AutoTokenizer.from_pretrained(resolve_model(tokenizer))
+
+    def count(self, messages: list[dict]) -> int:
+        if self._tok is not None:
+            text = self._tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            return len(self._tok.encode(text, add_special_tokens=False))
+        return sum(len(m["content"].encode("utf-8")) + self.PER_MESSAGE for m in messages) + self.PER_CHAT
 
 
 class Teacher(Protocol):

@@ -1,0 +1,149 @@
+"""Any OpenAI-compatible chat-completions server: `vllm serve`, llama.cpp's server, Ollama, TGI, hosted APIs.
+
+Requests run concurrently (bounded), balanced across `teacher.base_urls`. Timeouts,
+dropped connections, truncated bodies, 429 (honouring Retry-After) and 5xx are retried
+with exponential backoff and jitter; after `max_retries` the request fails and the batch
+raises a TeacherError that carries every result already received. The API key is read
+from the environment variable named by `teacher.api_key_env` and never stored or logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import time
+
+from loop.config import TeacherConfig
+from loop.errors import TeacherError
+from loop.teachers.base import GenRequest, GenResult, PromptCounter
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+class _Retry(Exception):
+    def __init__(self, why: str, delay: float | None = None):
+        super().__init__(why)
+        self.delay = delay
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+class OpenAITeacher:
+    def __init__(self, cfg: TeacherConfig):
+        if not cfg.base_urls:
+            raise TeacherError("the openai back-end needs teacher.base_urls (or --teacher-url URL)")
+        self.cfg = cfg
+        self.urls = [u.rstrip("/") for u in cfg.base_urls]
+        self.name = f"openai:{cfg.model}"
+        self.counter = PromptCounter(cfg.tokenizer)
+        self._schema_ok = cfg.guided_json
+        self._next = 0
+
+    def _headers(self) -> dict:
+        headers = {"Content-Type": "application/json"}
+        if self.cfg.api_key_env:
+            key = os.environ.get(self.cfg.api_key_env)
+            if not key:
+                raise TeacherError(f"teacher.api_key_env: environment variable {self.cfg.api_key_env} is not set")
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def prompt_tokens(self, messages: list[dict]) -> int:
+        return self.counter.count(messages)
+
+    def _payload(self, req: GenRequest) -> dict:
+        body = {"model": self.cfg.model, "messages": req.messages, "max_tokens": req.max_tokens,
+                "temperature": req.temperature, "top_p": req.top_p, "seed": req.seed}
+        if self._schema_ok and req.json_schema is not None:
+            body["response_format"] = {"type": "json_schema",
+                                       "json_schema": {"name": "samples", "schema": req.json_schema, "strict": True}}
+        return body
+
+    async def _attempt(self, client, url: str, req: GenRequest, headers: dict) -> GenResult:
+        import httpx
+
+        start = time.perf_counter()
+        try:
+            resp = await client.post(f"{url}/chat/completions", json=self._payload(req), headers=headers)
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            raise _Retry(f"{type(exc).__name__}: {exc}") from None
+        if resp.status_code in RETRY_STATUS:
+            raise _Retry(f"HTTP {resp.status_code}", _retry_after(resp.headers.get("retry-after")))
+        if resp.status_code == 400 and self._schema_ok and req.json_schema is not None and "response_format" in resp.text:
+            log.warning("%s refused response_format json_schema; falling back to free text + extraction", url)
+            self._schema_ok = False
+            raise _Retry("response_format unsupported", 0.0)
+        if resp.status_code >= 400:
+            raise TeacherError(f"{url}: HTTP {resp.status_code}: {resp.text[:300]}")
+        try:
+            data = json.loads(resp.content)
+            choice = data["choices"][0]
+            text = choice["message"].get("content") or ""
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            raise _Retry(f"malformed response body ({len(resp.content)} bytes)") from None
+        usage = data.get("usage") or {}
+        # without usage, charge the worst case the request was allowed
+        prompt = int(usage.get("prompt_tokens") or self.prompt_tokens(req.messages))
+        completion = int(usage.get("completion_tokens") or req.max_tokens)
+        return GenResult(request_id=req.id, text=text, prompt_tokens=prompt, completion_tokens=completion,
+                         finish_reason=str(choice.get("finish_reason")), latency_s=time.perf_counter() - start)
+
+    async def _one(self, client, sem, req: GenRequest, headers: dict) -> GenResult:
+        async with sem:
+            why = ""
+            for attempt in range(self.cfg.max_retries + 1):
+                url = self.urls[self._next % len(self.urls)]
+                self._next += 1
+                try:
+                    return await self._attempt(client, url, req, headers)
+                except _Retry as exc:
+                    why = str(exc)
+                    if attempt == self.cfg.max_retries:
+                        break
+                    delay = exc.delay if exc.delay is not None else \
+                        self.cfg.backoff_s * (2 ** attempt) * (0.5 + random.random())
+                    log.info("teacher request %s: %s; retry %d in %.1fs", req.id, why, attempt + 1, delay)
+                    await asyncio.sleep(delay)
+            raise TeacherError(f"request {req.id} failed after {self.cfg.max_retries + 1} attempts: {why}")
+
+    async def _batch(self, requests: list[GenRequest]) -> list:
+        import httpx
+
+        headers = self._headers()
+        sem = asyncio.Semaphore(self.cfg.concurrency)
+        timeout = httpx.Timeout(self.cfg.timeout_s, connect=min(10.0, self.cfg.timeout_s))
+        limits = httpx.Limits(max_connections=self.cfg.concurrency)
+        async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+            return await asyncio.gather(*(self._one(client, sem, r, headers) for r in requests),
+                                        return_exceptions=True)
+
+    def generate(self, requests: list[GenRequest]) -> list[GenResult]:
+        if not requests:
+            return []
+        try:
+            import httpx  # noqa: F401
+        except ImportError:
+            raise TeacherError("the openai back-end needs httpx: pip install httpx") from None
+        outcomes = asyncio.run(self._batch(requests))
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        if failures:
+            done = [o for o in outcomes if isinstance(o, GenResult)]
+            first = failures[0]
+            if not isinstance(first, TeacherError):
+                first = TeacherError(f"{type(first).__name__}: {first}")
+            raise TeacherError(f"{len(failures)} of {len(requests)} requests failed; first: {first}",
+                               partial=done) from None
+        return outcomes
+
+    def unload(self) -> None:
+        pass
