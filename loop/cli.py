@@ -171,5 +171,46 @@ def assets(models, verbose):
         click.echo(f"{ref}: {resolve_model(ref)}")
 
 
+@main.group()
+def bench():
+    """Benchmarks that print figures (teacher throughput, ...)."""
+
+
+@bench.command("teacher")
+@CONFIG_OPT
+@click.option("--backends", default="vllm,openai,transformers,llamacpp", show_default=True,
+              help="Comma-separated back-ends; those not installed are skipped.")
+@click.option("--model", default="packaged:smollm2-135m-instruct", show_default=True, help="Teacher model.")
+@click.option("--requests", "n", default=16, show_default=True, help="Prompts in the batch.")
+@click.option("--max-tokens", default=128, show_default=True, help="Completion tokens per prompt.")
+@click.option("--repeats", default=3, show_default=True, help="Timed repeats per path (medians reported).")
+@click.option("--single", default=4, show_default=True, help="vLLM: requests sent one at a time for the single rate.")
+@click.option("--url", help="openai: an already running server (default: start `vllm serve` on loopback).")
+@click.option("--port", default=8765, show_default=True, help="Port for the `vllm serve` the benchmark starts.")
+@click.option("--out", default="bench/results/teacher.json", show_default=True, help="Where to write the JSON.")
+@SET_OPT
+@handle_errors
+def bench_teacher(config, backends, model, n, max_tokens, repeats, single, url, port, out, sets):
+    """Tokens/s of loop's generation path vs each back-end's plain call, and their ratio."""
+    import json
+
+    from loop.bench.teacher import run_bench
+
+    _logging(False)
+    overrides = _parse_sets(sets)
+    overrides["teacher.model"] = model
+    cfg = _load(config, overrides)
+    rows = run_bench(cfg, [b.strip() for b in backends.split(",") if b.strip()], n, max_tokens, repeats, single,
+                     url, port)
+    click.echo(f"{'backend':14}{'loop tok/s':>12}{'raw tok/s':>12}{'loop/raw':>10}{'single tok/s':>14}{'batch/single':>14}")
+    for r in rows:
+        click.echo(f"{r['backend']:14}{r['loop_tok_s']:12.1f}{r['raw_tok_s']:12.1f}{r['ratio']:10.2f}"
+                   f"{r.get('single_tok_s', float('nan')):14.1f}{r.get('batched_over_single', float('nan')):14.1f}")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps({"model": model, "requests": n, "max_tokens": max_tokens, "repeats": repeats,
+                                     "rows": rows}, indent=2))
+    click.echo(f"written: {out}")
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -13,7 +13,7 @@ from conftest import HashEmbedder, ScriptedTeacher, TinyStudent
 
 def run(cfg, tmp_path, teacher=None, name="t"):
     run_dir = tmp_path / "runs" / name
-    store = RunStore(run_dir / "store.sqlite")
+    store = RunStore(tmp_path / "runs" / "store.sqlite")
     store.start_run(name, cfg.to_dict())
     tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment)
     parts = Parts(task=ClassifyTask(cfg), student=TinyStudent(), teacher=teacher or ScriptedTeacher(),
@@ -94,3 +94,32 @@ def test_baseline_strategies_share_the_loop(tiny_config, tmp_path, strategy):
 def test_plateau_stops_early(tiny_config, tmp_path):
     summary, _ = run(tiny_config(**{"generation.strategy": "none", "loop.rounds": 6, "loop.patience": 2}), tmp_path)
     assert summary["stop_reason"] == "plateau" and summary["rounds_run"] == 2
+
+
+def test_repeating_a_run_is_free_from_the_response_cache(tiny_config, tmp_path):
+    cfg = tiny_config()
+    first, parts1 = run(cfg, tmp_path, name="first")
+    again, parts2 = run(cfg, tmp_path, name="again")
+    assert parts2.teacher.calls == []  # nothing sent
+    assert again["tokens_spent"] == 0 and first["tokens_spent"] > 0
+    assert again["accepted_total"] == first["accepted_total"]
+    m = child_runs(parts2.tracker)[1].data.metrics
+    assert m["cache_hits"] == m["requests"] > 0
+    off, parts3 = run(tiny_config(**{"teacher.cache": False}), tmp_path, name="nocache")
+    assert parts3.teacher.calls and off["tokens_spent"] > 0
+
+
+def test_teacher_failure_keeps_what_arrived(tiny_config, tmp_path):
+    from loop.errors import TeacherError
+
+    class Flaky(ScriptedTeacher):
+        def generate(self, requests):
+            done = super().generate(requests[:2])
+            raise TeacherError("server went away", partial=done)
+
+    cfg = tiny_config()
+    with pytest.raises(TeacherError, match="server went away"):
+        run(cfg, tmp_path, Flaky(), name="flaky")
+    store = RunStore(tmp_path / "runs" / "store.sqlite")
+    assert store.count("responses", "flaky") == 2
+    assert store.spent("flaky").tokens > 0
