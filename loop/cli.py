@@ -202,10 +202,12 @@ def bench_teacher(config, backends, model, n, max_tokens, repeats, single, url, 
     cfg = _load(config, overrides)
     rows = run_bench(cfg, [b.strip() for b in backends.split(",") if b.strip()], n, max_tokens, repeats, single,
                      url, port)
-    click.echo(f"{'backend':14}{'loop tok/s':>12}{'raw tok/s':>12}{'loop/raw':>10}{'single tok/s':>14}{'batch/single':>14}")
+    click.echo(f"{'backend':14}{'loop tok/s':>12}{'raw tok/s':>12}{'loop/raw':>10}{'single tok/s':>14}"
+               f"{'batch/single':>14}{'parse rate':>12}")
     for r in rows:
         click.echo(f"{r['backend']:14}{r['loop_tok_s']:12.1f}{r['raw_tok_s']:12.1f}{r['ratio']:10.2f}"
-                   f"{r.get('single_tok_s', float('nan')):14.1f}{r.get('batched_over_single', float('nan')):14.1f}")
+                   f"{r.get('single_tok_s', float('nan')):14.1f}{r.get('batched_over_single', float('nan')):14.1f}"
+                   f"{r['parse_rate']:12.2f}")
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps({"model": model, "requests": n, "max_tokens": max_tokens, "repeats": repeats,
                                      "rows": rows}, indent=2))

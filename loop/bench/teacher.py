@@ -119,20 +119,33 @@ def serve_vllm(model: str, port: int, served: str = "bench", log_path: str | Non
     raise TeacherError("the vLLM server did not answer within 300 s")
 
 
-def bench_backend(name: str, teacher, reqs: list[GenRequest], repeats: int, single: int) -> dict:
+def parse_rate(task, reqs: list[GenRequest], results) -> float:
+    """Share of replies the task could parse into at least one candidate."""
+    ok = sum(any(c.reason != "parse" for c in task.parse(res.text, req)) for req, res in zip(reqs, results))
+    return ok / max(1, len(reqs))
+
+
+def bench_backend(name: str, teacher, task, reqs: list[GenRequest], repeats: int, single: int) -> dict:
     """Median tokens/s of loop's path and the raw path (alternating, after one warm-up each)."""
     raw = RAW[name]
     teacher.generate(reqs[:2])
     raw(teacher, reqs[:2])
-    loop_rates, raw_rates = [], []
+    loop_rates, raw_rates, rates = [], [], []
     for _ in range(repeats):
-        secs, toks = _timed(lambda: sum(r.completion_tokens for r in teacher.generate(reqs)))
+        results: list = []
+
+        def loop_path():
+            results.extend(teacher.generate(reqs))
+            return sum(r.completion_tokens for r in results)
+
+        secs, toks = _timed(loop_path)
         loop_rates.append(toks / secs)
+        rates.append(parse_rate(task, reqs, results))
         secs, toks = _timed(lambda: raw(teacher, reqs))
         raw_rates.append(toks / secs)
     row = {"backend": name, "requests": len(reqs), "loop_tok_s": statistics.median(loop_rates),
            "raw_tok_s": statistics.median(raw_rates), "loop_spread": (min(loop_rates), max(loop_rates)),
-           "raw_spread": (min(raw_rates), max(raw_rates))}
+           "raw_spread": (min(raw_rates), max(raw_rates)), "parse_rate": statistics.mean(rates)}
     row["ratio"] = row["loop_tok_s"] / row["raw_tok_s"]
     if single:
         secs, toks = _timed(lambda: sum(teacher.generate([r])[0].completion_tokens for r in reqs[:single]))
@@ -154,7 +167,9 @@ def make_teacher(name: str, base: TeacherConfig, url: str | None = None, served:
 
     tcfg = replace(base, backend=name, cache=False)
     if name == "openai":
-        tcfg = replace(tcfg, model=served or base.model, base_urls=[url], tokenizer=base.tokenizer or base.model)
+        # a server we started serves base.model, whose tokenizer gives exact prompt counts
+        tcfg = replace(tcfg, model=served or base.model, base_urls=[url],
+                       tokenizer=base.model if served else base.tokenizer)
     return TEACHERS[name](tcfg)
 
 
@@ -173,7 +188,8 @@ def run_bench(cfg: Config, backends: list[str], n: int, max_tokens: int, repeats
             served = "bench"
         teacher = make_teacher(name, cfg.teacher, where, served)
         try:
-            rows.append(bench_backend(name, teacher, reqs, repeats, single if name == "vllm" else 0))
+            rows.append(bench_backend(name, teacher, ClassifyTask(cfg), reqs, repeats,
+                                      single if name == "vllm" else 0))
             log.info("%s: %s", name, rows[-1])
         finally:
             teacher.unload()
