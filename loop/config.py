@@ -75,6 +75,8 @@ class TeacherConfig:
     tensor_parallel_size: int = _f(1, "vLLM tensor parallelism (CUDA)")
     gpu_memory_utilization: float = _f(0.85, "vLLM GPU memory share (CUDA)")
     cache: bool = _f(True, "answer repeated prompts from the store's response cache (free)")
+    unload_before_train: bool = _f(False, "free the teacher engine before the student trains (when both "
+                                          "need the same GPU); it restarts on the next round")
     base_urls: list = _f([], "openai: base URLs of OpenAI-compatible servers (requests balanced across them)")
     api_key_env: Optional[str] = _f(None, "openai: name of the environment variable holding the API key")
     concurrency: int = _f(8, "openai: requests in flight at once")

@@ -70,6 +70,8 @@ def run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path) -> dict:
                     store.add_candidates(run_id, rnd, cands)
                     budget.add_samples(len(new))
                     accepted += new
+                if cfg.teacher.unload_before_train:
+                    parts.teacher.unload()
                 with timer("train"):
                     student.fit(splits["train"] + accepted)
                 with timer("evaluate"):

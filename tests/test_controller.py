@@ -123,3 +123,14 @@ def test_teacher_failure_keeps_what_arrived(tiny_config, tmp_path):
     store = RunStore(tmp_path / "runs" / "store.sqlite")
     assert store.count("responses", "flaky") == 2
     assert store.spent("flaky").tokens > 0
+
+
+def test_unload_before_train_frees_the_engine_each_round(tiny_config, tmp_path):
+    class Counting(ScriptedTeacher):
+        unloads = 0
+
+        def unload(self):
+            Counting.unloads += 1
+
+    run(tiny_config(**{"teacher.unload_before_train": True}), tmp_path, Counting())
+    assert Counting.unloads == 3  # before each of the 3 trainings (baseline + 2 rounds)
