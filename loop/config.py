@@ -92,7 +92,10 @@ class TeacherConfig:
 
 @dataclass
 class MiningConfig:
-    margin_threshold: float = _f(0.25, "a correct prediction with top-1 minus top-2 probability below this is low-confidence")
+    score: str = _f("margin", "uncertainty score: least_confidence | margin | entropy (each in [0, 1])")
+    threshold: float = _f(0.75, "a right prediction this uncertain or more is low-confidence (margin 0.75: "
+                                "top-1 minus top-2 probability below 0.25)")
+    top_k: Optional[int] = _f(None, "instead of the threshold: the k most uncertain right predictions")
     low_confidence_weight: float = _f(0.5, "error mass of a low-confidence case (a misclassified case weighs 1)")
     k_neighbours: int = _f(8, "nearest training examples per hard case")
     max_clusters: int = _f(8, "most neighbourhoods per round")
@@ -228,6 +231,10 @@ def _validate(cfg: Config, where: str) -> None:
          "must be <= generation.cluster_cap"),
         (cfg.mining.seed_from in ("gold", "gold+generated"), "mining.seed_from", "must be gold or gold+generated"),
         (cfg.mining.k_neighbours >= 1, "mining.k_neighbours", "must be >= 1"),
+        (cfg.mining.score in ("least_confidence", "margin", "entropy"), "mining.score",
+         "must be least_confidence, margin or entropy"),
+        (0 <= cfg.mining.threshold <= 1, "mining.threshold", "must be within [0, 1]"),
+        (cfg.mining.top_k is None or cfg.mining.top_k >= 0, "mining.top_k", "must be >= 0 or null"),
         (len(cfg.task.labels) >= 2, "task.labels", "needs at least two labels"),
         (len(set(cfg.task.labels)) == len(cfg.task.labels), "task.labels", "has duplicates"),
         (cfg.data.train_size > 0 and cfg.data.dev_size >= 2 and cfg.data.test_size > 0, "data",

@@ -1,9 +1,11 @@
 """Mining: hard cases, their FAISS neighbourhoods in the training pool, clusters ranked by error mass.
 
-A hard case is a mining-split example the student got wrong (weight 1) or got right with
-a small margin between its top two probabilities (weight `low_confidence_weight`). Hard
-cases are clustered (FAISS k-means on the student's embeddings); each cluster with the
-training examples nearest to its members is a neighbourhood, ranked by error mass.
+A hard case is a mining-split example the student got wrong (weight 1), or one it got
+right (or an unlabelled pool example) with high uncertainty under the configured score
+(least confidence, margin or entropy; by threshold or top-k), weight
+`low_confidence_weight`. Hard cases are clustered (FAISS k-means on the embeddings); each
+cluster with the training examples nearest to its members is a neighbourhood, ranked by
+error mass.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class HardCase:
     predicted: str
     confused_with: str  # the predicted label if wrong, else the runner-up
     margin: float
+    uncertainty: float
     wrong: bool
     weight: float
     gold_prob: float
@@ -62,21 +65,43 @@ def margins(probs: np.ndarray) -> np.ndarray:
     return top2[:, 1] - top2[:, 0]
 
 
+def uncertainty(probs: np.ndarray, score: str) -> np.ndarray:
+    """Per row, in [0, 1], higher is less sure: least_confidence, margin or (normalised) entropy."""
+    if score == "least_confidence":
+        return 1.0 - probs.max(axis=1)
+    if score == "margin":
+        return 1.0 - margins(probs)
+    if score == "entropy":
+        p = np.clip(probs, 1e-12, 1.0)
+        return -(p * np.log(p)).sum(axis=1) / math.log(probs.shape[1])
+    raise ValueError(f"unknown uncertainty score '{score}' (valid: least_confidence, margin, entropy)")
+
+
+def _low_confidence(unsure: np.ndarray, candidates: np.ndarray, cfg: MiningConfig) -> set[int]:
+    """Indices among `candidates` that count as low-confidence: top-k or above the threshold."""
+    if cfg.top_k is not None:
+        order = candidates[np.argsort(-unsure[candidates], kind="stable")]
+        return set(order[: cfg.top_k].tolist())
+    return set(candidates[unsure[candidates] >= cfg.threshold].tolist())
+
+
 def find_hard_cases(examples: list[Example], probs: np.ndarray, labels: list[str],
                     cfg: MiningConfig) -> list[HardCase]:
-    """Misclassified plus low-margin examples, heaviest (least likely gold label) first."""
+    """Misclassified plus low-confidence examples (unlabelled ones: low-confidence only)."""
     marg = margins(probs)
+    unsure = uncertainty(probs, cfg.score)
     order = np.argsort(-probs, axis=1)
+    wrong = np.array([bool(ex.label) and labels[order[i, 0]] != ex.label for i, ex in enumerate(examples)])
+    low = _low_confidence(unsure, np.flatnonzero(~wrong), cfg)
     cases = []
     for i, ex in enumerate(examples):
-        pred = labels[order[i, 0]]
-        wrong = pred != ex.label
-        if not wrong and marg[i] >= cfg.margin_threshold:
+        if not wrong[i] and i not in low:
             continue
-        confused = pred if wrong else labels[order[i, 1]]
-        cases.append(HardCase(example=ex, predicted=pred, confused_with=confused, margin=float(marg[i]),
-                              wrong=wrong, weight=1.0 if wrong else cfg.low_confidence_weight,
-                              gold_prob=float(probs[i, labels.index(ex.label)])))
+        pred = labels[order[i, 0]]
+        cases.append(HardCase(example=ex, predicted=pred, confused_with=pred if wrong[i] else labels[order[i, 1]],
+                              margin=float(marg[i]), uncertainty=float(unsure[i]), wrong=bool(wrong[i]),
+                              weight=1.0 if wrong[i] else cfg.low_confidence_weight,
+                              gold_prob=float(probs[i, labels.index(ex.label)]) if ex.label else float("nan")))
     return cases
 
 

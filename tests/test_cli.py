@@ -42,4 +42,4 @@ def test_bad_set_syntax():
 def test_config_prints_resolved_and_explains():
     res = invoke("config", "--set", "budget.tokens=777")
     assert res.exit_code == 0 and "tokens: 777" in res.output
-    assert "mining.margin_threshold" in invoke("config", "--explain").output
+    assert "mining.threshold" in invoke("config", "--explain").output

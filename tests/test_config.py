@@ -63,5 +63,5 @@ def test_paths_resolve_from_project_root_for_configs_folder(tmp_path):
 
 def test_explain_covers_every_key():
     keys = {row[0] for row in explain()}
-    assert {"budget.tokens", "teacher.model", "mining.margin_threshold", "generation.strategy"} <= keys
+    assert {"budget.tokens", "teacher.model", "mining.threshold", "generation.strategy"} <= keys
     assert all(help_ for _, _, help_ in explain())

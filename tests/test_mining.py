@@ -20,7 +20,7 @@ def test_hard_cases_are_errors_and_low_margin():
                       [0.45, 0.4, 0.15],   # right, unsure: low confidence
                       [0.8, 0.1, 0.1],     # wrong (b -> a)
                       [0.1, 0.1, 0.8]], np.float32)
-    cases = find_hard_cases(exs, probs, LABELS, MiningConfig(margin_threshold=0.2, low_confidence_weight=0.5))
+    cases = find_hard_cases(exs, probs, LABELS, MiningConfig(threshold=0.8, low_confidence_weight=0.5))
     by_text = {c.example.text: c for c in cases}
     assert set(by_text) == {"t1", "t2"}
     assert by_text["t2"].wrong and by_text["t2"].predicted == "a" and by_text["t2"].weight == 1.0
@@ -51,7 +51,7 @@ def test_neighbourhoods_group_and_rank_by_error_mass():
     pool_vecs = normalize(np.repeat(centres, 20, 0) + 0.05 * rng.normal(size=(40, 16))).astype(np.float32)
     exs = [Example(f"h{i}", "a") for i in range(12)]
     from loop.mining import HardCase
-    cases = [HardCase(e, "b", "b", 0.0, True, 1.0 if i < 9 else 0.5, 0.1) for i, e in enumerate(exs)]
+    cases = [HardCase(e, "b", "b", 0.0, 1.0, True, 1.0 if i < 9 else 0.5, 0.1) for i, e in enumerate(exs)]
     vecs = normalize(np.concatenate([np.repeat(centres[:1], 9, 0), np.repeat(centres[1:], 3, 0)])
                      + 0.01 * rng.normal(size=(12, 16))).astype(np.float32)
     hoods = build_neighbourhoods(cases, vecs, pool, pool_vecs, MiningConfig(k_neighbours=5, max_clusters=4))
@@ -62,3 +62,23 @@ def test_neighbourhoods_group_and_rank_by_error_mass():
     assert all(0 <= h.label_disagreement <= 1 for h in hoods)
     # the heaviest neighbourhood's neighbours come from the first centre
     assert all(int(e.text[1:]) < 20 for e, _ in hoods[0].neighbours)
+
+
+def test_uncertainty_scores():
+    from loop.mining import uncertainty
+    probs = np.array([[1.0, 0.0, 0.0], [1 / 3, 1 / 3, 1 / 3], [0.5, 0.5, 0.0]], np.float32)
+    assert np.allclose(uncertainty(probs, "least_confidence"), [0, 2 / 3, 0.5], atol=1e-6)
+    assert np.allclose(uncertainty(probs, "margin"), [0, 1, 1], atol=1e-6)
+    ent = uncertainty(probs, "entropy")
+    assert ent[0] < 1e-6 and abs(ent[1] - 1) < 1e-5 and 0 < ent[2] < 1
+
+
+def test_top_k_and_unlabelled_pool_cases():
+    exs = [Example(f"t{i}", "a") for i in range(4)] + [Example("pool", "")]
+    probs = np.array([[0.9, 0.05, 0.05], [0.5, 0.4, 0.1], [0.6, 0.3, 0.1], [0.1, 0.8, 0.1],
+                      [0.4, 0.35, 0.25]], np.float32)
+    cases = find_hard_cases(exs, probs, LABELS, MiningConfig(top_k=2))
+    texts = {c.example.text: c for c in cases}
+    # t3 is wrong; of the right ones and the unlabelled one, the 2 most uncertain (margin) are pool and t1
+    assert set(texts) == {"t3", "pool", "t1"}
+    assert not texts["pool"].wrong and texts["pool"].confused_with == "b"
