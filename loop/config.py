@@ -45,6 +45,7 @@ class DataConfig:
     dev_size: int = _f(1000, "gold dev examples, halved into a mining and a stopping split")
     test_size: int = _f(2000, "gold test examples: reported only")
     seed: int = _f(13, "seed of the deterministic stratified split")
+    pool_size: int = _f(0, "unlabelled examples (labels dropped) whose low-confidence cases join mining")
 
 
 @dataclass
@@ -239,6 +240,7 @@ def _validate(cfg: Config, where: str) -> None:
         (len(set(cfg.task.labels)) == len(cfg.task.labels), "task.labels", "has duplicates"),
         (cfg.data.train_size > 0 and cfg.data.dev_size >= 2 and cfg.data.test_size > 0, "data",
          "train_size, test_size must be > 0 and dev_size >= 2"),
+        (cfg.data.pool_size >= 0, "data.pool_size", "must be >= 0"),
         (cfg.teacher.max_tokens > 0, "teacher.max_tokens", "must be > 0"),
         (cfg.teacher.concurrency >= 1, "teacher.concurrency", "must be >= 1"),
         (cfg.teacher.max_retries >= 0, "teacher.max_retries", "must be >= 0"),

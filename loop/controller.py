@@ -53,11 +53,12 @@ def run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path) -> dict:
             timer, mined, gen, cands = Timer(), MineResult(), Generated(), []
             with tracker.round(rnd) as mlrun:
                 if rnd > 0:
-                    pool = splits["train"] + (accepted if cfg.mining.seed_from == "gold+generated" else [])
+                    # what may seed generation: gold only, or also accepted samples
+                    seeds = splits["train"] + (accepted if cfg.mining.seed_from == "gold+generated" else [])
                     with timer("mine"):
-                        mined = mine(student, task, cfg, splits["dev_mine"], pool, rnd)
+                        mined = mine(student, task, cfg, splits["dev_mine"] + splits["pool"], seeds, rnd)
                     with timer("plan"):
-                        requests = plan(strategy, mined, pool, task, cfg, rnd)
+                        requests = plan(strategy, mined, seeds, task, cfg, rnd)
                     with timer("generate"):
                         gen = generate(parts.teacher, requests, budget, store, run_id, rnd, cfg.teacher.cache)
                     if requests and not gen.pairs:

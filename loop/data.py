@@ -162,10 +162,11 @@ def load_splits(cfg: Config) -> dict[str, list[Example]]:
     path, rows = read_rows(cfg)
     examples = _dedup(rows)
     d = cfg.data
-    need = d.train_size + d.dev_size + d.test_size
+    need = d.train_size + d.dev_size + d.test_size + d.pool_size
     if len(examples) < need:
         raise DataError(f"{path}: {len(examples)} distinct rows, but the splits need {need} "
-                        f"(train_size {d.train_size} + dev_size {d.dev_size} + test_size {d.test_size})")
+                        f"(train_size {d.train_size} + dev_size {d.dev_size} + test_size {d.test_size}"
+                        f" + pool_size {d.pool_size})")
     rng = random.Random(d.seed)
     by_label: dict[str, list[Example]] = defaultdict(list)
     for ex in sorted(examples, key=lambda e: e.id):
@@ -177,11 +178,14 @@ def load_splits(cfg: Config) -> dict[str, list[Example]]:
     for name, n in (("test", d.test_size), ("dev_mine", half), ("dev_stop", d.dev_size - half), ("train", d.train_size)):
         splits[name] = _stratified_take(by_label, n, sum(len(v) for v in by_label.values()))
         rng.shuffle(splits[name])
-    for name in SPLITS:
-        missing = set(cfg.task.labels) - {e.label for e in splits[name]}
-        if missing and name == "train":
-            raise DataError(f"{path}: split '{name}' has no example of label(s) {', '.join(sorted(missing))}")
-    return {name: splits[name] for name in SPLITS}
+    missing = set(cfg.task.labels) - {e.label for e in splits["train"]}
+    if missing:
+        raise DataError(f"{path}: split 'train' has no example of label(s) {', '.join(sorted(missing))}")
+    out = {name: splits[name] for name in SPLITS}
+    rest = [e for lab in sorted(by_label) for e in by_label[lab]]
+    rng.shuffle(rest)
+    out["pool"] = [Example(text=e.text, label="", source="pool") for e in rest[: d.pool_size]]
+    return out
 
 
 def label_counts(examples: list[Example]) -> dict[str, int]:

@@ -134,14 +134,14 @@ def build_neighbourhoods(cases: list[HardCase], case_vecs: np.ndarray, pool: lis
         best: dict[int, float] = {}
         disagree = []
         for m in members:
-            gold = cases[m].example.label
+            gold = cases[m].example.label or cases[m].predicted  # unlabelled: the student's guess
             disagree.append(np.mean([pool[j].label != gold for j in ids[m]]) if ids.shape[1] else 0.0)
             for j, s in zip(ids[m], sims[m]):
                 best[int(j)] = max(best.get(int(j), -1.0), float(s))
         neighbours = sorted(((pool[j], s) for j, s in best.items()), key=lambda t: -t[1])
         group = [cases[m] for m in members]
         confusions = Counter((h.example.label, h.confused_with) for h in group if h.wrong) or \
-            Counter((h.example.label, h.confused_with) for h in group)
+            Counter((h.example.label or h.predicted, h.confused_with) for h in group)
         hoods.append(Neighbourhood(
             id=0, cases=sorted(group, key=lambda h: (-h.weight, h.gold_prob)), neighbours=neighbours,
             error_mass=float(sum(h.weight for h in group)), label_disagreement=float(np.mean(disagree)),

