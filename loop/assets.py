@@ -101,9 +101,12 @@ def convert_gguf(gguf: Path, name: str | None = None) -> Path:
 
     log.info("converting %s to a safetensors folder (once; cached in %s)", gguf.name, target)
     folder, fname = str(gguf.parent), gguf.name
-    tok = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
-    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.bfloat16)
-    config = AutoConfig.from_pretrained(folder, gguf_file=fname)
+    try:
+        tok = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
+        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.bfloat16)
+        config = AutoConfig.from_pretrained(folder, gguf_file=fname)
+    except (ValueError, OSError, KeyError) as exc:
+        raise AssetError(f"cannot convert {gguf}: {exc}") from None
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)

@@ -100,6 +100,8 @@ class MiningConfig:
     low_confidence_weight: float = _f(0.5, "error mass of a low-confidence case (a misclassified case weighs 1)")
     k_neighbours: int = _f(8, "nearest training examples per hard case")
     max_clusters: int = _f(8, "most neighbourhoods per round")
+    index: str = _f("auto", "FAISS index over the training pool: auto (exact below 50k vectors, HNSW above), "
+                            "flat, hnsw, ivf")
     seed_from: str = _f("gold", "what may seed generation: gold, or gold+generated")
 
 
@@ -235,6 +237,7 @@ def _validate(cfg: Config, where: str) -> None:
         (cfg.mining.score in ("least_confidence", "margin", "entropy"), "mining.score",
          "must be least_confidence, margin or entropy"),
         (0 <= cfg.mining.threshold <= 1, "mining.threshold", "must be within [0, 1]"),
+        (cfg.mining.index in ("auto", "flat", "hnsw", "ivf"), "mining.index", "must be auto, flat, hnsw or ivf"),
         (cfg.mining.top_k is None or cfg.mining.top_k >= 0, "mining.top_k", "must be >= 0 or null"),
         (len(cfg.task.labels) >= 2, "task.labels", "needs at least two labels"),
         (len(set(cfg.task.labels)) == len(cfg.task.labels), "task.labels", "has duplicates"),

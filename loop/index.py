@@ -1,7 +1,7 @@
 """Thin FAISS wrapper: cosine search over L2-normalised float32 vectors.
 
-Exact (flat inner product) below `hnsw_above` vectors, HNSW above. Inputs are checked:
-2-D, float32, matching dimension.
+Exact (flat inner product) below `exact_below` vectors, HNSW above; IVF on request.
+Inputs are checked: 2-D, float32, matching dimension.
 """
 
 from __future__ import annotations
@@ -29,27 +29,46 @@ def normalize(x: np.ndarray) -> np.ndarray:
 
 
 class VectorIndex:
-    """Cosine kNN over normalised vectors; `kind` is 'auto', 'flat' or 'hnsw'."""
+    """Cosine kNN over normalised vectors; `kind` is 'auto', 'flat', 'hnsw' or 'ivf'."""
 
-    def __init__(self, dim: int, kind: str = "auto", hnsw_above: int = 100_000, ef_search: int = 64):
-        self.dim, self.kind, self.hnsw_above, self.ef_search = dim, kind, hnsw_above, ef_search
+    def __init__(self, dim: int, kind: str = "auto", exact_below: int = 50_000, ef_search: int = 64,
+                 nprobe: int = 16):
+        self.dim, self.kind, self.exact_below = dim, kind, exact_below
+        self.ef_search, self.nprobe = ef_search, nprobe
         self._index = None
         self.size = 0
 
-    def build(self, vectors: np.ndarray) -> "VectorIndex":
+    def _make(self, kind: str, vectors: np.ndarray):
         import faiss
 
+        if kind == "flat":
+            return faiss.IndexFlatIP(self.dim)
+        if kind == "hnsw":
+            index = faiss.IndexHNSWFlat(self.dim, 32, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = 40
+            index.hnsw.efSearch = self.ef_search
+            return index
+        if kind == "ivf":
+            nlist = max(1, min(4096, int(4 * np.sqrt(len(vectors)))))
+            quantizer = faiss.IndexFlatIP(self.dim)
+            index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            self._quantizer = quantizer  # the IVF index does not own its quantizer: keep it alive
+            # k-means on a sample: 64 points per list is plenty for the centroids
+            rng = np.random.default_rng(0)
+            sample = vectors if len(vectors) <= 64 * nlist else vectors[rng.choice(len(vectors), 64 * nlist, replace=False)]
+            index.train(sample)
+            index.nprobe = min(self.nprobe, nlist)
+            return index
+        raise ValueError(f"unknown index kind '{kind}' (valid: auto, flat, hnsw, ivf)")
+
+    def build(self, vectors: np.ndarray) -> "VectorIndex":
         vectors = _check(vectors, self.dim)
         kind = self.kind
         if kind == "auto":
-            kind = "hnsw" if len(vectors) > self.hnsw_above else "flat"
-        if kind == "flat":
-            self._index = faiss.IndexFlatIP(self.dim)
-        elif kind == "hnsw":
-            self._index = faiss.IndexHNSWFlat(self.dim, 32, faiss.METRIC_INNER_PRODUCT)
-            self._index.hnsw.efSearch = self.ef_search
-        else:
-            raise ValueError(f"unknown index kind '{kind}' (valid: auto, flat, hnsw)")
+            kind = "hnsw" if len(vectors) >= self.exact_below else "flat"
+        if kind == "ivf" and len(vectors) == 0:
+            kind = "flat"
+        self._index = self._make(kind, vectors)
         self.kind = kind
         if len(vectors):
             self._index.add(vectors)

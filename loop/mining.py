@@ -42,6 +42,7 @@ class Neighbourhood:
     label_disagreement: float
     density: float
     confusion: tuple[str, str] | None
+    ranked: list[Example] = field(default_factory=list)  # labelled exemplar candidates, MMR order
     allocated: int = 0
     exemplars: list[Example] = field(default_factory=list)
     contrasts: list[Example] = field(default_factory=list)
@@ -120,33 +121,64 @@ def cluster(vectors: np.ndarray, max_clusters: int, seed: int = 0) -> np.ndarray
     return assign[:, 0]
 
 
+def mmr(vectors: np.ndarray, query: np.ndarray, k: int, lam: float = 0.7) -> list[int]:
+    """Maximal marginal relevance: each pick close to the query and far from earlier picks."""
+    n = len(vectors)
+    rel = vectors @ query
+    redundancy = np.zeros(n, np.float32)
+    chosen = np.zeros(n, bool)
+    order: list[int] = []
+    for _ in range(min(k, n)):
+        score = lam * rel - (1 - lam) * redundancy
+        score[chosen] = -np.inf
+        i = int(np.argmax(score))
+        order.append(i)
+        chosen[i] = True
+        redundancy = np.maximum(redundancy, vectors @ vectors[i])
+    return order
+
+
+def _neighbourhood(members: np.ndarray, cases: list[HardCase], case_vecs: np.ndarray, pool: list[Example],
+                   pool_vecs: np.ndarray, sims: np.ndarray, ids: np.ndarray) -> Neighbourhood:
+    """Scores of one cluster of hard cases, and its exemplars ranked for diversity (MMR)."""
+    best: dict[int, float] = {}
+    disagree = []
+    for m in members:
+        gold = cases[m].example.label or cases[m].predicted  # unlabelled: the student's guess
+        disagree.append(np.mean([pool[j].label != gold for j in ids[m]]) if ids.shape[1] else 0.0)
+        for j, s in zip(ids[m], sims[m]):
+            best[int(j)] = max(best.get(int(j), -1.0), float(s))
+    group = [cases[m] for m in members]
+    confusions = Counter((h.example.label, h.confused_with) for h in group if h.wrong) or \
+        Counter((h.example.label or h.predicted, h.confused_with) for h in group)
+    confusion = confusions.most_common(1)[0][0]
+    # exemplar candidates: labelled hard cases, then their training neighbours; relevance is
+    # closeness to the cases of the dominant confusion
+    labelled = [m for m in members if cases[m].example.label]
+    near = sorted(best, key=lambda j: -best[j])
+    cand = [cases[m].example for m in labelled] + [pool[j] for j in near]
+    vecs = np.concatenate([case_vecs[labelled], pool_vecs[near]]) if cand else np.zeros((0, case_vecs.shape[1]))
+    focus = [m for m in members if (cases[m].example.label or cases[m].predicted, cases[m].confused_with) == confusion]
+    query = case_vecs[focus].mean(0)
+    query = (query / max(float(np.linalg.norm(query)), 1e-12)).astype(np.float32)
+    return Neighbourhood(
+        id=0, cases=sorted(group, key=lambda h: (-h.weight, h.gold_prob)),
+        neighbours=[(pool[j], best[j]) for j in near],
+        error_mass=float(sum(h.weight for h in group)), label_disagreement=float(np.mean(disagree)),
+        density=float(sims[members].mean()) if sims.shape[1] else 0.0, confusion=confusion,
+        ranked=[cand[i] for i in mmr(vecs.astype(np.float32), query, len(cand))])
+
+
 def build_neighbourhoods(cases: list[HardCase], case_vecs: np.ndarray, pool: list[Example],
                          pool_vecs: np.ndarray, cfg: MiningConfig, seed: int = 0) -> list[Neighbourhood]:
     """Group hard cases into neighbourhoods with their nearest pool examples, heaviest first."""
     if not cases:
         return []
-    index = VectorIndex(pool_vecs.shape[1]).build(pool_vecs)
+    index = VectorIndex(pool_vecs.shape[1], kind=cfg.index).build(pool_vecs)
     sims, ids = index.search(case_vecs, cfg.k_neighbours)
     assign = cluster(case_vecs, cfg.max_clusters, seed)
-    hoods = []
-    for c in np.unique(assign):
-        members = np.flatnonzero(assign == c)
-        best: dict[int, float] = {}
-        disagree = []
-        for m in members:
-            gold = cases[m].example.label or cases[m].predicted  # unlabelled: the student's guess
-            disagree.append(np.mean([pool[j].label != gold for j in ids[m]]) if ids.shape[1] else 0.0)
-            for j, s in zip(ids[m], sims[m]):
-                best[int(j)] = max(best.get(int(j), -1.0), float(s))
-        neighbours = sorted(((pool[j], s) for j, s in best.items()), key=lambda t: -t[1])
-        group = [cases[m] for m in members]
-        confusions = Counter((h.example.label, h.confused_with) for h in group if h.wrong) or \
-            Counter((h.example.label or h.predicted, h.confused_with) for h in group)
-        hoods.append(Neighbourhood(
-            id=0, cases=sorted(group, key=lambda h: (-h.weight, h.gold_prob)), neighbours=neighbours,
-            error_mass=float(sum(h.weight for h in group)), label_disagreement=float(np.mean(disagree)),
-            density=float(sims[members].mean()) if sims.shape[1] else 0.0,
-            confusion=confusions.most_common(1)[0][0]))
+    hoods = [_neighbourhood(np.flatnonzero(assign == c), cases, case_vecs, pool, pool_vecs, sims, ids)
+             for c in np.unique(assign)]
     hoods.sort(key=lambda h: -h.error_mass)
     for i, h in enumerate(hoods):
         h.id = i

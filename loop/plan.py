@@ -40,22 +40,13 @@ def _pick_contrasts(hood: Neighbourhood, n: int) -> list[Example]:
     return near[:n]
 
 
-def _exemplar_pool(hood: Neighbourhood) -> list[Example]:
-    """The neighbourhood's dominant confusion first, then its other hard cases, then its neighbours."""
-    labelled = [c for c in hood.cases if c.example.label]  # unlabelled pool cases are never shown
-    main = [c.example for c in labelled if (c.example.label, c.confused_with) == hood.confusion]
-    seen = {e.id for e in main}
-    rest = [c.example for c in labelled if c.example.id not in seen]
-    return main + rest + [e for e, _ in hood.neighbours]
-
-
 def plan_targeted(hoods: list[Neighbourhood], task, cfg: Config, rnd: int) -> list[GenRequest]:
     g = cfg.generation
     allocs = allocate([h.error_mass for h in hoods], g.targeted_requests, g.cluster_floor, g.cluster_cap)
     reqs, seed = [], cfg.teacher.seed + rnd * 10007
     for hood, count in zip(hoods, allocs):
         hood.allocated = count
-        pool = _exemplar_pool(hood)
+        pool = hood.ranked
         hood.exemplars = _window(pool, 0, g.exemplars)
         hood.contrasts = _pick_contrasts(hood, g.contrasts)
         for j in range(count):
