@@ -103,6 +103,8 @@ class MiningConfig:
     index: str = _f("auto", "FAISS index over the training pool: auto (exact below 50k vectors, HNSW above), "
                             "flat, hnsw, ivf")
     seed_from: str = _f("gold", "what may seed generation: gold, or gold+generated")
+    embedder: str = _f("student", "embedding space of the neighbourhoods: student (its own pooled states, "
+                                  "recomputed each round) or fixed (filters.embedder, cached by text)")
 
 
 @dataclass
@@ -238,6 +240,7 @@ def _validate(cfg: Config, where: str) -> None:
          "must be least_confidence, margin or entropy"),
         (0 <= cfg.mining.threshold <= 1, "mining.threshold", "must be within [0, 1]"),
         (cfg.mining.index in ("auto", "flat", "hnsw", "ivf"), "mining.index", "must be auto, flat, hnsw or ivf"),
+        (cfg.mining.embedder in ("student", "fixed"), "mining.embedder", "must be student or fixed"),
         (cfg.mining.top_k is None or cfg.mining.top_k >= 0, "mining.top_k", "must be >= 0 or null"),
         (len(cfg.task.labels) >= 2, "task.labels", "needs at least two labels"),
         (len(set(cfg.task.labels)) == len(cfg.task.labels), "task.labels", "has duplicates"),

@@ -17,7 +17,8 @@ from loop.config import Config
 from loop.data import Example
 from loop.filters import Reference
 from loop.report import log_round_artifacts, round_metrics
-from loop.stages import Generated, MineResult, Timer, evaluate, generate, mine, plan, screen_candidates
+from loop.stages import (Generated, MineResult, Timer, embed_new, evaluate, followup, generate, mine, plan,
+                         screen_candidates)
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path) -> dict:
     # copies of the mining examples shown in prompts are duplicates, not new data
     known = Reference(parts.embedder, splits["train"] + splits["dev_mine"] + accepted)
     evaluation = Reference(parts.embedder, [e for s in cfg.filters.contamination_splits for e in splits[s]])
-    best, stale, history, stop_reason = None, 0, [], "rounds"
+    best, stale, history, stop_reason, previous = None, 0, [], "rounds", []
     with tracker.parent(cfg.run.name or run_id, cfg.to_dict(), {"run_id": run_id, "strategy": strategy,
                                                                 "prompt_version": task.prompts.version}):
         store.set_run(run_id, mlflow_run_id=tracker.parent_id)
@@ -50,13 +51,15 @@ def run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path) -> dict:
             if rnd > 0 and strategy != "none" and budget.exhausted(cfg.teacher.max_tokens):
                 stop_reason = "budget"
                 break
-            timer, mined, gen, cands = Timer(), MineResult(), Generated(), []
+            timer, mined, gen, cands, fixed, new_vecs = Timer(), MineResult(), Generated(), [], [], None
             with tracker.round(rnd) as mlrun:
                 if rnd > 0:
                     # what may seed generation: gold only, or also accepted samples
                     seeds = splits["train"] + (accepted if cfg.mining.seed_from == "gold+generated" else [])
                     with timer("mine"):
-                        mined = mine(student, task, cfg, splits["dev_mine"] + splits["pool"], seeds, rnd)
+                        mined = mine(student, task, cfg, splits["dev_mine"] + splits["pool"], seeds, rnd,
+                                     parts.embedder)
+                        fixed = followup(previous, mined)
                     with timer("plan"):
                         requests = plan(strategy, mined, seeds, task, cfg, rnd)
                     with timer("generate"):
@@ -68,6 +71,7 @@ def run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path) -> dict:
                     with timer("filter"):
                         cands = screen_candidates(gen.pairs, task, known, evaluation, cfg, budget.samples_left())
                     new = [Example(c.text, c.label, source="generated") for c in cands if c.verdict == "accepted"]
+                    new_vecs = embed_new(student, parts.embedder, cfg, new)
                     store.add_candidates(run_id, rnd, cands)
                     budget.add_samples(len(new))
                     accepted += new
@@ -79,8 +83,9 @@ def run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path) -> dict:
                     metrics, preds = evaluate(student, task, splits, ("dev_stop", "test"))
                 metrics.update(round_metrics(mined, gen, cands, budget, accepted, timer))
                 tracker.log_round(rnd, metrics)
-                log_round_artifacts(tracker, task, splits, preds, mined, cands)
+                log_round_artifacts(tracker, task, splits, preds, mined, cands, fixed, new_vecs)
                 store.finish_round(run_id, rnd, metrics, mlrun.info.run_id)
+            previous = mined.hoods
             score = metrics[f"stop_{cfg.loop.metric}"]
             history.append(metrics)
             log.info("round %d: stop %s %.4f | test %s %.4f | tokens %d (run %d / %d) | accepted %d (run %d) | %s "

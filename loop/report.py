@@ -45,9 +45,17 @@ def _candidate_rows(cands: list[Candidate], verdict: str) -> list[dict]:
             for c in cands if c.verdict == verdict]
 
 
-def log_round_artifacts(tracker, task, splits, preds, mined, cands: list[Candidate]) -> None:
-    """Error-analysis tables, sample tables and the stop-split confusion matrix."""
+def log_round_artifacts(tracker, task, splits, preds, mined, cands: list[Candidate], fixed: list[dict],
+                        new_vecs) -> None:
+    """Error-analysis tables and map, sample tables, the stop-split confusion matrix, per-class scores."""
     tracker.log_table(_hood_rows(mined, cands), "error_analysis/neighbourhoods.json")
+    tracker.log_table(fixed, "error_analysis/followup.json")
+    if fixed:
+        then = sum(r["error_rate_then"] * r["cases"] for r in fixed)
+        now = sum(r["error_rate_now"] * r["cases"] for r in fixed)
+        tracker.mlflow.log_metric("followup_errors_fixed", (then - now) / then if then else 0.0)
+    if mined.vectors is not None and len(mined.vectors):
+        tracker.log_embedding_map(mined.vectors, mined.status, new_vecs, "error_analysis/map.png")
     tracker.log_table([{"text": h.example.text, "gold": h.example.label, "predicted": h.predicted,
                         "confused_with": h.confused_with, "margin": round(h.margin, 4), "wrong": h.wrong}
                        for h in mined.hard], "error_analysis/hard_cases.json")

@@ -10,6 +10,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from loop.budget import Budget
 from loop.config import Config
 from loop.data import Candidate, Example
@@ -56,20 +58,54 @@ class MineResult:
     hoods: list[Neighbourhood] = field(default_factory=list)
     errors: int = 0
     low_confidence: int = 0
+    predicted: dict[str, str] = field(default_factory=dict)  # example id -> predicted label
+    vectors: np.ndarray | None = None  # embeddings of the mined examples (for the 2-D map)
+    status: list[str] = field(default_factory=list)  # correct | wrong | low_confidence, per mined example
 
 
-def mine(student, task, cfg: Config, mine_split: list[Example], pool: list[Example], rnd: int) -> MineResult:
-    """Hard cases on the mining split (and unlabelled pool) and their neighbourhoods in the training pool."""
+def _status(examples: list[Example], hard: list[HardCase]) -> list[str]:
+    kind = {h.example.id: "wrong" if h.wrong else "low_confidence" for h in hard}
+    return [kind.get(e.id, "correct") for e in examples]
+
+
+def mine(student, task, cfg: Config, mine_split: list[Example], pool: list[Example], rnd: int,
+         embedder=None) -> MineResult:
+    """Hard cases on the mining split (and unlabelled pool) and their neighbourhoods in the training pool.
+
+    Neighbourhoods live in the student's own embedding space by default (where the student
+    is confused); with mining.embedder 'fixed', in the fixed sentence embedder's (cached by text).
+    """
     pred = student.predict(mine_split)
     hard = find_hard_cases(mine_split, pred.probs, task.labels, cfg.mining)
-    if not hard:
-        return MineResult()
-    pos = {e.id: i for i, e in enumerate(mine_split)}
-    case_vecs = pred.embeddings[[pos[h.example.id] for h in hard]]
-    pool_vecs = student.predict(pool).embeddings
-    hoods = build_neighbourhoods(hard, case_vecs, pool, pool_vecs, cfg.mining, seed=cfg.generation.seed + rnd)
-    return MineResult(hard=hard, hoods=hoods, errors=sum(h.wrong for h in hard),
-                      low_confidence=sum(not h.wrong for h in hard))
+    if cfg.mining.embedder == "fixed":
+        vectors, pool_vecs = embedder.encode([e.text for e in mine_split]), embedder.encode([e.text for e in pool])
+    else:
+        vectors = pred.embeddings
+        pool_vecs = student.predict(pool).embeddings if hard else None
+    out = MineResult(hard=hard, errors=sum(h.wrong for h in hard), low_confidence=sum(not h.wrong for h in hard),
+                     predicted={e.id: lab for e, lab in zip(mine_split, pred.labels)}, vectors=vectors,
+                     status=_status(mine_split, hard))
+    if hard:
+        pos = {e.id: i for i, e in enumerate(mine_split)}
+        case_vecs = vectors[[pos[h.example.id] for h in hard]]
+        out.hoods = build_neighbourhoods(hard, case_vecs, pool, pool_vecs, cfg.mining,
+                                         seed=cfg.generation.seed + rnd)
+    return out
+
+
+def followup(previous: list[Neighbourhood], mined: MineResult) -> list[dict]:
+    """Did targeting fix last round's neighbourhoods? Their labelled cases' error rate then and now."""
+    rows = []
+    for hood in previous:
+        cases = [c for c in hood.cases if c.example.label and c.example.id in mined.predicted]
+        if not cases:
+            continue
+        now = sum(mined.predicted[c.example.id] != c.example.label for c in cases) / len(cases)
+        rows.append({"neighbourhood": hood.id, "confusion": " -> ".join(hood.confusion or ()),
+                     "cases": len(cases), "requests": hood.allocated,
+                     "error_rate_then": round(sum(c.wrong for c in cases) / len(cases), 4),
+                     "error_rate_now": round(now, 4)})
+    return rows
 
 
 def plan(strategy: str, mined: MineResult, pool: list[Example], task, cfg: Config, rnd: int) -> list[GenRequest]:
@@ -143,3 +179,12 @@ def screen_candidates(pairs: list[tuple[GenRequest, GenResult]], task, known: Re
             cands.append(cand)
     screen(cands, known, evaluation, cfg.filters, samples_left)
     return cands
+
+
+def embed_new(student, embedder, cfg: Config, new: list[Example]) -> np.ndarray | None:
+    """Newly accepted samples in the mining embedding space (for the round's 2-D map)."""
+    if not new:
+        return None
+    if cfg.mining.embedder == "fixed":
+        return embedder.encode([e.text for e in new])
+    return student.predict(new).embeddings

@@ -57,6 +57,38 @@ def confusion_png(pred: list[str], gold: list[str], labels: list[str], path: Pat
     return mat
 
 
+MAP_STYLE = {"correct": ("#9ecae1", "o", 10), "low_confidence": ("#fd8d3c", "o", 18),
+             "wrong": ("#d62728", "x", 22), "generated": ("#2ca02c", "^", 22)}
+
+
+def embedding_map_png(vectors: np.ndarray, status: list[str], new_vecs, path: Path, title: str) -> np.ndarray:
+    """2-D PCA of the mined examples (correct / wrong / low-confidence) and this round's accepted samples."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = vectors if new_vecs is None else np.concatenate([vectors, new_vecs])
+    labels = list(status) + ["generated"] * (0 if new_vecs is None else len(new_vecs))
+    centred = pts - pts.mean(0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    xy = centred @ vt[:2].T
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for kind, (colour, marker, size) in MAP_STYLE.items():
+        idx = [i for i, s in enumerate(labels) if s == kind]
+        if idx:
+            ax.scatter(xy[idx, 0], xy[idx, 1], c=colour, marker=marker, s=size, label=f"{kind} ({len(idx)})",
+                       alpha=0.8, linewidths=1)
+    ax.set_title(title)
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return xy
+
+
 class Tracker:
     """Thin MLflow wrapper; the tracking URI's folder is created on demand."""
 
@@ -116,6 +148,12 @@ class Tracker:
             path = Path(tmp) / name
             confusion_png(pred, gold, labels, path, title)
             self.mlflow.log_artifact(str(path))
+
+    def log_embedding_map(self, vectors, status, new_vecs, name: str) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(name).name
+            embedding_map_png(vectors, status, new_vecs, path, "mining split (PCA of embeddings)")
+            self.mlflow.log_artifact(str(path), artifact_path=str(Path(name).parent))
 
     def log_parent_summary(self, summary: dict) -> None:
         client = self.mlflow.tracking.MlflowClient()

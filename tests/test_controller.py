@@ -55,6 +55,12 @@ def test_targeted_loop_end_to_end(tiny_config, tmp_path):
     import mlflow
     arts = {a.path for a in mlflow.tracking.MlflowClient().list_artifacts(runs[1].info.run_id)}
     assert {"error_analysis", "samples", "confusion_stop.png", "per_class_test.json"} <= arts
+    client = mlflow.tracking.MlflowClient()
+    ea1 = {a.path for a in client.list_artifacts(runs[1].info.run_id, "error_analysis")}
+    ea2 = {a.path for a in client.list_artifacts(runs[2].info.run_id, "error_analysis")}
+    assert {"error_analysis/neighbourhoods.json", "error_analysis/map.png"} <= ea1
+    assert "error_analysis/followup.json" in ea2 and "error_analysis/followup.json" not in ea1
+    assert "followup_errors_fixed" in runs[2].data.metrics
 
 
 def test_budget_cap_is_never_crossed(tiny_config, tmp_path):
@@ -144,3 +150,9 @@ def test_unlabelled_pool_joins_mining(tiny_config, tmp_path):
     pool = {e.text for e in parts.splits["pool"]}
     shown = " ".join(msg["content"] for call in parts.teacher.calls for r in call for msg in r.messages)
     assert not any(f"] {t}" in shown for t in pool)
+
+
+def test_fixed_embedder_mining(tiny_config, tmp_path):
+    summary, parts = run(tiny_config(**{"mining.embedder": "fixed"}), tmp_path)
+    m = child_runs(parts.tracker)[1].data.metrics
+    assert m["neighbourhoods"] >= 1 and summary["accepted_total"] > 0

@@ -82,3 +82,25 @@ def test_top_k_and_unlabelled_pool_cases():
     # t3 is wrong; of the right ones and the unlabelled one, the 2 most uncertain (margin) are pool and t1
     assert set(texts) == {"t3", "pool", "t1"}
     assert not texts["pool"].wrong and texts["pool"].confused_with == "b"
+
+
+def test_mmr_prefers_relevant_then_diverse():
+    from loop.mining import mmr
+    q = np.array([1, 0, 0], np.float32)
+    # 0 and 1 are near-copies, both most relevant; 2 is a little less relevant but different
+    vecs = normalize(np.array([[0.95, 0.31, 0], [0.95, 0.30, 0.05], [0.9, -0.43, 0], [0, 0, 1]], np.float32))
+    order = mmr(vecs, q, 3, lam=0.7)
+    assert order[0] in (0, 1) and order[1] == 2
+    assert sorted(mmr(vecs, q, 10)) == [0, 1, 2, 3]
+
+
+def test_followup_rates():
+    from loop.stages import MineResult, followup
+    from loop.mining import HardCase, Neighbourhood
+    exs = [Example(f"f{i}", "a") for i in range(4)]
+    cases = [HardCase(e, "b", "b", 0.0, 1.0, True, 1.0, 0.1) for e in exs]
+    hood = Neighbourhood(id=3, cases=cases, neighbours=[], error_mass=4, label_disagreement=0, density=0,
+                         confusion=("a", "b"), allocated=2)
+    mined = MineResult(predicted={"" + exs[0].id: "a", exs[1].id: "a", exs[2].id: "b", exs[3].id: "a"})
+    [row] = followup([hood], mined)
+    assert row["error_rate_then"] == 1.0 and row["error_rate_now"] == 0.25 and row["requests"] == 2
