@@ -139,6 +139,47 @@ def run(config, rounds, strategy, teacher_backend, teacher_model, teacher_urls, 
     click.echo(f"MLflow run {summary['mlflow_run_id']}: mlflow ui --backend-store-uri {parts.tracker.uri}")
 
 
+@main.command("mine")
+@CONFIG_OPT
+@click.option("--student", "student_path", type=click.Path(exists=True, file_okay=False),
+              help="Use this trained student (e.g. runs/<run>/student-best) instead of training on the seed.")
+@click.option("--name", "run_name", help="Run name (default: time stamp + '-mine').")
+@SET_OPT
+@click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
+@handle_errors
+def mine_cmd(config, student_path, run_name, sets, verbose):
+    """Dry run: train (or load) the student, mine its errors, plan prompts; log and print the analysis.
+
+    The teacher is never called and nothing is spent.
+    """
+    _logging(verbose)
+    overrides = _parse_sets(sets)
+    if student_path:
+        overrides["student.model"] = str(Path(student_path).resolve())
+    cfg = _load(config, overrides)
+    from loop.components import assemble, check_names
+    from loop.controller import mine_dry_run
+
+    check_names(cfg)
+    run_id = run_name or time.strftime("%Y%m%d-%H%M%S") + "-mine"
+    parts = assemble(cfg, cfg.resolve(cfg.run.dir) / run_id, with_teacher=False)
+    try:
+        metrics, mined = mine_dry_run(cfg, parts, run_id, train=student_path is None)
+    finally:
+        parts.store.close()
+    m = cfg.loop.metric
+    click.echo(f"student: stop {m} {metrics[f'stop_{m}']:.4f}, test {m} {metrics[f'test_{m}']:.4f}; "
+               f"mining split: {mined.errors} errors, {mined.low_confidence} low-confidence, "
+               f"{len(mined.hoods)} neighbourhoods")
+    click.echo(f"{'id':>3} {'cases':>5} {'errors':>6} {'mass':>6} {'disagree':>8} {'prompts':>7}  confusion    exemplar")
+    for h in mined.hoods:
+        row = h.row()
+        first = (h.exemplars[0].text if h.exemplars else "")[:60]
+        click.echo(f"{row['neighbourhood']:>3} {row['hard_cases']:>5} {row['errors']:>6} {row['error_mass']:>6.1f} "
+                   f"{row['label_disagreement']:>8.2f} {row['requests']:>7}  {row['confusion']:<12} {first}")
+    click.echo(f"MLflow run {parts.tracker.parent_id}: mlflow ui --backend-store-uri {parts.tracker.uri}")
+
+
 @main.command("config")
 @CONFIG_OPT
 @SET_OPT

@@ -57,7 +57,7 @@ def build_teacher(cfg: Config):
     return teacher
 
 
-def assemble(cfg: Config, run_dir):
+def assemble(cfg: Config, run_dir, with_teacher: bool = True):
     """Every part of a run, built from the config (data first: bad data fails before models load)."""
     from loop.controller import Parts
     from loop.data import load_splits
@@ -71,5 +71,5 @@ def assemble(cfg: Config, run_dir):
     store = RunStore(run_dir.parent / "store.sqlite")
     tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.base_dir)
     store.start_run(run_dir.name, cfg.to_dict())
-    return Parts(task=task, student=build_student(cfg), teacher=build_teacher(cfg),
+    return Parts(task=task, student=build_student(cfg), teacher=build_teacher(cfg) if with_teacher else None,
                  embedder=SentenceEmbedder(cfg.filters.embedder), splits=splits, store=store, tracker=tracker)

@@ -110,3 +110,28 @@ def run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path) -> dict:
         tracker.log_parent_summary(summary)
     store.set_run(run_id, status="done")
     return summary
+
+
+def mine_dry_run(cfg: Config, parts: Parts, run_id: str, train: bool = True) -> tuple[dict, object]:
+    """`loop mine`: (train and) evaluate the student, mine and plan, log the analysis; no teacher call."""
+    task, student, tracker, splits = parts.task, parts.student, parts.tracker, parts.splits
+    timer = Timer()
+    with tracker.parent(run_id, cfg.to_dict(), {"run_id": run_id, "dry_run": "mine",
+                                                "prompt_version": task.prompts.version}):
+        with tracker.round(0):
+            if train:
+                with timer("train"):
+                    student.fit(splits["train"])
+            with timer("evaluate"):
+                metrics, preds = evaluate(student, task, splits, ("dev_stop", "test"))
+            with timer("mine"):
+                mined = mine(student, task, cfg, splits["dev_mine"] + splits["pool"], splits["train"], 1,
+                             parts.embedder)
+            with timer("plan"):
+                requests = plan("targeted", mined, splits["train"], task, cfg, 1)
+            metrics.update({"errors": mined.errors, "low_confidence": mined.low_confidence,
+                            "neighbourhoods": len(mined.hoods), "requests_planned": len(requests),
+                            **{f"seconds_{k}": v for k, v in timer.seconds.items()}})
+            tracker.log_round(0, metrics)
+            log_round_artifacts(tracker, task, splits, preds, mined, [], [], None)
+    return metrics, mined

@@ -156,3 +156,19 @@ def test_fixed_embedder_mining(tiny_config, tmp_path):
     summary, parts = run(tiny_config(**{"mining.embedder": "fixed"}), tmp_path)
     m = child_runs(parts.tracker)[1].data.metrics
     assert m["neighbourhoods"] >= 1 and summary["accepted_total"] > 0
+
+
+def test_mine_dry_run_calls_no_teacher(tiny_config, tmp_path):
+    from loop.controller import mine_dry_run
+    cfg = tiny_config()
+    store = RunStore(tmp_path / "runs" / "store.sqlite")
+    tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment)
+    parts = Parts(task=ClassifyTask(cfg), student=TinyStudent(), teacher=None, embedder=HashEmbedder(),
+                  splits=load_splits(cfg), store=store, tracker=tracker)
+    metrics, mined = mine_dry_run(cfg, parts, "dry")
+    assert mined.hoods and metrics["requests_planned"] > 0
+    g = cfg.generation
+    assert sum(h.allocated for h in mined.hoods) == min(g.targeted_requests, g.cluster_cap * len(mined.hoods))
+    [child] = child_runs(tracker)
+    assert child.data.metrics["errors"] == mined.errors
+    assert store.count("responses", "dry") == 0
