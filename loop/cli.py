@@ -255,5 +255,33 @@ def bench_teacher(config, backends, model, n, max_tokens, repeats, single, url, 
     click.echo(f"written: {out}")
 
 
+@bench.command("mining")
+@click.option("--pools", default="10000,100000,1000000", show_default=True, help="Pool sizes (vectors).")
+@click.option("--hard-cases", default="1000,10000", show_default=True, help="Numbers of hard cases (queries).")
+@click.option("--data", default="synthetic,real", show_default=True,
+              help="synthetic (clustered unit vectors) and/or real (MiniLM embeddings of the tweet corpus).")
+@click.option("--index", "index_kind", default="auto", show_default=True, help="auto, flat, hnsw or ivf.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--out", default="bench/results/mining.json", show_default=True, help="Where to write the JSON.")
+@handle_errors
+def bench_mining(pools, hard_cases, data, index_kind, seed, out):
+    """Mining wall time, peak memory and recall@10 against exact brute force."""
+    from loop.assets import cache_dir
+    from loop.bench.mining import run_bench, write
+
+    _logging(False)
+    ints = lambda text: [int(x) for x in text.split(",") if x.strip()]  # noqa: E731
+    rows = run_bench(ints(pools), ints(hard_cases), [d.strip() for d in data.split(",")], index_kind, seed,
+                     cache_dir() / "bench" / "tweets-minilm.npy")
+    click.echo(f"{'data':10}{'pool':>9}{'hard':>7}{'index':>7}{'build s':>9}{'search s':>9}{'total s':>9}"
+               f"{'exact s':>9}{'speed-up':>9}{'recall@10':>10}{'peak GiB':>9}")
+    for r in rows:
+        click.echo(f"{r['data']:10}{r['pool']:>9}{r['hard_cases']:>7}{r['kind']:>7}{r['build_s']:>9.2f}"
+                   f"{r['search_s']:>9.2f}{r['total_s']:>9.2f}{r['exact_s']:>9.2f}{r['speedup_vs_exact']:>9.1f}"
+                   f"{r['recall_at_10']:>10.3f}{r['peak_gib']:>9.2f}")
+    write(rows, out)
+    click.echo(f"written: {out}")
+
+
 if __name__ == "__main__":
     sys.exit(main())

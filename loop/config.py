@@ -100,7 +100,7 @@ class MiningConfig:
     low_confidence_weight: float = _f(0.5, "error mass of a low-confidence case (a misclassified case weighs 1)")
     k_neighbours: int = _f(8, "nearest training examples per hard case")
     max_clusters: int = _f(8, "most neighbourhoods per round")
-    index: str = _f("auto", "FAISS index over the training pool: auto (exact below 50k vectors, HNSW above), "
+    index: str = _f("auto", "FAISS index over the training pool: auto (exact below 50k vectors, IVF above), "
                             "flat, hnsw, ivf")
     seed_from: str = _f("gold", "what may seed generation: gold, or gold+generated")
     embedder: str = _f("student", "embedding space of the neighbourhoods: student (its own pooled states, "

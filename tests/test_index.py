@@ -24,7 +24,7 @@ def test_search_finds_self(kind):
 
 
 def test_auto_picks_by_size_and_empty_index():
-    assert VectorIndex(8, exact_below=10).build(normalize(np.ones((20, 8)))).kind == "hnsw"
+    assert VectorIndex(8, exact_below=10).build(normalize(np.ones((20, 8)))).kind == "ivf"
     assert VectorIndex(8).build(normalize(np.ones((20, 8)))).kind == "flat"
     empty = VectorIndex(8).build(np.zeros((0, 8), np.float32))
     assert (max_similarity(normalize(np.ones((2, 8))), empty) == -1).all()
