@@ -249,9 +249,14 @@ def bench_teacher(config, backends, model, n, max_tokens, repeats, single, url, 
         click.echo(f"{r['backend']:14}{r['loop_tok_s']:12.1f}{r['raw_tok_s']:12.1f}{r['ratio']:10.2f}"
                    f"{r.get('single_tok_s', float('nan')):14.1f}{r.get('batched_over_single', float('nan')):14.1f}"
                    f"{r['parse_rate']:12.2f}")
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(json.dumps({"model": model, "requests": n, "max_tokens": max_tokens, "repeats": repeats,
-                                     "rows": rows}, indent=2))
+    settings = {"model": model, "requests": n, "max_tokens": max_tokens, "repeats": repeats}
+    path = Path(out)
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    if {k: old.get(k) for k in settings} == settings:  # same settings: replace only the back-ends run now
+        ran = {r["backend"] for r in rows}
+        rows = [r for r in old.get("rows", []) if r["backend"] not in ran] + rows
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**settings, "rows": rows}, indent=2))
     click.echo(f"written: {out}")
 
 

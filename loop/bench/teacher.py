@@ -77,7 +77,21 @@ def _raw_openai(teacher, reqs):
 
 
 def _raw_transformers(teacher, reqs):
-    return sum(r.completion_tokens for r in teacher._batch(reqs))
+    """Plain tokenizer + model.generate, in the same batch size loop uses."""
+    import torch
+
+    tok, model, total = teacher.tok, teacher._load(), 0
+    for start in range(0, len(reqs), teacher.cfg.batch_size):
+        chunk = reqs[start:start + teacher.cfg.batch_size]
+        texts = [tok.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False) for r in chunk]
+        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.inference_mode():
+            out = model.generate(**enc, max_new_tokens=chunk[0].max_tokens, do_sample=False,
+                                 pad_token_id=tok.pad_token_id)
+        new = out[:, enc["input_ids"].shape[1]:]
+        for row in new.tolist():
+            total += row.index(tok.eos_token_id) + 1 if tok.eos_token_id in row else len(row)
+    return total
 
 
 def _raw_llamacpp(teacher, reqs):
