@@ -26,15 +26,18 @@ log = logging.getLogger(__name__)
 DIM = 384
 
 
-def synthetic(n: int, seed: int, centres: int = 2000) -> np.ndarray:
-    """Clustered unit vectors (topics with spread), like sentence embeddings."""
+def synthetic(n: int, seed: int, centres: int = 2000, latent: int = 32) -> np.ndarray:
+    """Clustered unit vectors of low intrinsic dimension (topics in a 32-d space, projected to
+    384-d, plus a little noise), the shape sentence embeddings have."""
     rng = np.random.default_rng(seed)
-    c = rng.standard_normal((centres, DIM), dtype=np.float32)
+    setup = np.random.default_rng(12345)  # the same topics and projection for pool and queries
+    c = setup.standard_normal((centres, latent), dtype=np.float32)
+    proj = setup.standard_normal((latent, DIM), dtype=np.float32) / np.sqrt(latent)
     out = np.empty((n, DIM), np.float32)
     for start in range(0, n, 100_000):
         m = min(100_000, n - start)
-        block = c[rng.integers(0, centres, m)] + 0.6 * rng.standard_normal((m, DIM), dtype=np.float32)
-        out[start:start + m] = normalize(block)
+        z = c[rng.integers(0, centres, m)] + 0.5 * rng.standard_normal((m, latent), dtype=np.float32)
+        out[start:start + m] = normalize(z @ proj + 0.05 * rng.standard_normal((m, DIM), dtype=np.float32))
     return out
 
 
@@ -66,8 +69,14 @@ def vectors(kind: str, n: int, seed: int, real: np.ndarray | None) -> np.ndarray
     return base
 
 
-def _loop_path(pool: np.ndarray, queries: np.ndarray, k: int, index_kind: str, out) -> None:
-    """Child process: loop's mining path; sends timings, neighbour ids and peak RSS back."""
+def _data(kind: str, n: int, q: int, seed: int, cache: Path) -> tuple[np.ndarray, np.ndarray]:
+    real = real_minilm(cache) if kind == "real" else None
+    return vectors(kind, n, seed, real), vectors(kind, q, seed + 1, real)
+
+
+def _loop_path(kind: str, n: int, q: int, seed: int, cache: Path, k: int, index_kind: str, out) -> None:
+    """Child process: loop's mining path on regenerated data; sends timings, ids and peak RSS back."""
+    pool, queries = _data(kind, n, q, seed, cache)
     start = time.perf_counter()
     index = VectorIndex(DIM, kind=index_kind).build(pool)
     built = time.perf_counter()
@@ -75,19 +84,23 @@ def _loop_path(pool: np.ndarray, queries: np.ndarray, k: int, index_kind: str, o
     searched = time.perf_counter()
     cluster(queries, MiningConfig().max_clusters)
     done = time.perf_counter()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024  # GiB
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024  # GiB, data included
+    data_gib = (pool.nbytes + queries.nbytes) / 2**30
     out.send({"kind": index.kind, "build_s": built - start, "search_s": searched - built,
-              "cluster_s": done - searched, "total_s": done - start, "peak_gib": peak, "ids": ids})
+              "cluster_s": done - searched, "total_s": done - start, "peak_gib": peak, "data_gib": data_gib,
+              "ids": ids})
 
 
-def one(pool: np.ndarray, queries: np.ndarray, k: int, index_kind: str) -> dict:
-    """Loop's path in a fresh process (clean peak memory) vs exact search here."""
-    ctx = mp.get_context("fork")
+def one(kind: str, n: int, q: int, seed: int, cache: Path, k: int, index_kind: str) -> dict:
+    """Loop's path in a fresh process (clean peak memory; spawned, as FAISS's OpenMP does not
+    survive a fork) vs exact search on the same vectors here."""
+    ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_loop_path, args=(pool, queries, k, index_kind, child))
+    proc = ctx.Process(target=_loop_path, args=(kind, n, q, seed, cache, k, index_kind, child))
     proc.start()
     res = parent.recv()
     proc.join()
+    pool, queries = _data(kind, n, q, seed, cache)
     start = time.perf_counter()
     _, exact = VectorIndex(DIM, kind="flat").build(pool).search(queries, k)
     exact_s = time.perf_counter() - start
@@ -98,17 +111,15 @@ def one(pool: np.ndarray, queries: np.ndarray, k: int, index_kind: str) -> dict:
 
 def run_bench(pools: list[int], hards: list[int], kinds: list[str], index_kind: str, seed: int,
               cache: Path) -> list[dict]:
-    real = real_minilm(cache) if "real" in kinds else None
+    if "real" in kinds:
+        real_minilm(cache)  # embed once, before the timed runs
     rows = []
     for kind in kinds:
         for n in pools:
-            pool = vectors(kind, n, seed, real)
             for q in hards:
-                queries = vectors(kind, q, seed + 1, real)
-                row = {"data": kind, "pool": n, "hard_cases": q, **one(pool, queries, 10, index_kind)}
+                row = {"data": kind, "pool": n, "hard_cases": q, **one(kind, n, q, seed, cache, 10, index_kind)}
                 log.info("%s", {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()})
                 rows.append(row)
-            del pool
     return rows
 
 
