@@ -266,10 +266,11 @@ def bench_teacher(config, backends, model, n, max_tokens, repeats, single, url, 
 @click.option("--data", default="synthetic,real", show_default=True,
               help="synthetic (clustered unit vectors) and/or real (MiniLM embeddings of the tweet corpus).")
 @click.option("--index", "index_kind", default="auto", show_default=True, help="auto, flat, hnsw or ivf.")
+@click.option("--nprobe", default=32, show_default=True, help="IVF lists searched per query.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--out", default="bench/results/mining.json", show_default=True, help="Where to write the JSON.")
 @handle_errors
-def bench_mining(pools, hard_cases, data, index_kind, seed, out):
+def bench_mining(pools, hard_cases, data, index_kind, nprobe, seed, out):
     """Mining wall time, peak memory and recall@10 against exact brute force."""
     from loop.assets import cache_dir
     from loop.bench.mining import run_bench, write
@@ -277,7 +278,7 @@ def bench_mining(pools, hard_cases, data, index_kind, seed, out):
     _logging(False)
     ints = lambda text: [int(x) for x in text.split(",") if x.strip()]  # noqa: E731
     rows = run_bench(ints(pools), ints(hard_cases), [d.strip() for d in data.split(",")], index_kind, seed,
-                     cache_dir() / "bench" / "tweets-minilm.npy")
+                     cache_dir() / "bench" / "tweets-minilm.npy", nprobe)
     click.echo(f"{'data':10}{'pool':>9}{'hard':>7}{'index':>7}{'build s':>9}{'search s':>9}{'total s':>9}"
                f"{'exact s':>9}{'speed-up':>9}{'recall@10':>10}{'peak GiB':>9}")
     for r in rows:

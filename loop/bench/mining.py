@@ -69,34 +69,43 @@ def vectors(kind: str, n: int, seed: int, real: np.ndarray | None) -> np.ndarray
     return base
 
 
+def _peak_rss_gib() -> float:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
 def _data(kind: str, n: int, q: int, seed: int, cache: Path) -> tuple[np.ndarray, np.ndarray]:
     real = real_minilm(cache) if kind == "real" else None
     return vectors(kind, n, seed, real), vectors(kind, q, seed + 1, real)
 
 
-def _loop_path(kind: str, n: int, q: int, seed: int, cache: Path, k: int, index_kind: str, out) -> None:
+def _loop_path(kind: str, n: int, q: int, seed: int, cache: Path, k: int, index_kind: str, nprobe: int,
+               out) -> None:
     """Child process: loop's mining path on regenerated data; sends timings, ids and peak RSS back."""
     pool, queries = _data(kind, n, q, seed, cache)
     start = time.perf_counter()
-    index = VectorIndex(DIM, kind=index_kind).build(pool)
+    index = VectorIndex(DIM, kind=index_kind, nprobe=nprobe).build(pool)
     built = time.perf_counter()
     _, ids = index.search(queries, k)
     searched = time.perf_counter()
     cluster(queries, MiningConfig().max_clusters)
     done = time.perf_counter()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024  # GiB, data included
+    peak = _peak_rss_gib()  # data included
     data_gib = (pool.nbytes + queries.nbytes) / 2**30
     out.send({"kind": index.kind, "build_s": built - start, "search_s": searched - built,
               "cluster_s": done - searched, "total_s": done - start, "peak_gib": peak, "data_gib": data_gib,
               "ids": ids})
 
 
-def one(kind: str, n: int, q: int, seed: int, cache: Path, k: int, index_kind: str) -> dict:
+def one(kind: str, n: int, q: int, seed: int, cache: Path, k: int, index_kind: str, nprobe: int) -> dict:
     """Loop's path in a fresh process (clean peak memory; spawned, as FAISS's OpenMP does not
     survive a fork) vs exact search on the same vectors here."""
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_loop_path, args=(kind, n, q, seed, cache, k, index_kind, child))
+    proc = ctx.Process(target=_loop_path, args=(kind, n, q, seed, cache, k, index_kind, nprobe, child))
     proc.start()
     res = parent.recv()
     proc.join()
@@ -110,14 +119,15 @@ def one(kind: str, n: int, q: int, seed: int, cache: Path, k: int, index_kind: s
 
 
 def run_bench(pools: list[int], hards: list[int], kinds: list[str], index_kind: str, seed: int,
-              cache: Path) -> list[dict]:
+              cache: Path, nprobe: int = 32) -> list[dict]:
     if "real" in kinds:
         real_minilm(cache)  # embed once, before the timed runs
     rows = []
     for kind in kinds:
         for n in pools:
             for q in hards:
-                row = {"data": kind, "pool": n, "hard_cases": q, **one(kind, n, q, seed, cache, 10, index_kind)}
+                row = {"data": kind, "pool": n, "hard_cases": q, "nprobe": nprobe,
+                       **one(kind, n, q, seed, cache, 10, index_kind, nprobe)}
                 log.info("%s", {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()})
                 rows.append(row)
     return rows
