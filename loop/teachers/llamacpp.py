@@ -25,6 +25,7 @@ class LlamaCppTeacher:
         self.path = resolve_gguf(cfg.model)
         self.name = f"llamacpp:{cfg.model}"
         self._llm = None
+        self._formatter = None  # the GGUF's chat template, built once
 
     def _engine(self):
         if self._llm is None:
@@ -39,15 +40,17 @@ class LlamaCppTeacher:
     def prompt_tokens(self, messages: list[dict]) -> int:
         """Exact count through the GGUF's own chat template; the byte bound if it has none."""
         llm = self._engine()
-        template = llm.metadata.get("tokenizer.chat_template")
-        if not template:
-            return PromptCounter().count(messages)
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        if self._formatter is None:
+            template = llm.metadata.get("tokenizer.chat_template")
+            if not template:
+                return PromptCounter().count(messages)
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        vocab = llm._model
-        fmt = Jinja2ChatFormatter(template=template, eos_token=vocab.token_get_text(vocab.token_eos()),
-                                  bos_token=vocab.token_get_text(vocab.token_bos()))
-        prompt = fmt(messages=messages).prompt
+            vocab = llm._model
+            self._formatter = Jinja2ChatFormatter(template=template,
+                                                  eos_token=vocab.token_get_text(vocab.token_eos()),
+                                                  bos_token=vocab.token_get_text(vocab.token_bos()))
+        prompt = self._formatter(messages=messages).prompt
         return len(llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
 
     def _one(self, req: GenRequest) -> GenResult:

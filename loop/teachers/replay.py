@@ -38,13 +38,13 @@ class ReplayTeacher:
         self.path = Path(cfg.cassette or "")
         self.entries = read_cassette(self.path)
         self.name = f"replay:{self.path.name}"
+        self._prompt_counts = {json.dumps(e["messages"], sort_keys=True): int(e["response"]["prompt_tokens"])
+                               for e in self.entries.values()}
 
     def prompt_tokens(self, messages: list[dict]) -> int:
         # the recorded count where this prompt was recorded, else the byte bound
-        for entry in self.entries.values():
-            if entry["messages"] == messages:
-                return int(entry["response"]["prompt_tokens"])
-        return PromptCounter().count(messages)
+        known = self._prompt_counts.get(json.dumps(messages, sort_keys=True))
+        return known if known is not None else PromptCounter().count(messages)
 
     def generate(self, requests: list[GenRequest]) -> list[GenResult]:
         missing = [r.id for r in requests if r.id not in self.entries]
