@@ -125,6 +125,10 @@ class FilterConfig:
     near_dup_cosine: float = _f(0.95, "reject a candidate this close to a training or accepted sample")
     contamination_cosine: float = _f(0.92, "reject a candidate this close to an evaluation example")
     contamination_splits: list = _f(["dev_stop", "test"], "splits a candidate must not be close to")
+    diversity_cosine: float = _f(0.92, "no two samples accepted in one round are this close (in-round diversity)")
+    label_agreement: bool = _f(False, "a second, blind teacher pass labels each surviving candidate; keep only "
+                                      "agreement (costs tokens, counted in the budget)")
+    agreement_max_tokens: int = _f(24, "completion tokens of one blind-labelling request")
     embedder: str = _f("packaged:all-minilm-l6-v2", "sentence embedder for dedup/contamination (fixed across rounds)")
 
 
@@ -256,6 +260,8 @@ def _validate(cfg: Config, where: str) -> None:
          "the openai back-end needs at least one URL (or --teacher-url)"),
         (cfg.teacher.backend != "replay" or bool(cfg.teacher.cassette), "teacher.cassette",
          "the replay back-end needs a cassette file"),
+        (0 < cfg.filters.diversity_cosine <= 1, "filters.diversity_cosine", "must be within (0, 1]"),
+        (0 < cfg.filters.near_dup_cosine <= 1, "filters.near_dup_cosine", "must be within (0, 1]"),
         (set(cfg.filters.contamination_splits) <= {"dev_mine", "dev_stop", "test"},
          "filters.contamination_splits", "may hold only dev_mine, dev_stop, test"),
     ]

@@ -17,8 +17,8 @@ from loop.config import Config
 from loop.data import Example
 from loop.filters import Reference
 from loop.report import log_round_artifacts, round_metrics
-from loop.stages import (Generated, MineResult, Timer, embed_new, evaluate, followup, generate, mine, plan,
-                         screen_candidates)
+from loop.stages import (BlindLabeller, Generated, MineResult, Timer, embed_new, evaluate, followup, generate,
+                         mine, plan, screen_candidates)
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,12 @@ def run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path) -> dict:
                         tracker.mlflow.set_tag("stopped", f"budget: none of {gen.skipped} requests fit")
                         stop_reason = "budget"
                         break
+                    agree = (BlindLabeller(parts.teacher, task, cfg, budget, store, run_id, rnd)
+                             if cfg.filters.label_agreement else None)
                     with timer("filter"):
-                        cands = screen_candidates(gen.pairs, task, known, evaluation, cfg, budget.samples_left())
+                        cands = screen_candidates(gen.pairs, task, known, evaluation, cfg, budget.samples_left(),
+                                                  agree)
+                    gen.agreement = agree.gen if agree else None
                     new = [Example(c.text, c.label, source="generated") for c in cands if c.verdict == "accepted"]
                     new_vecs = embed_new(student, parts.embedder, cfg, new)
                     store.add_candidates(run_id, rnd, cands)

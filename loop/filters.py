@@ -1,14 +1,16 @@
-"""Candidate filters after parsing: exact and near duplicates, contamination, the sample cap.
+"""Candidate filters after parsing: duplicates, contamination, in-round diversity, label agreement, the cap.
 
-The task's own checks (parse, schema, label, length) run in `task.parse`. These checks
-compare a candidate with what the student already has (train + accepted, and earlier
-candidates of the same round) and with the evaluation splits, by exact text and by
-cosine similarity under a fixed sentence embedder.
+The task's own checks (parse, schema, label, length, code that must parse and run) happen
+in `task.parse` / `task.verify`. These checks compare a candidate with what the student
+already has (train + accepted), with the evaluation splits, and with the round's other
+candidates, by exact text and by cosine similarity under a fixed sentence embedder.
+Each rejection carries a reason, counted per round.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -31,33 +33,69 @@ class Reference:
         self.index.add(vecs)
 
 
-def screen(cands: list[Candidate], known: Reference, evaluation: Reference, cfg: FilterConfig,
-           samples_left: int) -> None:
-    """Set verdicts on pending candidates; accepted ones are added to `known` as they pass.
+def _reject(cand: Candidate, reason: str) -> None:
+    cand.verdict, cand.reason = "rejected", reason
 
-    At most `samples_left` are accepted; later passing candidates are rejected as 'budget'.
+
+def _against_references(pending: list[Candidate], vecs: np.ndarray, known: Reference, evaluation: Reference,
+                        cfg: FilterConfig) -> None:
+    """Contamination (evaluation splits), exact and near duplicates (train + accepted)."""
+    eval_sim = max_similarity(vecs, evaluation.index)
+    near = max_similarity(vecs, known.index)
+    for i, cand in enumerate(pending):
+        tid = text_id(cand.text)
+        cand.meta["eval_cosine"] = round(float(eval_sim[i]), 4)
+        cand.meta["known_cosine"] = round(float(near[i]), 4)
+        if tid in evaluation.ids or eval_sim[i] >= cfg.contamination_cosine:
+            _reject(cand, "contamination")
+        elif tid in known.ids:
+            _reject(cand, "duplicate")
+        elif near[i] >= cfg.near_dup_cosine:
+            _reject(cand, "near_duplicate")
+
+
+def _diversity(pending: list[Candidate], vecs: np.ndarray, cfg: FilterConfig) -> None:
+    """Greedy, in order: a candidate too close to an earlier survivor of the round is dropped."""
+    kept_ids: set[str] = set()
+    kept: list[int] = []
+    for i, cand in enumerate(pending):
+        if cand.verdict != "pending":
+            continue
+        tid = text_id(cand.text)
+        if tid in kept_ids:
+            _reject(cand, "duplicate")
+            continue
+        if kept:
+            sim = float((vecs[kept] @ vecs[i]).max())
+            if sim >= cfg.diversity_cosine:
+                cand.meta["round_cosine"] = round(sim, 4)
+                _reject(cand, "diversity")
+                continue
+        kept.append(i)
+        kept_ids.add(tid)
+
+
+def screen(cands: list[Candidate], known: Reference, evaluation: Reference, cfg: FilterConfig,
+           samples_left: int, agree: Optional[Callable[[list[Candidate]], None]] = None) -> None:
+    """Set verdicts on pending candidates; accepted ones are added to `known`.
+
+    Order: references (contamination, duplicate, near_duplicate) -> in-round diversity ->
+    `agree` (the optional blind second labelling, which rejects disagreements) -> the
+    sample cap: at most `samples_left` are accepted, later passing ones are 'budget'.
     """
     pending = [c for c in cands if c.verdict == "pending"]
     if not pending:
         return
     vecs = known.embedder.encode([c.text for c in pending])
-    eval_sim = max_similarity(vecs, evaluation.index)
+    _against_references(pending, vecs, known, evaluation, cfg)
+    _diversity(pending, vecs, cfg)
+    if agree is not None:
+        agree([c for c in pending if c.verdict == "pending"])
     for i, cand in enumerate(pending):
-        tid = text_id(cand.text)
-        cand.meta["eval_cosine"] = round(float(eval_sim[i]), 4)
-        if tid in evaluation.ids or eval_sim[i] >= cfg.contamination_cosine:
-            cand.verdict, cand.reason = "rejected", "contamination"
-            continue
-        if tid in known.ids:
-            cand.verdict, cand.reason = "rejected", "duplicate"
-            continue
-        near = float(max_similarity(vecs[i:i + 1], known.index)[0])
-        cand.meta["known_cosine"] = round(near, 4)
-        if near >= cfg.near_dup_cosine:
-            cand.verdict, cand.reason = "rejected", "near_duplicate"
+        if cand.verdict != "pending":
             continue
         if samples_left <= 0:
-            cand.verdict, cand.reason = "rejected", "budget"
+            _reject(cand, "budget")
             continue
         cand.verdict = "accepted"
         samples_left -= 1

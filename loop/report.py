@@ -19,6 +19,10 @@ def round_metrics(mined, gen, cands: list[Candidate], budget, accepted, timer) -
          "tokens_spent_total": budget.spent.tokens, "money_spent_total": budget.spent.money,
          "accepted_total": len(accepted)}
     m["tokens_round"] = gen.paid_tokens  # prompt/completion_tokens above include cached (free) replies
+    if gen.agreement is not None:
+        m["agreement_requests"] = len(gen.agreement.pairs)
+        m["agreement_tokens"] = gen.agreement.paid_tokens
+        m["tokens_round"] += gen.agreement.paid_tokens
     m["parse_rate"] = 1 - sum(c.reason == "parse" for c in cands) / len(pairs) if pairs else 0.0
     m["acceptance_rate"] = m["accepted"] / m["candidates"] if cands else 0.0
     for reason, n in rejection_counts(cands).items():

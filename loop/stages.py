@@ -122,6 +122,7 @@ class Generated:
     skipped: int = 0  # not sent: they could have overshot a cap
     cache_hits: int = 0  # answered from the store's response cache, free
     paid_tokens: int = 0  # prompt + completion tokens of the requests actually sent
+    agreement: "Generated | None" = None  # the blind-labelling pass of the same round, if any
 
 
 def generate(teacher, requests: list[GenRequest], budget: Budget, store: RunStore, run_id: str,
@@ -169,15 +170,46 @@ def generate(teacher, requests: list[GenRequest], budget: Budget, store: RunStor
     return out
 
 
+class BlindLabeller:
+    """The optional label-agreement check: the teacher labels each surviving candidate without
+    seeing its proposed label; disagreements are rejected ('label_disagreement').
+
+    Its requests go through `generate` (budgeted, stored, cached) like any other; one that
+    does not fit the budget leaves its candidate unchecked, rejected as 'budget'.
+    """
+
+    def __init__(self, teacher, task, cfg: Config, budget: Budget, store: RunStore, run_id: str, rnd: int):
+        self.teacher, self.task, self.cfg, self.budget = teacher, task, cfg, budget
+        self.store, self.run_id, self.rnd = store, run_id, rnd
+        self.gen = Generated()
+
+    def __call__(self, cands: list[Candidate]) -> None:
+        t = self.cfg.teacher
+        reqs = [GenRequest(messages=self.task.messages("label", text=c.text), kind="label",
+                           max_tokens=self.cfg.filters.agreement_max_tokens, temperature=0.0, top_p=1.0,
+                           seed=t.seed, json_schema=self.task.label_schema(), meta={"round": self.rnd})
+                for c in cands]
+        self.gen = generate(self.teacher, reqs, self.budget, self.store, self.run_id, self.rnd, t.cache)
+        answers = {req.id: self.task.read_label(res.text) for req, res in self.gen.pairs}
+        for cand, req in zip(cands, reqs):
+            if req.id not in answers:
+                cand.verdict, cand.reason = "rejected", "budget"
+                continue
+            cand.meta["blind_label"] = answers[req.id]
+            if answers[req.id] != cand.label:
+                cand.verdict, cand.reason = "rejected", "label_disagreement"
+
+
 def screen_candidates(pairs: list[tuple[GenRequest, GenResult]], task, known: Reference, evaluation: Reference,
-                      cfg: Config, samples_left: int) -> list[Candidate]:
+                      cfg: Config, samples_left: int, agree: BlindLabeller | None = None) -> list[Candidate]:
     """Parse every response and run every check; each candidate ends accepted or rejected with a reason."""
     cands: list[Candidate] = []
     for req, res in pairs:
         for cand in task.parse(res.text, req):
             cand.meta.update(req.meta)
             cands.append(cand)
-    screen(cands, known, evaluation, cfg.filters, samples_left)
+    task.verify(cands)
+    screen(cands, known, evaluation, cfg.filters, samples_left, agree)
     return cands
 
 

@@ -8,6 +8,8 @@ from loop.store import RunStore
 from loop.tasks.classify import ClassifyTask
 from loop.tracking import Tracker
 
+from loop.teachers.base import GenResult
+
 from conftest import HashEmbedder, ScriptedTeacher, TinyStudent
 
 
@@ -172,3 +174,28 @@ def test_mine_dry_run_calls_no_teacher(tiny_config, tmp_path):
     [child] = child_runs(tracker)
     assert child.data.metrics["errors"] == mined.errors
     assert store.count("responses", "dry") == 0
+
+
+def test_label_agreement_keeps_only_blind_agreement(tiny_config, tmp_path):
+    class Opinionated(ScriptedTeacher):
+        """Writes samples of every label, but labels everything 'neutral' when asked blind."""
+
+        def generate(self, requests):
+            if all(r.kind == "label" for r in requests):
+                self.calls.append(list(requests))
+                return [GenResult(request_id=r.id, text='{"label": "neutral"}', prompt_tokens=10,
+                                  completion_tokens=5, finish_reason="stop", latency_s=0.0) for r in requests]
+            return super().generate(requests)
+
+    cfg = tiny_config(**{"filters.label_agreement": True, "loop.rounds": 1})
+    summary, parts = run(cfg, tmp_path, Opinionated())
+    label_calls = [c for c in parts.teacher.calls if all(r.kind == "label" for r in c)]
+    assert len(label_calls) == 1 and label_calls[0]
+    assert "Text:" in label_calls[0][0].messages[-1]["content"]
+    assert '"label": "' not in label_calls[0][0].messages[-1]["content"]  # blind: the proposed label is not shown
+    accepted = parts.store.accepted("t")
+    assert accepted and {e.label for e in accepted} == {"neutral"}
+    m = child_runs(parts.tracker)[1].data.metrics
+    assert m["rejected_label_disagreement"] > 0
+    assert m["agreement_requests"] == len(label_calls[0]) and m["agreement_tokens"] == 15 * len(label_calls[0])
+    assert summary["tokens_spent"] == parts.store.spent("t").tokens <= cfg.budget.tokens

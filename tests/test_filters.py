@@ -28,3 +28,41 @@ def test_screen_verdicts_and_reasons():
     assert rejection_counts(cands) == {"parse": 1, "duplicate": 2, "near_duplicate": 1, "contamination": 1,
                                        "budget": 1}
     assert len(known.ids) == 2  # the accepted one joined the reference
+
+
+def test_in_round_diversity_keeps_the_first_of_a_close_pair():
+    emb = HashEmbedder()
+    known = Reference(emb, [Example("unrelated seed text", "neutral")])
+    evaluation = Reference(emb, [Example("evaluation only text", "neutral")])
+    cands = [cand("red apples and green pears today"), cand("red apples and green pears today now"),
+             cand("a train leaves the station at noon")]
+    cfg = FilterConfig(near_dup_cosine=0.99, contamination_cosine=0.99, diversity_cosine=0.8)
+    screen(cands, known, evaluation, cfg, samples_left=10)
+    assert [c.reason or c.verdict for c in cands] == ["accepted", "diversity", "accepted"]
+    assert cands[1].meta["round_cosine"] >= 0.8
+    # with diversity off (cosine 1.0) the close pair both pass
+    cands = [cand("red apples and green pears today"), cand("red apples and green pears today now")]
+    screen(cands, Reference(emb, [Example("x y z", "neutral")]), evaluation,
+           FilterConfig(near_dup_cosine=0.99, contamination_cosine=0.99, diversity_cosine=1.0), samples_left=10)
+    assert [c.verdict for c in cands] == ["accepted", "accepted"]
+
+
+def test_agreement_check_runs_after_similarity_and_before_the_cap():
+    emb = HashEmbedder()
+    known = Reference(emb, [Example("the cat sat on the mat", "neutral")])
+    evaluation = Reference(emb, [Example("evaluation only text", "neutral")])
+    seen = []
+
+    def agree(pending):
+        seen.extend(c.text for c in pending)
+        for c in pending:
+            if c.label == "positive":
+                c.verdict, c.reason = "rejected", "label_disagreement"
+
+    cands = [cand("the cat sat on the mat"), cand("lovely day out", "positive"), cand("a plain remark"),
+             cand("another plain remark entirely"), cand("one more different statement")]
+    screen(cands, known, evaluation, FilterConfig(diversity_cosine=1.0), samples_left=2, agree=agree)
+    assert seen == ["lovely day out", "a plain remark", "another plain remark entirely",
+                    "one more different statement"]  # the duplicate never reached the (paid) check
+    assert [c.reason or c.verdict for c in cands] == ["duplicate", "label_disagreement", "accepted", "accepted",
+                                                      "budget"]

@@ -122,5 +122,21 @@ class ClassifyTask:
                               verdict="rejected", reason="parse")]
         return [self._candidate(item, req) for item in items]
 
+    def label_schema(self) -> dict:
+        return {"type": "object", "properties": {"label": {"type": "string", "enum": self.labels}},
+                "required": ["label"], "additionalProperties": False}
+
+    def read_label(self, text: str) -> str | None:
+        """The label of a blind-labelling reply, or None if there is none from the label set."""
+        value = extract_json(text)
+        raw = value.get("label") if isinstance(value, dict) else None
+        if not isinstance(raw, str):
+            found = [lab for lab in self.labels if re.search(rf"\b{re.escape(lab)}\b", text, re.I)]
+            return found[0] if len(found) == 1 else None
+        return self._lower.get(raw.strip().lower())
+
+    def verify(self, cands: list[Candidate]) -> None:
+        """Labels of text samples come from the teacher: nothing to execute."""
+
     def metric(self, pred: list[str], gold: list[str]) -> dict[str, float]:
         return scores(pred, gold, self.labels)
