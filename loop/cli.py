@@ -289,5 +289,45 @@ def bench_mining(pools, hard_cases, data, index_kind, nprobe, seed, out):
     click.echo(f"written: {out}")
 
 
+@bench.command("efficiency")
+@CONFIG_OPT
+@click.option("--strategies", default="none,random,targeted", show_default=True, help="Comma-separated.")
+@click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seed offsets.")
+@click.option("--budgets", default="8000,16000,24000", show_default=True,
+              help="Comma-separated token budgets; each run spends up to the largest.")
+@click.option("--rounds", type=int, help="Rounds per run (default: loop.rounds).")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="JSON to write (default: bench/results/efficiency-<config name>.json; the PNG goes beside it).")
+@SET_OPT
+@click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
+@handle_errors
+def bench_efficiency(config, strategies, seeds, budgets, rounds, out, sets, verbose):
+    """Test metric vs teacher tokens for none / random / targeted, over budgets and seeds."""
+    from loop.bench.efficiency import run_bench
+
+    _logging(verbose)
+    cfg = _load(config, _parse_sets(sets))
+    from loop.components import check_names
+
+    check_names(cfg)
+    ints = lambda text: [int(x) for x in text.split(",") if x.strip()]  # noqa: E731
+    name = Path(config).stem if config else "default"
+    out_path = Path(out or f"bench/results/efficiency-{name}.json")
+    result = run_bench(cfg, [s.strip() for s in strategies.split(",") if s.strip()], ints(seeds),
+                       sorted(ints(budgets)), rounds or cfg.loop.rounds, out_path,
+                       cfg.resolve(cfg.run.dir) / "bench-efficiency")
+    summary, metric = result["summary"], result["metric"]
+    click.echo(f"test {metric}, mean ± std over seeds (last round within the budget):")
+    click.echo(f"{'strategy':10}" + "".join(f"{b:>18}" for b in result["budgets"]))
+    for strategy, row in summary["table"].items():
+        click.echo(f"{strategy:10}" + "".join(f"{row[str(b)]['mean']:>11.4f} ± {row[str(b)]['std']:.3f}"
+                                              for b in result["budgets"]))
+    for key in ("random_tokens_to_targeted_final", "targeted_tokens_to_random_best", "random_tokens_to_random_best",
+                "targeted_ge_random_every_budget", "targeted_half_tokens_for_random_best", "both_above_none"):
+        if key in summary:
+            click.echo(f"{key}: {summary[key]}")
+    click.echo(f"written: {out_path} and {out_path.with_suffix('.png')}")
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -108,6 +108,12 @@ class RunStore:
         self._write("INSERT OR REPLACE INTO rounds VALUES (?,?,?,?,?,?)",
                     [(run_id, rnd, "done", json.dumps(metrics), mlflow_run_id, time.time())])
 
+    def round_rows(self, run_id: str) -> list[dict]:
+        """Finished rounds of a run, in order, with their metrics."""
+        rows = self.db.execute("SELECT round, metrics FROM rounds WHERE run_id=? AND status='done' ORDER BY round",
+                               (run_id,)).fetchall()
+        return [{"round": r[0], "metrics": json.loads(r[1])} for r in rows]
+
     def spent(self, run_id: str) -> Spend:
         row = self.db.execute("SELECT COALESCE(SUM(tokens),0), COALESCE(SUM(money),0), COALESCE(SUM(samples),0) "
                               "FROM ledger WHERE run_id=?", (run_id,)).fetchone()
