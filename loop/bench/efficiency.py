@@ -51,15 +51,15 @@ def run_one(cfg: Config, teacher, embedder, run_dir: Path, run_id: str) -> dict:
     """One benchmark run; returns its per-round curve."""
     from loop.components import build_student, build_task
     from loop.controller import Parts, run_loop
-    from loop.data import load_splits
     from loop.store import RunStore
     from loop.tracking import Tracker
 
     store = RunStore(run_dir / "store.sqlite")
     store.start_run(run_id, cfg.to_dict())
     tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.base_dir)
-    parts = Parts(task=build_task(cfg), student=build_student(cfg), teacher=teacher, embedder=embedder,
-                  splits=load_splits(cfg), store=store, tracker=tracker)
+    task = build_task(cfg)
+    parts = Parts(task=task, student=build_student(cfg), teacher=teacher, embedder=embedder,
+                  splits=task.load_splits(), store=store, tracker=tracker)
     try:
         summary = run_loop(cfg, parts, run_id, run_dir / run_id)
         rows = store.round_rows(run_id)

@@ -13,7 +13,7 @@ import numpy as np
 
 from loop.assets import resolve_model
 from loop.config import StudentConfig
-from loop.data import Example
+from loop.data import PAIR_SEP, Example
 from loop.embedder import mean_pool
 from loop.index import normalize
 from loop.students.base import Predictions
@@ -46,8 +46,14 @@ class EncoderStudent:
     def _batches(self, texts: list[str], order: list[int], size: int):
         for start in range(0, len(order), size):
             idx = order[start:start + size]
-            enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                 max_length=self.cfg.max_length, return_tensors="pt")
+            batch = [texts[i] for i in idx]
+            if any(PAIR_SEP in t for t in batch):  # pair examples: encoded as text pairs, truncated evenly
+                firsts, seconds = zip(*[(t.split(PAIR_SEP, 1) + [""])[:2] for t in batch])
+                enc = self.tokenizer(list(firsts), list(seconds), padding=True, truncation="longest_first",
+                                     max_length=self.cfg.max_length, return_tensors="pt")
+            else:
+                enc = self.tokenizer(batch, padding=True, truncation=True, max_length=self.cfg.max_length,
+                                     return_tensors="pt")
             yield idx, enc
 
     def fit(self, examples: list[Example]) -> None:

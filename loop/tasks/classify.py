@@ -78,6 +78,7 @@ class ClassifyTask:
     name = "classify"
 
     def __init__(self, cfg: Config):
+        self.full = cfg
         self.cfg = cfg.task
         self.labels = list(cfg.task.labels)
         self.prompts = Prompts(cfg.resolve(cfg.task.prompts))
@@ -86,6 +87,15 @@ class ClassifyTask:
     def common(self) -> dict:
         """Variables every template sees."""
         return {"description": self.cfg.description, "labels": self.labels}
+
+    def load_splits(self) -> dict:
+        from loop.data import load_splits
+
+        return load_splits(self.full)
+
+    def request_vars(self, kind: str, variables: dict) -> tuple[dict, dict]:
+        """No extra template variables or request meta for text classification."""
+        return {}, {}
 
     def json_schema(self, n: int) -> dict:
         item = {"type": "object", "properties": {"text": {"type": "string"},

@@ -1,0 +1,204 @@
+"""Code tasks derived from problems with tests: defect detection and clone detection.
+
+Labels are never taken from the teacher: every example, gold or generated, is labelled by
+running the problem's tests in the sandbox. The teacher writes program variants of a
+problem near the student's errors, stating its intent (correct / buggy, clone /
+not_clone) only as a hint; a variant must parse, keep the problem's entry point, and is
+then labelled by execution (the teacher's hit rate is reported as `intent_agreement`).
+
+- `defects`: an example is one function (with its docstring): correct if it passes, buggy if not.
+- `clones`: an example is a pair of functions (docstrings removed) of one problem or two;
+  a pair is a clone only if both pass the same problem's tests.
+
+Splits are by problem: no problem is in two splits. Sizes in `data.*_size` count problems.
+"""
+
+from __future__ import annotations
+
+import ast
+import random
+from typing import Any
+
+from loop.config import Config
+from loop.data import PAIR_SEP, Candidate, Example
+from loop.errors import ConfigError
+from loop.humaneval import Problem, build_variants, read_problems, split_problems
+from loop.mutation import normalize
+from loop.prompts import Prompts
+from loop.sandbox import Limits, run_many
+from loop.tasks.classify import extract_json, scores
+from loop.teachers.base import GenRequest
+
+
+def strip_docstrings(code: str) -> str:
+    """Normalised code without docstrings (clone pairs compare behaviour, not the shared spec)."""
+    tree = ast.parse(code)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.unparse(tree)
+
+
+def defines(code: str, name: str) -> bool:
+    tree = ast.parse(code)
+    return any(isinstance(n, ast.FunctionDef) and n.name == name for n in tree.body)
+
+
+class CodeTask:
+    """Shared machinery; subclasses say what one example is and which label a verdict gives."""
+
+    name = "code"
+    LABELS: tuple[str, str] = ("", "")  # (label when the tests pass, label when they fail)
+
+    def __init__(self, cfg: Config):
+        self.full = cfg
+        self.cfg = cfg.task
+        self.labels = list(cfg.task.labels)
+        if set(self.labels) != set(self.LABELS):
+            raise ConfigError(f"task.labels: the {self.name} task's labels are {', '.join(self.LABELS)}")
+        if cfg.filters.label_agreement:
+            raise ConfigError("filters.label_agreement: code labels come from the tests, not from a teacher vote")
+        self.prompts = Prompts(cfg.resolve(cfg.task.prompts))
+        self.problems: dict[str, Problem] = {}
+        self.limits = Limits(timeout_s=10, cpu_s=4)
+
+    # -- data -------------------------------------------------------------------------------------
+    def load_splits(self) -> dict[str, list[Example]]:
+        d = self.full.data
+        path, problems = read_problems(d.source, self.full.resolve)
+        problems = build_variants(path, problems, mutants_per_problem=d.mutants_per_problem, limits=self.limits)
+        half = d.dev_size // 2
+        sizes = {"train": d.train_size, "dev_mine": half, "dev_stop": d.dev_size - half, "test": d.test_size}
+        by_split = split_problems(problems, sizes, d.seed)
+        self.problems = {p.task_id: p for p in problems}
+        rng = random.Random(d.seed)
+        out = {name: [ex for p in ps for ex in self.examples(p, ps, rng)] for name, ps in by_split.items()}
+        for name in out:
+            rng.shuffle(out[name])
+        out["pool"] = []
+        return out
+
+    def examples(self, problem: Problem, split: list[Problem], rng: random.Random) -> list[Example]:
+        raise NotImplementedError
+
+    def _pick(self, variants: list[dict], rng: random.Random) -> tuple[list[dict], list[dict]]:
+        k = self.full.data.variants_per_label
+        good = [v for v in variants if v["passed"]]
+        bad = [v for v in variants if not v["passed"]]
+        return good[:1] + rng.sample(good[1:], min(k - 1, len(good) - 1)) if good else [], \
+            rng.sample(bad, min(k, len(bad)))
+
+    # -- prompts ------------------------------------------------------------------------------------
+    def common(self) -> dict:
+        return {"description": self.cfg.description, "labels": self.labels}
+
+    def messages(self, kind: str, **variables) -> list[dict]:
+        return self.prompts.messages(kind, self.common(), **variables)
+
+    def request_vars(self, kind: str, variables: dict) -> tuple[dict, dict]:
+        """Extra template variables and request meta: the problem whose variants are asked for."""
+        source = variables.get("example") if kind == "self_revise" else (variables.get("exemplars") or [None])[0]
+        problem = self.problems.get(source.group) if source is not None else None
+        if problem is None:
+            return {"reference": "", "entry_point": ""}, {}
+        return {"reference": problem.reference, "entry_point": problem.entry_point}, {"problem": problem.task_id}
+
+    def json_schema(self, n: int) -> dict:
+        item = {"type": "object", "properties": {"intent": {"type": "string", "enum": self.labels},
+                                                  "code": {"type": "string"}},
+                "required": ["intent", "code"], "additionalProperties": False}
+        return {"type": "object", "properties": {"samples": {"type": "array", "items": item,
+                                                            "minItems": 1, "maxItems": n}},
+                "required": ["samples"], "additionalProperties": False}
+
+    # -- candidates -------------------------------------------------------------------------------
+    def parse(self, text: str, req: GenRequest) -> list[Candidate]:
+        value = extract_json(text)
+        items = value.get("samples") if isinstance(value, dict) else value if isinstance(value, list) else None
+        if not items:
+            return [Candidate(text=text[:500], label="", request_id=req.id, kind=req.kind, verdict="rejected",
+                              reason="parse")]
+        out = []
+        for item in items:
+            ok = isinstance(item, dict) and isinstance(item.get("code"), str)
+            cand = Candidate(text=item["code"] if ok else str(item)[:500], label="", request_id=req.id,
+                             kind=req.kind, meta={**req.meta, "intent": item.get("intent") if ok else None})
+            if not ok:
+                cand.verdict, cand.reason = "rejected", "schema"
+            out.append(cand)
+        return out
+
+    def verify(self, cands: list[Candidate]) -> None:
+        """Syntax, entry point and length checks; then the tests decide each label (one sandbox batch)."""
+        todo = []
+        for cand in cands:
+            if cand.verdict != "pending":
+                continue
+            problem = self.problems.get(cand.meta.get("problem", ""))
+            code = normalize(cand.text)
+            if problem is None:
+                cand.verdict, cand.reason = "rejected", "format"
+            elif code is None:
+                cand.verdict, cand.reason = "rejected", "syntax"
+            elif not defines(code, problem.entry_point):
+                cand.verdict, cand.reason = "rejected", "format"
+            elif not self.cfg.min_chars <= len(code) <= self.cfg.max_chars:
+                cand.verdict, cand.reason = "rejected", "length"
+            else:
+                todo.append((cand, code, problem))
+        outcomes = run_many([(code, p.test, p.entry_point) for _, code, p in todo], self.limits)
+        for (cand, code, problem), outcome in zip(todo, outcomes):
+            cand.label = self.LABELS[0] if outcome.passed else self.LABELS[1]
+            cand.meta["execution"] = outcome.status
+            cand.meta["intent_agrees"] = cand.meta.get("intent") == cand.label
+            cand.text = self.render(code, problem)
+
+    def render(self, code: str, problem: Problem) -> str:
+        """The example text of a verified variant."""
+        raise NotImplementedError
+
+    def metric(self, pred: list[str], gold: list[str]) -> dict[str, float]:
+        return scores(pred, gold, self.labels)
+
+    def label_schema(self) -> dict:  # blind labelling does not apply: the tests label code
+        raise ConfigError("filters.label_agreement: not available for code tasks")
+
+    def read_label(self, text: str) -> Any:
+        raise ConfigError("filters.label_agreement: not available for code tasks")
+
+
+class DefectsTask(CodeTask):
+    """Is this function correct or buggy? One function per example, docstring included."""
+
+    name = "defects"
+    LABELS = ("correct", "buggy")
+
+    def examples(self, problem: Problem, split: list[Problem], rng: random.Random) -> list[Example]:
+        good, bad = self._pick(problem.variants, rng)
+        return ([Example(v["code"], "correct", group=problem.task_id) for v in good]
+                + [Example(v["code"], "buggy", group=problem.task_id) for v in bad])
+
+    def render(self, code: str, problem: Problem) -> str:
+        return code
+
+
+class ClonesTask(CodeTask):
+    """Do these two functions do the same thing? A pair (reference side first), docstrings removed."""
+
+    name = "clones"
+    LABELS = ("clone", "not_clone")
+
+    def examples(self, problem: Problem, split: list[Problem], rng: random.Random) -> list[Example]:
+        ref = strip_docstrings(problem.reference)
+        good, bad = self._pick(problem.variants[1:], rng)
+        pairs = [(ref + PAIR_SEP + strip_docstrings(v["code"]), "clone") for v in good]
+        pairs += [(ref + PAIR_SEP + strip_docstrings(v["code"]), "not_clone") for v in bad[:-1] or bad]
+        others = [p for p in split if p.task_id != problem.task_id]
+        if others and len(bad) > 1:  # one easy negative: another problem's solution
+            pairs.append((ref + PAIR_SEP + strip_docstrings(rng.choice(others).reference), "not_clone"))
+        return [Example(text, label, group=problem.task_id) for text, label in pairs]
+
+    def render(self, code: str, problem: Problem) -> str:
+        return strip_docstrings(problem.reference) + PAIR_SEP + strip_docstrings(code)

@@ -1,0 +1,118 @@
+"""Defect and clone detection: splits by problem, execution-decided labels, the loop on code."""
+
+import json
+
+import pytest
+
+from loop.components import build_task
+from loop.controller import Parts, run_loop
+from loop.data import PAIR_SEP, Candidate
+from loop.errors import ConfigError, DataError
+from loop.sandbox import run_tests
+from loop.store import RunStore
+from loop.teachers.base import GenRequest
+from loop.tracking import Tracker
+
+from conftest import CodeTeacher, HashEmbedder, TinyStudent
+
+
+def test_defect_splits_are_by_problem_and_labelled_by_tests(code_config):
+    task = build_task(code_config())
+    splits = task.load_splits()
+    groups = {name: {e.group for e in splits[name]} for name in ("train", "dev_mine", "dev_stop", "test")}
+    assert [len(g) for g in groups.values()] == [8, 4, 4, 8]
+    names = list(groups)
+    assert all(not groups[a] & groups[b] for i, a in enumerate(names) for b in names[i + 1:])
+    labels = {e.label for name in names for e in splits[name]}
+    assert labels == {"correct", "buggy"}
+    for ex in splits["train"][:10]:  # the label is what the tests say
+        problem = task.problems[ex.group]
+        assert run_tests(ex.text, problem.test, problem.entry_point).passed == (ex.label == "correct")
+
+
+def test_clone_pairs_are_labelled_by_both_sides_passing(code_config):
+    task = build_task(code_config("clones"))
+    splits = task.load_splits()
+    train = splits["train"]
+    assert {e.label for e in train} == {"clone", "not_clone"}
+    for ex in train[:10]:
+        a, b = ex.text.split(PAIR_SEP)
+        assert '"""' not in a + b  # docstrings removed: the pair compares behaviour
+        problem = task.problems[ex.group]
+        if ex.label == "clone":
+            assert run_tests(b, problem.test, problem.entry_point).passed
+
+
+def _cand(code, problem):
+    return Candidate(text=code, label="", request_id="r", kind="targeted", meta={"problem": problem,
+                                                                                 "intent": "buggy"})
+
+
+def test_verify_labels_by_execution_and_rejects_broken_code(code_config):
+    task = build_task(code_config())
+    task.load_splits()
+    pid = "HumanEval/2"  # truncate_number: return number % 1.0
+    ref = task.problems[pid].reference
+    cands = [_cand(ref, pid), _cand(ref.replace("% 1.0", "% 2.0"), pid), _cand("def truncate_number(:", pid),
+             _cand("def other(x):\n    return x", pid), _cand(ref, "HumanEval/999")]
+    task.verify(cands)
+    assert [(c.label, c.reason) for c in cands] == [("correct", ""), ("buggy", ""), ("", "syntax"),
+                                                    ("", "format"), ("", "format")]
+    assert cands[0].meta["intent_agrees"] is False and cands[1].meta["intent_agrees"] is True
+    clones = build_task(code_config("clones"))
+    clones.load_splits()
+    pair = [_cand(ref, pid)]
+    clones.verify(pair)
+    assert pair[0].label == "clone" and PAIR_SEP in pair[0].text
+
+
+def test_parse_reads_code_samples_and_counts_bad_ones(code_config):
+    task = build_task(code_config())
+    req = GenRequest(messages=[], max_tokens=10, temperature=0, top_p=1, seed=0, meta={"problem": "HumanEval/2"})
+    good = task.parse(json.dumps({"samples": [{"intent": "buggy", "code": "def f():\n    pass"}, {"x": 1}]}), req)
+    assert [c.verdict for c in good] == ["pending", "rejected"] and good[1].reason == "schema"
+    assert good[0].meta["problem"] == "HumanEval/2"
+    assert task.parse("no json here", req)[0].reason == "parse"
+
+
+def test_bad_problem_files_and_settings(code_config, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"task_id": "x", "prompt": "def f():\\n", "test": "", "entry_point": "f"}\n')
+    with pytest.raises(DataError, match=r"bad.jsonl:1: .*canonical_solution"):
+        build_task(code_config(**{"data.source": str(bad)})).load_splits()
+    with pytest.raises(ConfigError, match="label_agreement"):
+        build_task(code_config(**{"filters.label_agreement": True}))
+    with pytest.raises(ConfigError, match="task.labels"):
+        build_task(code_config(**{"task.labels": ["good", "bad"]}))
+    with pytest.raises(DataError, match="usable problems"):
+        build_task(code_config(**{"data.test_size": 100})).load_splits()
+
+
+@pytest.mark.parametrize("task_name,intents", [("defects", ("correct", "buggy")), ("clones", ("clone", "not_clone"))])
+def test_a_round_on_code_keeps_only_executed_labels(code_config, tmp_path, task_name, intents):
+    cfg = code_config(task_name)
+    task = build_task(cfg)
+    store = RunStore(tmp_path / "runs" / "store.sqlite")
+    store.start_run("c", cfg.to_dict())
+    teacher = CodeTeacher(intents)
+    parts = Parts(task=task, student=TinyStudent(task.labels), teacher=teacher, embedder=HashEmbedder(),
+                  splits=task.load_splits(), store=store, tracker=Tracker(cfg.tracking.uri, cfg.tracking.experiment))
+    summary = run_loop(cfg, parts, "c", tmp_path / "runs" / "c")
+    reqs = teacher.calls[0]
+    assert reqs and all(r.meta.get("problem") in task.problems for r in reqs)
+    assert all("```python" in r.messages[-1]["content"] for r in reqs)
+    judged_problems = {e.group for s in ("dev_stop", "test") for e in parts.splits[s]}
+    accepted = store.accepted("c")
+    assert summary["accepted_total"] == len(accepted) > 0
+    for ex in accepted:
+        assert ex.group not in judged_problems
+        problem = task.problems[ex.group]
+        code = ex.text.split(PAIR_SEP)[-1]
+        assert run_tests(code, problem.test, problem.entry_point).passed == (ex.label == intents[0])
+    import mlflow
+    client = mlflow.tracking.MlflowClient()
+    child = client.search_runs([client.get_experiment_by_name("loop").experiment_id],
+                               "tags.round = '1'")[0]
+    m = child.data.metrics
+    assert 0 <= m["intent_agreement"] <= 1 and m["executed"] > 0
+    assert m.get("rejected_syntax", 0) + m.get("rejected_format", 0) > 0
