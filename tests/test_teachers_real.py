@@ -126,3 +126,41 @@ def test_round_through_transformers(tmp_path):
     db = small_round(tmp_path, "--teacher", "transformers", "--teacher-model", SMOL)
     n, tokens = db.execute("SELECT COUNT(*), SUM(prompt_tokens + completion_tokens) FROM responses").fetchone()
     assert n == 4 and 0 < tokens <= 6000
+
+
+def test_label_agreement_through_vllm_serve(tmp_path, vllm_server):
+    import json
+
+    db = small_round(tmp_path, "--teacher", "openai", "--teacher-url", vllm_server, "--teacher-model", "smol",
+                     "--set", f"teacher.tokenizer={SMOL}", "--set", "filters.label_agreement=true")
+    kinds = dict(db.execute("SELECT kind, COUNT(*) FROM requests GROUP BY kind").fetchall())
+    survivors = db.execute("SELECT COUNT(*) FROM candidates WHERE verdict='accepted' OR "
+                           "reason IN ('label_disagreement', 'budget')").fetchone()[0]
+    assert kinds.get("label", 0) == survivors > 0  # one blind request per candidate that passed the other checks
+    ledger = db.execute("SELECT SUM(tokens) FROM ledger").fetchone()[0]
+    paid = db.execute("SELECT SUM(prompt_tokens + completion_tokens) FROM responses").fetchone()[0]
+    assert ledger == paid <= 6000  # the second pass is paid from the same budget
+    for label, meta in db.execute("SELECT label, meta FROM candidates WHERE verdict='accepted'"):
+        assert json.loads(meta)["blind_label"] == label
+
+
+def test_defects_round_through_vllm_serve(tmp_path, vllm_server, _problems):
+    import json
+
+    problems_file = _problems[0]  # the model cache stays the real one (variants of 24 problems join it)
+    db = small_round(tmp_path, "--config", str(ROOT / "configs" / "defects.yaml"),
+                     "--teacher", "openai", "--teacher-url", vllm_server, "--teacher-model", "smol",
+                     "--set", f"teacher.tokenizer={SMOL}", "--set", f"data.source={problems_file}",
+                     "--set", "data.train_size=8", "--set", "data.dev_size=8", "--set", "data.test_size=8",
+                     "--set", "student.max_length=128", "--set", "teacher.max_tokens=300",
+                     "--set", "teacher.max_model_len=2048")
+    n = db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+    assert n == 4
+    rows = db.execute("SELECT verdict, reason, label, meta FROM candidates").fetchall()
+    assert rows and all(v in ("accepted", "rejected") for v, _, _, _ in rows)
+    for verdict, reason, label, meta in rows:
+        meta = json.loads(meta)
+        if "execution" in meta:  # ran in the sandbox: the tests gave the label
+            assert label == ("correct" if meta["execution"] == "passed" else "buggy")
+        else:
+            assert verdict == "rejected" and reason in ("parse", "schema", "syntax", "format", "length")
