@@ -9,7 +9,7 @@ accepted samples, evaluates on the stopping split and test, and checks for a pla
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from loop.budget import Budget
@@ -34,10 +34,52 @@ class Parts:
     tracker: object
 
 
+@dataclass
+class Round:
+    """What one round produced (all empty for the baseline)."""
+
+    timer: Timer = field(default_factory=Timer)
+    mined: MineResult = field(default_factory=MineResult)
+    gen: Generated = field(default_factory=Generated)
+    cands: list = field(default_factory=list)
+    fixed: list = field(default_factory=list)  # last round's neighbourhoods, re-scored
+    new: list = field(default_factory=list)  # accepted samples
+    new_vecs: object = None
+    starved: bool = False  # requests were planned but none fitted the budget
+
+
+def augment(cfg: Config, parts: Parts, run_id: str, rnd: int, budget: Budget, known: Reference,
+            evaluation: Reference, accepted: list[Example], previous: list) -> Round:
+    """Mine -> plan -> generate -> screen: the samples this round adds (stored and counted)."""
+    r, task, splits, store = Round(), parts.task, parts.splits, parts.store
+    # what may seed generation: gold only, or also accepted samples
+    seeds = splits["train"] + (accepted if cfg.mining.seed_from == "gold+generated" else [])
+    with r.timer("mine"):
+        r.mined = mine(parts.student, task, cfg, splits["dev_mine"] + splits["pool"], seeds, rnd, parts.embedder)
+        r.fixed = followup(previous, r.mined)
+    with r.timer("plan"):
+        requests = plan(cfg.generation.strategy, r.mined, seeds, task, cfg, rnd)
+    with r.timer("generate"):
+        r.gen = generate(parts.teacher, requests, budget, store, run_id, rnd, cfg.teacher.cache)
+    if requests and not r.gen.pairs:
+        r.starved = True
+        return r
+    agree = BlindLabeller(parts.teacher, task, cfg, budget, store, run_id, rnd) if cfg.filters.label_agreement else None
+    with r.timer("filter"):
+        r.cands = screen_candidates(r.gen.pairs, task, known, evaluation, cfg, budget.samples_left(), agree)
+    r.gen.agreement = agree.gen if agree else None
+    r.new = [Example(c.text, c.label, source="generated", group=c.meta.get("problem", ""))
+             for c in r.cands if c.verdict == "accepted"]
+    r.new_vecs = embed_new(parts.student, parts.embedder, cfg, r.new)
+    store.add_candidates(run_id, rnd, r.cands)
+    budget.add_samples(len(r.new))
+    return r
+
+
 def run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path) -> dict:
     """Run baseline + `cfg.loop.rounds` rounds; returns the run summary."""
     task, student, store, tracker, splits = parts.task, parts.student, parts.store, parts.tracker, parts.splits
-    strategy = cfg.generation.strategy
+    strategy, metric = cfg.generation.strategy, cfg.loop.metric
     budget = Budget(cfg.budget, store.spent(run_id))
     accepted: list[Example] = store.accepted(run_id)
     # copies of the mining examples shown in prompts are duplicates, not new data
@@ -51,52 +93,32 @@ def run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path) -> dict:
             if rnd > 0 and strategy != "none" and budget.exhausted(cfg.teacher.max_tokens):
                 stop_reason = "budget"
                 break
-            timer, mined, gen, cands, fixed, new_vecs = Timer(), MineResult(), Generated(), [], [], None
             with tracker.round(rnd) as mlrun:
+                r = Round()
                 if rnd > 0:
-                    # what may seed generation: gold only, or also accepted samples
-                    seeds = splits["train"] + (accepted if cfg.mining.seed_from == "gold+generated" else [])
-                    with timer("mine"):
-                        mined = mine(student, task, cfg, splits["dev_mine"] + splits["pool"], seeds, rnd,
-                                     parts.embedder)
-                        fixed = followup(previous, mined)
-                    with timer("plan"):
-                        requests = plan(strategy, mined, seeds, task, cfg, rnd)
-                    with timer("generate"):
-                        gen = generate(parts.teacher, requests, budget, store, run_id, rnd, cfg.teacher.cache)
-                    if requests and not gen.pairs:
-                        tracker.mlflow.set_tag("stopped", f"budget: none of {gen.skipped} requests fit")
+                    r = augment(cfg, parts, run_id, rnd, budget, known, evaluation, accepted, previous)
+                    if r.starved:
+                        tracker.mlflow.set_tag("stopped", f"budget: none of {r.gen.skipped} requests fit")
                         stop_reason = "budget"
                         break
-                    agree = (BlindLabeller(parts.teacher, task, cfg, budget, store, run_id, rnd)
-                             if cfg.filters.label_agreement else None)
-                    with timer("filter"):
-                        cands = screen_candidates(gen.pairs, task, known, evaluation, cfg, budget.samples_left(),
-                                                  agree)
-                    gen.agreement = agree.gen if agree else None
-                    new = [Example(c.text, c.label, source="generated") for c in cands if c.verdict == "accepted"]
-                    new_vecs = embed_new(student, parts.embedder, cfg, new)
-                    store.add_candidates(run_id, rnd, cands)
-                    budget.add_samples(len(new))
-                    accepted += new
+                    accepted += r.new
                 if cfg.teacher.unload_before_train:
                     parts.teacher.unload()
-                with timer("train"):
+                with r.timer("train"):
                     student.fit(splits["train"] + accepted)
-                with timer("evaluate"):
+                with r.timer("evaluate"):
                     metrics, preds = evaluate(student, task, splits, ("dev_stop", "test"))
-                metrics.update(round_metrics(mined, gen, cands, budget, accepted, timer))
+                metrics.update(round_metrics(r.mined, r.gen, r.cands, budget, accepted, r.timer))
                 tracker.log_round(rnd, metrics)
-                log_round_artifacts(tracker, task, splits, preds, mined, cands, fixed, new_vecs)
+                log_round_artifacts(tracker, task, splits, preds, r.mined, r.cands, r.fixed, r.new_vecs)
                 store.finish_round(run_id, rnd, metrics, mlrun.info.run_id)
-            previous = mined.hoods
-            score = metrics[f"stop_{cfg.loop.metric}"]
+            previous = r.mined.hoods
+            score = metrics[f"stop_{metric}"]
             history.append(metrics)
             log.info("round %d: stop %s %.4f | test %s %.4f | tokens %d (run %d / %d) | accepted %d (run %d) | %s "
-                     "| MLflow run %s", rnd, cfg.loop.metric, score, cfg.loop.metric,
-                     metrics[f"test_{cfg.loop.metric}"], metrics["tokens_round"], budget.spent.tokens,
-                     cfg.budget.tokens, metrics["accepted"], len(accepted),
-                     " ".join(f"{k}={v:.1f}s" for k, v in timer.seconds.items()), mlrun.info.run_id)
+                     "| MLflow run %s", rnd, metric, score, metric, metrics[f"test_{metric}"],
+                     metrics["tokens_round"], budget.spent.tokens, cfg.budget.tokens, metrics["accepted"],
+                     len(accepted), " ".join(f"{k}={v:.1f}s" for k, v in r.timer.seconds.items()), mlrun.info.run_id)
             if best is None or score > best[1] + cfg.loop.min_delta:
                 best, stale = (rnd, score, metrics), 0
                 student.save(str(run_dir / "student-best"))
@@ -105,9 +127,9 @@ def run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path) -> dict:
                 if stale >= cfg.loop.patience:
                     stop_reason = "plateau"
                     break
-        summary = {"best_round": best[0], f"best_stop_{cfg.loop.metric}": best[1],
-                   f"best_test_{cfg.loop.metric}": best[2][f"test_{cfg.loop.metric}"],
-                   "baseline_test_" + cfg.loop.metric: history[0][f"test_{cfg.loop.metric}"],
+        summary = {"best_round": best[0], f"best_stop_{metric}": best[1],
+                   f"best_test_{metric}": best[2][f"test_{metric}"],
+                   "baseline_test_" + metric: history[0][f"test_{metric}"],
                    "rounds_run": len(history) - 1, "stop_reason": stop_reason,
                    "tokens_spent": budget.spent.tokens, "money_spent": budget.spent.money,
                    "accepted_total": len(accepted), "mlflow_run_id": tracker.parent_id}
