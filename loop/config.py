@@ -57,6 +57,8 @@ class StudentConfig:
     name: str = _f("encoder", "student family: encoder")
     model: str = _f("packaged:all-minilm-l6-v2", "'packaged:<name>', a local folder or a hub id")
     max_length: int = _f(64, "tokens per example")
+    truncation_side: str = _f("right", "which end of a too-long example is cut: right, or left (keeps the end: "
+                                      "for code, the body after a long docstring)")
     epochs: int = _f(8, "training epochs per round (training restarts from the pretrained weights)")
     batch_size: int = _f(16, "training batch size")
     learning_rate: float = _f(1e-4, "AdamW learning rate")
@@ -249,6 +251,7 @@ def _validate(cfg: Config, where: str) -> None:
         (0 <= cfg.mining.threshold <= 1, "mining.threshold", "must be within [0, 1]"),
         (cfg.mining.index in ("auto", "flat", "hnsw", "ivf"), "mining.index", "must be auto, flat, hnsw or ivf"),
         (cfg.mining.embedder in ("student", "fixed"), "mining.embedder", "must be student or fixed"),
+        (cfg.student.truncation_side in ("left", "right"), "student.truncation_side", "must be left or right"),
         (cfg.mining.top_k is None or cfg.mining.top_k >= 0, "mining.top_k", "must be >= 0 or null"),
         (len(cfg.task.labels) >= 2, "task.labels", "needs at least two labels"),
         (len(set(cfg.task.labels)) == len(cfg.task.labels), "task.labels", "has duplicates"),

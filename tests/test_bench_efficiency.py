@@ -46,3 +46,18 @@ def test_seeded_runs_differ_only_in_selection_and_seed():
     assert a.budget.tokens == 9000 and a.loop.rounds == 3 and a.loop.patience > 3
     assert not a.teacher.cache  # tokens on the curve are always paid tokens
     assert seeded(cfg, "none", 0, 9000, 3).loop.rounds == 0
+
+
+def test_results_are_reused_only_under_the_same_settings(tmp_path):
+    import shutil
+
+    from loop.bench.efficiency import settings_key
+    from conftest import ROOT
+
+    folder = tmp_path / "prompts"
+    shutil.copytree(ROOT / "prompts" / "classify", folder)
+    cfg = load_config(None, {"task.prompts": str(folder)})
+    key = settings_key(cfg, [1000, 2000], 2)
+    assert key == settings_key(cfg, [1000, 2000], 2) != settings_key(cfg, [1000, 3000], 2)
+    (folder / "targeted.j2").write_text((folder / "targeted.j2").read_text() + " Be terse.")
+    assert settings_key(cfg, [1000, 2000], 2) != key  # an edited prompt invalidates old results

@@ -59,6 +59,9 @@ def test_verify_labels_by_execution_and_rejects_broken_code(code_config):
     assert [(c.label, c.reason) for c in cands] == [("correct", ""), ("buggy", ""), ("", "syntax"),
                                                     ("", "format"), ("", "format")]
     assert cands[0].meta["intent_agrees"] is False and cands[1].meta["intent_agrees"] is True
+    bare = [_cand("def truncate_number(number: float) -> float:\n    return number % 1.0", pid)]
+    task.verify(bare)  # the teacher left the docstring out: the example gets the problem's back
+    assert bare[0].label == "correct" and '"""' in bare[0].text and "Given a positive floating point" in bare[0].text
     clones = build_task(code_config("clones"))
     clones.load_splits()
     pair = [_cand(ref, pid)]

@@ -43,7 +43,11 @@ def seeded(cfg: Config, strategy: str, seed: int, budget: int, rounds: int) -> C
 
 
 def settings_key(cfg: Config, budgets: list[int], rounds: int) -> str:
-    blob = json.dumps([cfg.to_dict(), budgets, rounds], sort_keys=True, default=str)
+    """Results are reused only under the same config, budgets, rounds and prompt templates."""
+    from loop.prompts import Prompts
+
+    prompts = Prompts(cfg.resolve(cfg.task.prompts)).version
+    blob = json.dumps([cfg.to_dict(), budgets, rounds, prompts], sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 

@@ -31,6 +31,7 @@ class EncoderStudent:
         self.cfg, self.labels = cfg, list(labels)
         self.path = resolve_model(cfg.model)
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        self.tokenizer.truncation_side = cfg.truncation_side
         self.model = None
         self._fresh()
 

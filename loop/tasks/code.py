@@ -41,6 +41,25 @@ def strip_docstrings(code: str) -> str:
     return ast.unparse(tree)
 
 
+def _docstring(fn: ast.FunctionDef) -> ast.Expr | None:
+    first = fn.body[0] if fn.body else None
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        return first
+    return None
+
+
+def with_docstring(code: str, reference: str, name: str) -> str:
+    """`code` with the reference's docstring put back into function `name` where the teacher left it out
+    (gold examples carry it: a missing docstring must not become a tell)."""
+    tree = ast.parse(code)
+    ref = next((n for n in ast.parse(reference).body if isinstance(n, ast.FunctionDef) and n.name == name), None)
+    doc = _docstring(ref) if ref else None
+    for fn in tree.body:
+        if isinstance(fn, ast.FunctionDef) and fn.name == name and doc is not None and _docstring(fn) is None:
+            fn.body.insert(0, doc)
+    return ast.unparse(tree)
+
+
 def defines(code: str, name: str) -> bool:
     tree = ast.parse(code)
     return any(isinstance(n, ast.FunctionDef) and n.name == name for n in tree.body)
@@ -181,7 +200,7 @@ class DefectsTask(CodeTask):
                 + [Example(v["code"], "buggy", group=problem.task_id) for v in bad])
 
     def render(self, code: str, problem: Problem) -> str:
-        return code
+        return with_docstring(code, problem.reference, problem.entry_point)
 
 
 class ClonesTask(CodeTask):
