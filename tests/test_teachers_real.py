@@ -91,12 +91,25 @@ def small_round(tmp_path, *args):
 
 
 def test_round_through_vllm_serve(tmp_path, vllm_server):
+    """A round through a real OpenAI-compatible server, with the blind label-agreement pass on;
+    then the same round replayed from its recorded cassette."""
+    import json
+
     cassette = tmp_path / "round.jsonl"
     db = small_round(tmp_path, "--teacher", "openai", "--teacher-url", vllm_server, "--teacher-model", "smol",
-                     "--set", f"teacher.tokenizer={SMOL}", "--record", str(cassette))
+                     "--set", f"teacher.tokenizer={SMOL}", "--record", str(cassette),
+                     "--set", "filters.label_agreement=true", "--set", "filters.diversity_cosine=0.99")
+    kinds = dict(db.execute("SELECT kind, COUNT(*) FROM requests GROUP BY kind").fetchall())
     n, tokens = db.execute("SELECT COUNT(*), SUM(prompt_tokens + completion_tokens) FROM responses").fetchone()
-    assert n == 4 and 0 < tokens <= 6000
+    assert n == 4 + kinds.get("label", 0) and 0 < tokens <= 6000
     assert db.execute("SELECT COUNT(*) FROM candidates").fetchone()[0] > 0
+    # one blind request per candidate that passed the other checks, paid from the same budget
+    survivors = db.execute("SELECT COUNT(*) FROM candidates WHERE verdict='accepted' OR "
+                           "reason IN ('label_disagreement', 'budget')").fetchone()[0]
+    assert kinds.get("label", 0) == survivors > 0
+    assert db.execute("SELECT SUM(tokens) FROM ledger").fetchone()[0] == tokens
+    for label, meta in db.execute("SELECT label, meta FROM candidates WHERE verdict='accepted'"):
+        assert json.loads(meta)["blind_label"] == label
     # the recorded cassette replays the same round without a server
     replay_dir = tmp_path / "replay"
     replay_dir.mkdir()
@@ -126,22 +139,6 @@ def test_round_through_transformers(tmp_path):
     db = small_round(tmp_path, "--teacher", "transformers", "--teacher-model", SMOL)
     n, tokens = db.execute("SELECT COUNT(*), SUM(prompt_tokens + completion_tokens) FROM responses").fetchone()
     assert n == 4 and 0 < tokens <= 6000
-
-
-def test_label_agreement_through_vllm_serve(tmp_path, vllm_server):
-    import json
-
-    db = small_round(tmp_path, "--teacher", "openai", "--teacher-url", vllm_server, "--teacher-model", "smol",
-                     "--set", f"teacher.tokenizer={SMOL}", "--set", "filters.label_agreement=true")
-    kinds = dict(db.execute("SELECT kind, COUNT(*) FROM requests GROUP BY kind").fetchall())
-    survivors = db.execute("SELECT COUNT(*) FROM candidates WHERE verdict='accepted' OR "
-                           "reason IN ('label_disagreement', 'budget')").fetchone()[0]
-    assert kinds.get("label", 0) == survivors > 0  # one blind request per candidate that passed the other checks
-    ledger = db.execute("SELECT SUM(tokens) FROM ledger").fetchone()[0]
-    paid = db.execute("SELECT SUM(prompt_tokens + completion_tokens) FROM responses").fetchone()[0]
-    assert ledger == paid <= 6000  # the second pass is paid from the same budget
-    for label, meta in db.execute("SELECT label, meta FROM candidates WHERE verdict='accepted'"):
-        assert json.loads(meta)["blind_label"] == label
 
 
 def test_defects_round_through_vllm_serve(tmp_path, vllm_server, _problems):
