@@ -8,6 +8,7 @@ stratified by label into train / dev_mine / dev_stop / test with a fixed seed.
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import json
 import random
@@ -80,10 +81,12 @@ def _read_csv(path: Path, text_col: str, label_col: str, encoding: str = "utf-8"
         raise DataError(f"{path}: bad CSV: {exc}") from None
 
 
-def _read_jsonl(path: Path, text_col: str, label_col: str) -> list[tuple[int, str, str]]:
-    rows = []
+def iter_jsonl(path: Path):
+    """(line number, object) for each non-blank line of a UTF-8 JSONL file (.gz read transparently);
+    bad JSON, non-objects and bad encoding are DataErrors naming the file and line."""
+    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with open(path, encoding="utf-8") as fh:
+        with opener(path, "rt", encoding="utf-8") as fh:
             for lineno, line in enumerate(fh, 1):
                 if not line.strip():
                     continue
@@ -93,12 +96,18 @@ def _read_jsonl(path: Path, text_col: str, label_col: str) -> list[tuple[int, st
                     raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
                 if not isinstance(obj, dict):
                     raise DataError(f"{path}:{lineno}: expected a JSON object")
-                for col in (text_col, label_col):
-                    if col not in obj:
-                        raise DataError(f"{path}:{lineno}: missing column '{col}'")
-                rows.append((lineno, str(obj[text_col]), str(obj[label_col])))
+                yield lineno, obj
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+
+
+def _read_jsonl(path: Path, text_col: str, label_col: str) -> list[tuple[int, str, str]]:
+    rows = []
+    for lineno, obj in iter_jsonl(path):
+        for col in (text_col, label_col):
+            if col not in obj:
+                raise DataError(f"{path}:{lineno}: missing column '{col}'")
+        rows.append((lineno, str(obj[text_col]), str(obj[label_col])))
     return rows
 
 

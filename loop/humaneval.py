@@ -10,7 +10,6 @@ cached under $LOOP_CACHE/data/ (a few hundred sandboxed runs; about a minute on 
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import logging
@@ -19,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from loop.assets import cache_dir, package_dir
+from loop.data import iter_jsonl
 from loop.errors import AssetError, DataError
 from loop.mutation import mutants, normalize, rename_locals
 from loop.sandbox import Limits, run_many
@@ -51,27 +51,16 @@ def read_problems(source: str, resolve) -> tuple[Path, list[Problem]]:
     path = _packaged() if source == "humaneval" else resolve(source)
     if not path.is_file():
         raise DataError(f"data.source: file not found: {path}")
-    opener = gzip.open if path.suffix == ".gz" else open
     problems = []
-    try:
-        with opener(path, "rt", encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-                missing = [f for f in FIELDS if not isinstance(row.get(f), str)] if isinstance(row, dict) else FIELDS
-                if missing:
-                    raise DataError(f"{path}:{lineno}: missing or non-text field(s) {', '.join(missing)}")
-                problem = Problem(**{f: row[f] for f in FIELDS})
-                problem.reference = normalize(problem.prompt + problem.canonical_solution) or ""
-                if not problem.reference:
-                    raise DataError(f"{path}:{lineno}: prompt + canonical_solution is not valid Python")
-                problems.append(problem)
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    for lineno, row in iter_jsonl(path):
+        missing = [f for f in FIELDS if not isinstance(row.get(f), str)]
+        if missing:
+            raise DataError(f"{path}:{lineno}: missing or non-text field(s) {', '.join(missing)}")
+        problem = Problem(**{f: row[f] for f in FIELDS})
+        problem.reference = normalize(problem.prompt + problem.canonical_solution) or ""
+        if not problem.reference:
+            raise DataError(f"{path}:{lineno}: prompt + canonical_solution is not valid Python")
+        problems.append(problem)
     if not problems:
         raise DataError(f"{path}: no problems")
     return path, problems

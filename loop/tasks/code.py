@@ -103,11 +103,13 @@ class CodeTask:
         raise NotImplementedError
 
     def _pick(self, variants: list[dict], rng: random.Random) -> tuple[list[dict], list[dict]]:
+        """Up to `variants_per_label` passing variants (the first one always) and failing ones."""
         k = self.full.data.variants_per_label
         good = [v for v in variants if v["passed"]]
         bad = [v for v in variants if not v["passed"]]
-        return good[:1] + rng.sample(good[1:], min(k - 1, len(good) - 1)) if good else [], \
-            rng.sample(bad, min(k, len(bad)))
+        if good:
+            good = good[:1] + rng.sample(good[1:], min(k - 1, len(good) - 1))
+        return good, rng.sample(bad, min(k, len(bad)))
 
     # -- prompts ------------------------------------------------------------------------------------
     def common(self) -> dict:
