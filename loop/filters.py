@@ -3,7 +3,8 @@
 The task's own checks (parse, schema, label, length, code that must parse and run) happen
 in `task.parse` / `task.verify`. These checks compare a candidate with what the student
 already has (train + accepted), with the evaluation splits, and with the round's other
-candidates, by exact text and by cosine similarity under a fixed sentence embedder.
+candidates, by exact text and by cosine similarity under a fixed sentence embedder (for a
+pair, cosine compares the generated side only: see `generated_side`).
 Each rejection carries a reason, counted per round.
 """
 
@@ -15,7 +16,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from loop.config import FilterConfig
-from loop.data import Candidate, Example, text_id
+from loop.data import Candidate, Example, generated_side, text_id
 from loop.index import VectorIndex, max_similarity
 
 
@@ -25,7 +26,7 @@ class Reference:
     def __init__(self, embedder, examples: list[Example]):
         self.embedder = embedder
         self.ids = {e.id for e in examples}
-        vecs = embedder.encode([e.text for e in examples])
+        vecs = embedder.encode([generated_side(e.text) for e in examples])
         self.index = VectorIndex(vecs.shape[1]).build(vecs)
 
     def add(self, texts: list[str], vecs: np.ndarray) -> None:
@@ -86,7 +87,7 @@ def screen(cands: list[Candidate], known: Reference, evaluation: Reference, cfg:
     pending = [c for c in cands if c.verdict == "pending"]
     if not pending:
         return
-    vecs = known.embedder.encode([c.text for c in pending])
+    vecs = known.embedder.encode([generated_side(c.text) for c in pending])
     _against_references(pending, vecs, known, evaluation, cfg)
     _diversity(pending, vecs, cfg)
     if agree is not None:

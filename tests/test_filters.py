@@ -66,3 +66,17 @@ def test_agreement_check_runs_after_similarity_and_before_the_cap():
                     "one more different statement"]  # the duplicate never reached the (paid) check
     assert [c.reason or c.verdict for c in cands] == ["duplicate", "label_disagreement", "accepted", "accepted",
                                                       "budget"]
+
+
+def test_pairs_compare_the_generated_side_only():
+    from loop.data import PAIR_SEP
+    emb = HashEmbedder()
+    ref = "def add(a, b):\n    return a + b"
+    known = Reference(emb, [Example(ref + PAIR_SEP + "def add(x, y):\n    return x + y", "clone")])
+    evaluation = Reference(emb, [Example("evaluation only text", "neutral")])
+    cfg = FilterConfig(near_dup_cosine=0.7, contamination_cosine=0.99, diversity_cosine=0.9)  # whole pairs: 0.75
+    rewrite = cand(ref + PAIR_SEP + "def add(p, q):\n    total = p\n    total += q\n    return total", "clone")
+    copy = cand(ref + PAIR_SEP + "def add(x, y):\n    return  x + y", "clone")  # same generated side
+    screen([rewrite, copy], known, evaluation, cfg, samples_left=10)
+    assert [c.reason or c.verdict for c in (rewrite, copy)] == ["accepted", "near_duplicate"]
+    assert rewrite.meta["known_cosine"] < 0.7
