@@ -6,17 +6,20 @@ import dataclasses
 
 from loop.config import Config
 from loop.errors import ConfigError
+from loop.students.causal_lm import CausalLMStudent
 from loop.students.encoder import EncoderStudent
 from loop.tasks.classify import ClassifyTask
 from loop.tasks.code import ClonesTask, DefectsTask
+from loop.tasks.codegen import CodegenTask
 from loop.teachers.llamacpp import LlamaCppTeacher
 from loop.teachers.openai import OpenAITeacher
 from loop.teachers.replay import Recorder, ReplayTeacher
+from loop.teachers.student import StudentReviser
 from loop.teachers.transformers import TransformersTeacher
 from loop.teachers.vllm import VLLMTeacher
 
-TASKS = {"classify": ClassifyTask, "defects": DefectsTask, "clones": ClonesTask}
-STUDENTS = {"encoder": EncoderStudent}
+TASKS = {"classify": ClassifyTask, "defects": DefectsTask, "clones": ClonesTask, "codegen": CodegenTask}
+STUDENTS = {"encoder": EncoderStudent, "causal_lm": CausalLMStudent}
 TEACHERS = {
     "vllm": VLLMTeacher,
     "openai": OpenAITeacher,
@@ -71,5 +74,8 @@ def assemble(cfg: Config, run_dir, with_teacher: bool = True):
     store = RunStore(run_dir.parent / "store.sqlite")
     tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.base_dir)
     store.start_run(run_dir.name, cfg.to_dict())
-    return Parts(task=task, student=build_student(cfg), teacher=build_teacher(cfg) if with_teacher else None,
-                 embedder=SentenceEmbedder(cfg.filters.embedder), splits=splits, store=store, tracker=tracker)
+    student = build_student(cfg)
+    reviser = StudentReviser(student) if cfg.task.reviser == "student" else None
+    return Parts(task=task, student=student, teacher=build_teacher(cfg) if with_teacher else None,
+                 embedder=SentenceEmbedder(cfg.filters.embedder), splits=splits, store=store, tracker=tracker,
+                 reviser=reviser)

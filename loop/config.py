@@ -28,12 +28,20 @@ def _f(default, help_: str, **kw):
 
 @dataclass
 class TaskConfig:
-    name: str = _f("classify", "task family: classify, defects, clones")
+    name: str = _f("classify", "task family: classify, defects, clones, codegen")
     labels: list = _f(["negative", "neutral", "positive"], "the label set, in order")
     prompts: str = _f("prompts/classify", "folder of Jinja2 templates (targeted.j2, self_revise.j2, system.j2)")
     description: str = _f("the sentiment of a tweet", "what the label describes, shown to the teacher")
     min_chars: int = _f(3, "shortest accepted generated text")
     max_chars: int = _f(280, "longest accepted generated text")
+    samples: int = _f(1, "codegen: programs sampled per problem to evaluate (pass@1 is their mean pass rate)")
+    temperature: float = _f(0.0, "codegen: sampling temperature when evaluating (0: greedy, needs samples 1)")
+    pass_k: int = _f(1, "codegen: also report pass@k (k <= samples) with the unbiased estimator")
+    mine_samples: int = _f(4, "codegen: programs sampled per training problem when mining (their disagreement "
+                              "is the low-confidence signal)")
+    mine_temperature: float = _f(0.8, "codegen: sampling temperature when mining")
+    revise_with_reference: bool = _f(True, "codegen: show the reference solution in self-revise prompts")
+    reviser: str = _f("teacher", "codegen: who revises failing programs: teacher, or student (itself, as in SEED)")
 
 
 @dataclass
@@ -54,7 +62,7 @@ class DataConfig:
 
 @dataclass
 class StudentConfig:
-    name: str = _f("encoder", "student family: encoder")
+    name: str = _f("encoder", "student family: encoder (classifier), causal_lm (code generation, LoRA)")
     model: str = _f("packaged:all-minilm-l6-v2", "'packaged:<name>', a local folder or a hub id")
     max_length: int = _f(64, "tokens per example")
     truncation_side: str = _f("right", "which end of a too-long example is cut: right, or left (keeps the end: "
@@ -64,6 +72,11 @@ class StudentConfig:
     learning_rate: float = _f(1e-4, "AdamW learning rate")
     seed: int = _f(0, "training seed")
     threads: int = _f(0, "torch threads (0: all cores)")
+    steps: int = _f(0, "causal_lm: optimizer steps per fit, whatever the data size (0: epochs x batches)")
+    lora_r: int = _f(16, "causal_lm: LoRA rank (alpha is twice the rank)")
+    lora_layers: int = _f(8, "causal_lm: LoRA on the top this many blocks (0: all); fewer train faster")
+    max_new_tokens: int = _f(192, "causal_lm: most tokens of one sampled completion")
+    generate_batch: int = _f(16, "causal_lm: sequences per generate() call")
 
 
 @dataclass
@@ -150,7 +163,7 @@ class BudgetConfig:
 @dataclass
 class LoopConfig:
     rounds: int = _f(3, "generation rounds after the baseline")
-    metric: str = _f("macro_f1", "stop-split metric for plateau and best round: accuracy | macro_f1")
+    metric: str = _f("macro_f1", "stop-split metric for plateau and best round: accuracy | macro_f1 | pass_at_1")
     patience: int = _f(2, "stop after this many rounds without min_delta improvement")
     min_delta: float = _f(0.002, "smallest improvement that counts")
 
@@ -236,7 +249,19 @@ def _validate(cfg: Config, where: str) -> None:
         (cfg.budget.money is None or cfg.budget.money > 0, "budget.money", "must be > 0 or null"),
         (cfg.loop.rounds >= 0, "loop.rounds", "must be >= 0"),
         (cfg.loop.patience >= 1, "loop.patience", "must be >= 1"),
-        (cfg.loop.metric in ("accuracy", "macro_f1"), "loop.metric", "must be accuracy or macro_f1"),
+        (cfg.loop.metric in ("accuracy", "macro_f1", "pass_at_1"), "loop.metric",
+         "must be accuracy, macro_f1 or pass_at_1"),
+        ((cfg.task.name == "codegen") == (cfg.student.name == "causal_lm"), "student.name",
+         "task codegen goes with student causal_lm, and causal_lm with codegen"),
+        (cfg.task.name != "codegen" or cfg.loop.metric == "pass_at_1", "loop.metric", "codegen needs pass_at_1"),
+        (cfg.task.name != "codegen" or cfg.mining.embedder == "fixed", "mining.embedder",
+         "codegen needs fixed (problems are embedded by the sentence embedder)"),
+        (cfg.task.samples >= 1 and 1 <= cfg.task.pass_k <= cfg.task.samples, "task.pass_k",
+         "must be within [1, task.samples]"),
+        (cfg.task.temperature > 0 or cfg.task.samples == 1, "task.samples", "must be 1 when temperature is 0"),
+        (cfg.task.mine_samples >= 1, "task.mine_samples", "must be >= 1"),
+        (cfg.task.reviser in ("teacher", "student"), "task.reviser", "must be teacher or student"),
+        (cfg.student.steps >= 0, "student.steps", "must be >= 0"),
         (cfg.generation.strategy in ("targeted", "random", "none"), "generation.strategy",
          "must be targeted, random or none"),
         (cfg.generation.samples_per_request >= 1, "generation.samples_per_request", "must be >= 1"),

@@ -17,7 +17,7 @@ from loop.config import Config
 from loop.data import Example
 from loop.filters import Reference
 from loop.report import log_round_artifacts, round_metrics
-from loop.stages import (BlindLabeller, Generated, MineResult, Timer, embed_new, evaluate, followup, generate,
+from loop.stages import (BlindLabeller, Generated, MineResult, Timer, embed_new, evaluate, followup, generate_routed,
                          mine, plan, screen_candidates)
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ class Parts:
     splits: dict[str, list[Example]]
     store: object
     tracker: object
+    reviser: object = None  # answers self-revise requests instead of the teacher (codegen: the student)
 
 
 @dataclass
@@ -60,7 +61,7 @@ def augment(cfg: Config, parts: Parts, run_id: str, rnd: int, budget: Budget, kn
     with r.timer("plan"):
         requests = plan(cfg.generation.strategy, r.mined, seeds, task, cfg, rnd)
     with r.timer("generate"):
-        r.gen = generate(parts.teacher, requests, budget, store, run_id, rnd, cfg.teacher.cache)
+        r.gen = generate_routed(parts.teacher, parts.reviser, requests, budget, store, run_id, rnd, cfg.teacher.cache)
     if requests and not r.gen.pairs:
         r.starved = True
         return r

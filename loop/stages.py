@@ -44,10 +44,10 @@ def evaluate(student, task, splits: dict[str, list[Example]], names: tuple[str, 
     """Metrics per split (keys '<split>_<metric>') and the predictions behind them."""
     metrics, preds = {}, {}
     for name in names:
-        pred = student.predict(splits[name])
+        pred = task.predict(student, splits[name])
         preds[name] = pred
         short = "stop" if name == "dev_stop" else name
-        for key, value in task.metric(pred.labels, [e.label for e in splits[name]]).items():
+        for key, value in task.metric(pred, splits[name]).items():
             metrics[f"{short}_{key}"] = value
     return metrics, preds
 
@@ -75,7 +75,7 @@ def mine(student, task, cfg: Config, mine_split: list[Example], pool: list[Examp
     Neighbourhoods live in the student's own embedding space by default (where the student
     is confused); with mining.embedder 'fixed', in the fixed sentence embedder's (cached by text).
     """
-    pred = student.predict(mine_split)
+    pred = task.predict(student, mine_split, mining=True)
     hard = find_hard_cases(mine_split, pred.probs, task.labels, cfg.mining)
     if cfg.mining.embedder == "fixed":
         vectors, pool_vecs = embedder.encode([e.text for e in mine_split]), embedder.encode([e.text for e in pool])
@@ -167,6 +167,20 @@ def generate(teacher, requests: list[GenRequest], budget: Budget, store: RunStor
         out.paid_tokens += res.prompt_tokens + res.completion_tokens
     if error is not None:
         raise error
+    return out
+
+
+def generate_routed(teacher, reviser, requests: list[GenRequest], budget: Budget, store: RunStore, run_id: str,
+                    rnd: int, use_cache: bool = True) -> Generated:
+    """`generate`, with self-revise requests sent to `reviser` when there is one (the student revising itself)."""
+    if reviser is None:
+        return generate(teacher, requests, budget, store, run_id, rnd, use_cache)
+    out = generate(teacher, [r for r in requests if r.kind != "self_revise"], budget, store, run_id, rnd, use_cache)
+    own = generate(reviser, [r for r in requests if r.kind == "self_revise"], budget, store, run_id, rnd, use_cache)
+    out.pairs += own.pairs
+    out.skipped += own.skipped
+    out.cache_hits += own.cache_hits
+    out.paid_tokens += own.paid_tokens
     return out
 
 

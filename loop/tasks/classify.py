@@ -97,7 +97,7 @@ class ClassifyTask:
         """No extra template variables or request meta for text classification."""
         return {}, {}
 
-    def json_schema(self, n: int) -> dict:
+    def json_schema(self, n: int, kind: str = "targeted") -> dict:
         item = {"type": "object", "properties": {"text": {"type": "string"},
                                                   "label": {"type": "string", "enum": self.labels}},
                 "required": ["text", "label"], "additionalProperties": False}
@@ -148,5 +148,9 @@ class ClassifyTask:
     def verify(self, cands: list[Candidate]) -> None:
         """Labels of text samples come from the teacher: nothing to execute."""
 
-    def metric(self, pred: list[str], gold: list[str]) -> dict[str, float]:
-        return scores(pred, gold, self.labels)
+    def predict(self, student, examples: list, mining: bool = False):
+        """The student's predictions (the same whether for evaluation or mining)."""
+        return student.predict(examples)
+
+    def metric(self, pred, examples: list) -> dict[str, float]:
+        return scores(pred.labels, [e.label for e in examples], self.labels)

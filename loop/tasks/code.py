@@ -126,7 +126,7 @@ class CodeTask:
             return {"reference": "", "entry_point": ""}, {}
         return {"reference": problem.reference, "entry_point": problem.entry_point}, {"problem": problem.task_id}
 
-    def json_schema(self, n: int) -> dict:
+    def json_schema(self, n: int, kind: str = "targeted") -> dict:
         item = {"type": "object", "properties": {"intent": {"type": "string", "enum": self.labels},
                                                   "code": {"type": "string"}},
                 "required": ["intent", "code"], "additionalProperties": False}
@@ -180,8 +180,11 @@ class CodeTask:
         """The example text of a verified variant."""
         raise NotImplementedError
 
-    def metric(self, pred: list[str], gold: list[str]) -> dict[str, float]:
-        return scores(pred, gold, self.labels)
+    def predict(self, student, examples: list[Example], mining: bool = False):
+        return student.predict(examples)
+
+    def metric(self, pred, examples: list[Example]) -> dict[str, float]:
+        return scores(pred.labels, [e.label for e in examples], self.labels)
 
     def label_schema(self) -> dict:  # blind labelling does not apply: the tests label code
         raise ConfigError("filters.label_agreement: not available for code tasks")

@@ -1,0 +1,312 @@
+"""Code generation with error-driven self-revision (SEED): the student writes function bodies.
+
+An example is one problem: `prompt PAIR_SEP completion`, where the prompt is the function's
+header and docstring and the completion a body that passes the problem's tests (the
+reference's, or an accepted revision's). Splits are by problem; errors are mined on the
+training problems themselves (as SEED does): `dev_mine` holds the training problems.
+
+The student is evaluated by sampling programs and running the problem's tests in the
+sandbox (pass@1, pass@k). A problem is an error when most of its samples fail, and
+low-confidence when its samples disagree (the pass rate is the 'probability' of pass).
+
+The teacher (or the student itself, `task.reviser`) gets the failing program, the test
+output and optionally the reference, and writes a revised program: accepted only if the
+problem's prompt + the revised body passes all tests. Targeted generation asks for new
+problems (a function with a docstring, and assert tests) like the failing neighbourhood's:
+accepted only if the function passes its own tests.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import re
+import textwrap
+from dataclasses import dataclass, field
+from math import comb
+
+import numpy as np
+
+from loop.config import Config
+from loop.data import PAIR_SEP, Candidate, Example
+from loop.errors import ConfigError
+from loop.humaneval import Problem, build_variants, read_problems, split_problems
+from loop.prompts import Prompts
+from loop.sandbox import Limits, Outcome, run_many
+from loop.students.base import Predictions
+from loop.tasks.classify import extract_json
+from loop.teachers.base import GenRequest
+
+PASS, FAIL = "pass", "fail"
+CODE_FENCE = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.S)
+
+
+@dataclass
+class CodePredictions(Predictions):
+    """Predictions plus what was run: per example the sampled programs and their outcomes."""
+
+    programs: list[list[str]] = field(default_factory=list)
+    outcomes: list[list[Outcome]] = field(default_factory=list)
+
+    @property
+    def passed(self) -> list[int]:
+        return [sum(o.passed for o in outs) for outs in self.outcomes]
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """The unbiased pass@k estimate from n samples of which c passed (Chen et al., 2021)."""
+    if n - c < k:
+        return 1.0
+    return 1.0 - comb(n - c, k) / comb(n, k)
+
+
+def program_text(example_text: str) -> tuple[str, str]:
+    prompt, _, completion = example_text.partition(PAIR_SEP)
+    return prompt, completion
+
+
+def _entry(tree: ast.Module, name: str | None) -> ast.FunctionDef | None:
+    fns = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
+    if name is not None:
+        fns = [f for f in fns if f.name == name]
+    return fns[-1] if fns else None
+
+
+def _has_docstring(fn: ast.FunctionDef) -> bool:
+    first = fn.body[0]
+    return isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)
+
+
+def body_of(code: str, name: str) -> str | None:
+    """The body of function `name` in `code` (docstring dropped), indented by 4 spaces, or None
+    when the code does not parse, lacks the function, or defines other functions."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return None
+    fn = _entry(tree, name)
+    if fn is None or sum(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) for n in tree.body) > 1:
+        return None
+    stmts = fn.body[1:] if _has_docstring(fn) else fn.body
+    if not stmts:
+        return None
+    lines = code.splitlines()
+    body = textwrap.dedent("\n".join(lines[stmts[0].lineno - 1:fn.end_lineno]))
+    return textwrap.indent(body, "    ")
+
+
+def split_function(code: str) -> tuple[str, str, str] | None:
+    """(prompt, body, name) of a teacher-written function: everything up to the end of its docstring,
+    the rest of it, and its name; None if it does not parse or has no docstring or body."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return None
+    fn = _entry(tree, None)
+    if fn is None or len(fn.body) < 2 or not _has_docstring(fn):
+        return None
+    lines = code.splitlines()
+    prompt = "\n".join(lines[:fn.body[0].end_lineno]) + "\n"
+    body = "\n".join(lines[fn.body[1].lineno - 1:fn.end_lineno])
+    return prompt, body, fn.name
+
+
+def check_source(tests: list[str]) -> str | None:
+    """A HumanEval-style `check` from assert lines (each must parse and be an assert)."""
+    kept = []
+    for line in tests:
+        try:
+            tree = ast.parse(line.strip())
+        except (SyntaxError, ValueError):
+            return None
+        if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assert):
+            return None
+        kept.append(line.strip())
+    return "def check(candidate):\n" + "".join(f"    {line}\n" for line in kept) if kept else None
+
+
+class CodegenTask:
+    name = "codegen"
+
+    def __init__(self, cfg: Config):
+        self.full, self.cfg = cfg, cfg.task
+        self.labels = list(cfg.task.labels)
+        if self.labels != [PASS, FAIL]:
+            raise ConfigError("task.labels: the codegen task's labels are [pass, fail]")
+        self.prompts = Prompts(cfg.resolve(cfg.task.prompts))
+        self.problems: dict[str, Problem] = {}
+        self.held_out: set[str] = set()  # entry points of the evaluation problems
+        self.attempts: dict[str, list[tuple[str, Outcome]]] = {}  # example id -> last sampled programs
+        self.limits = Limits(timeout_s=10, cpu_s=4)
+        self._calls = 0
+
+    # -- data -------------------------------------------------------------------------------------
+    def load_splits(self) -> dict[str, list[Example]]:
+        d = self.full.data
+        path, problems = read_problems(d.source, self.full.resolve)
+        problems = build_variants(path, problems, mutants_per_problem=d.mutants_per_problem, limits=self.limits)
+        by_split = split_problems(problems, {"train": d.train_size, "dev_stop": d.dev_size,
+                                             "test": d.test_size}, d.seed)
+        self.problems = {p.task_id: p for p in problems}
+        self.held_out = {p.entry_point for s in ("dev_stop", "test") for p in by_split[s]}
+        out = {name: [Example(p.prompt + PAIR_SEP + p.canonical_solution, PASS, group=p.task_id) for p in ps]
+               for name, ps in by_split.items()}
+        out["dev_mine"] = list(out["train"])  # SEED mines the training problems
+        out["pool"] = []
+        return out
+
+    # -- the student at work ------------------------------------------------------------------------
+    def predict(self, student, examples: list[Example], mining: bool = False) -> CodePredictions:
+        """Sample programs for each problem and run its tests; the pass rate is P(pass)."""
+        n, temp = (self.cfg.mine_samples, self.cfg.mine_temperature) if mining else \
+            (self.cfg.samples, self.cfg.temperature)
+        prompts = [program_text(e.text)[0] for e in examples]
+        self._calls += 1
+        outs = student.sample(prompts, n, temp, seed=self.full.student.seed * 1000 + self._calls) if examples else []
+        jobs = [(prompt + body, self.problems[e.group].test, self.problems[e.group].entry_point)
+                for e, prompt, bodies in zip(examples, prompts, outs) for body in bodies]
+        flat = iter(run_many(jobs, self.limits))
+        outcomes = [[next(flat) for _ in bodies] for bodies in outs]
+        rates = np.array([sum(o.passed for o in outs_) / len(outs_) for outs_ in outcomes], np.float32)
+        probs = np.stack([rates, 1 - rates], 1) if len(rates) else np.zeros((0, 2), np.float32)
+        for e, prompt, bodies, outs_ in zip(examples, prompts, outs, outcomes):
+            self.attempts[e.id] = [(prompt + b, o) for b, o in zip(bodies, outs_)]
+        return CodePredictions(labels=[PASS if r >= 0.5 else FAIL for r in rates], probs=probs,
+                               embeddings=np.zeros((len(examples), 1), np.float32),
+                               programs=[[prompt + b for b in bodies] for prompt, bodies in zip(prompts, outs)],
+                               outcomes=outcomes)
+
+    def metric(self, pred: CodePredictions, examples: list[Example]) -> dict[str, float]:
+        if not examples:
+            return {"pass_at_1": 0.0}
+        n = len(pred.outcomes[0])
+        out = {"pass_at_1": float(np.mean([c / n for c in pred.passed])),
+               "solved": float(np.mean([lab == PASS for lab in pred.labels]))}
+        if self.cfg.pass_k > 1:
+            out[f"pass_at_{self.cfg.pass_k}"] = float(np.mean([pass_at_k(n, c, self.cfg.pass_k)
+                                                               for c in pred.passed]))
+        return out
+
+    # -- prompts ------------------------------------------------------------------------------------
+    def common(self) -> dict:
+        return {"description": self.cfg.description, "labels": self.labels}
+
+    def messages(self, kind: str, **variables) -> list[dict]:
+        return self.prompts.messages(kind, self.common(), **variables)
+
+    def failing_attempt(self, example: Example) -> tuple[str, str]:
+        """The student's last program for this problem that failed (else its last one) and the test output."""
+        tries = self.attempts.get(example.id, [])
+        bad = [t for t in tries if not t[1].passed] or tries
+        if not bad:
+            return program_text(example.text)[0] + "    pass\n", "(no attempt recorded)"
+        program, outcome = bad[0]
+        return program, outcome.output[-800:].strip() or outcome.status
+
+    def request_vars(self, kind: str, variables: dict) -> tuple[dict, dict]:
+        if kind == "self_revise":
+            ex = variables["example"]
+            problem = self.problems[ex.group]
+            program, output = self.failing_attempt(ex)
+            return ({"prompt": problem.prompt, "program": program, "output": output,
+                     "reference": problem.reference if self.cfg.revise_with_reference else "",
+                     "entry_point": problem.entry_point}, {"problem": problem.task_id})
+        return {"programs": [prompt + body for prompt, body in map(program_text, (e.text for e in
+                                                                                   variables["exemplars"]))]}, {}
+
+    def json_schema(self, n: int, kind: str = "targeted") -> dict:
+        if kind == "self_revise":
+            item = {"type": "object", "properties": {"code": {"type": "string"}}, "required": ["code"],
+                    "additionalProperties": False}
+        else:
+            item = {"type": "object", "properties": {
+                "function": {"type": "string"},
+                "tests": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 6}},
+                "required": ["function", "tests"], "additionalProperties": False}
+        return {"type": "object", "properties": {"samples": {"type": "array", "items": item, "minItems": 1,
+                                                            "maxItems": n}},
+                "required": ["samples"], "additionalProperties": False}
+
+    # -- candidates -------------------------------------------------------------------------------
+    def parse(self, text: str, req: GenRequest) -> list[Candidate]:
+        value = extract_json(text)
+        items = value.get("samples") if isinstance(value, dict) else value if isinstance(value, list) else None
+        if not items and req.kind == "self_revise":  # a reviser that answers with a code block, not JSON
+            items = [{"code": m.group(1)} for m in CODE_FENCE.finditer(text)][:1] or None
+        if not items:
+            return [Candidate(text=text[:500], label="", request_id=req.id, kind=req.kind, verdict="rejected",
+                              reason="parse")]
+        return [self._candidate(item, req) for item in items]
+
+    def _candidate(self, item, req: GenRequest) -> Candidate:
+        cand = Candidate(text=str(item)[:500], label="", request_id=req.id, kind=req.kind, meta=dict(req.meta))
+        if req.kind == "self_revise":
+            if not isinstance(item, dict) or not isinstance(item.get("code"), str):
+                cand.verdict, cand.reason = "rejected", "schema"
+                return cand
+            problem = self.problems.get(req.meta.get("problem", ""))
+            body = body_of(item["code"], problem.entry_point) if problem else None
+            if body is None:
+                cand.text, cand.verdict, cand.reason = item["code"][:2000], "rejected", "format"
+                return cand
+            cand.text = problem.prompt + PAIR_SEP + body
+            return cand
+        if (not isinstance(item, dict) or not isinstance(item.get("function"), str)
+                or not isinstance(item.get("tests"), list) or not all(isinstance(t, str) for t in item["tests"])):
+            cand.verdict, cand.reason = "rejected", "schema"
+            return cand
+        parts, test = split_function(item["function"]), check_source(item["tests"])
+        if parts is None or test is None:
+            cand.text, cand.verdict, cand.reason = item["function"][:2000], "rejected", "format"
+            return cand
+        prompt, body, name = parts
+        task_id = "generated/" + hashlib.sha1((prompt + body + test).encode()).hexdigest()[:12]
+        cand.text = prompt + PAIR_SEP + body
+        cand.meta.update(problem=task_id, entry_point=name, test=test)
+        return cand
+
+    def verify(self, cands: list[Candidate]) -> None:
+        """Length and held-out checks, then the tests: a candidate is kept only if it passes them all."""
+        todo = []
+        for cand in cands:
+            if cand.verdict != "pending":
+                continue
+            prompt, body = program_text(cand.text)
+            new = cand.kind != "self_revise"
+            name = cand.meta["entry_point"] if new else self.problems[cand.meta["problem"]].entry_point
+            if not self.cfg.min_chars <= len(body) <= self.cfg.max_chars:
+                cand.verdict, cand.reason = "rejected", "length"
+            elif new and name in self.held_out:  # a new problem must not be an evaluation problem again
+                cand.verdict, cand.reason = "rejected", "contamination"
+            else:
+                test = cand.meta.pop("test") if new else self.problems[cand.meta["problem"]].test
+                todo.append((cand, prompt + body, test, name))
+        outcomes = run_many([(program, test, name) for _, program, test, name in todo], self.limits)
+        for (cand, program, test, name), outcome in zip(todo, outcomes):
+            cand.meta["execution"] = outcome.status
+            cand.label = PASS if outcome.passed else FAIL
+            if not outcome.passed:
+                cand.verdict, cand.reason = "rejected", "tests_failed"
+            elif cand.kind != "self_revise":
+                prompt, body = program_text(cand.text)
+                self.problems[cand.meta["problem"]] = Problem(cand.meta["problem"], prompt, body, test, name,
+                                                              reference=program)
+
+    def artifacts(self, preds: dict, splits: dict) -> dict[str, list[dict]]:
+        """Per-round tables: the failing training problems with one failing program and its test output."""
+        rows = []
+        for ex in splits["dev_mine"]:
+            tries = self.attempts.get(ex.id, [])
+            if tries and sum(o.passed for _, o in tries) * 2 < len(tries):
+                program, output = self.failing_attempt(ex)
+                rows.append({"problem": ex.group, "passed": sum(o.passed for _, o in tries), "samples": len(tries),
+                             "program": program, "output": output})
+        return {"error_analysis/failing_problems.json": rows}
+
+    def label_schema(self) -> dict:
+        raise ConfigError("filters.label_agreement: not available for codegen (the tests decide)")
+
+    def read_label(self, text: str):
+        raise ConfigError("filters.label_agreement: not available for codegen (the tests decide)")
+
+
