@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 import yaml
 
-from loop.errors import LoopError
+from loop.errors import ConfigError, LoopError
 
 log = logging.getLogger("loop")
 DEFAULT_CONFIG = "configs/default.yaml"
@@ -326,6 +326,38 @@ def bench_efficiency(config, strategies, seeds, budgets, rounds, out, sets, verb
                 "targeted_ge_random_every_budget", "targeted_half_tokens_for_random_best", "both_above_none"):
         if key in summary:
             click.echo(f"{key}: {summary[key]}")
+    click.echo(f"written: {out_path} and {out_path.with_suffix('.png')}")
+
+
+@bench.command("seed")
+@click.option("--config", "-c", default="configs/seed-codegen.yaml", show_default=True,
+              type=click.Path(dir_okay=False), help="A codegen config.")
+@click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seed offsets.")
+@click.option("--rounds", type=int, default=2, show_default=True, help="Loop rounds per seed.")
+@click.option("--out", default="bench/results/seed-codegen.json", show_default=True,
+              type=click.Path(dir_okay=False), help="JSON to write (the PNG goes beside it).")
+@SET_OPT
+@click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
+@handle_errors
+def bench_seed(config, seeds, rounds, out, sets, verbose):
+    """Held-out pass@1: base student, LoRA fine-tuning on references, the loop with self-revision."""
+    from loop.bench.seed import run_bench
+
+    _logging(verbose)
+    cfg = _load(config, _parse_sets(sets))
+    if cfg.task.name != "codegen":
+        raise ConfigError(f"{config}: bench seed needs a codegen config (task.name codegen)")
+    out_path = Path(out)
+    result = run_bench(cfg, [int(x) for x in seeds.split(",") if x.strip()], rounds, out_path,
+                       cfg.resolve(cfg.run.dir) / "bench-seed")
+    s = result["summary"]
+    click.echo(f"held-out pass@1 ({len(result['runs'])} seeds, {cfg.student.steps} steps per fit):")
+    click.echo(f"  base student          {s['base']:.4f}")
+    for key, name in (("finetune", "LoRA fine-tune"), ("loop_selected", "loop (selected)"),
+                      ("loop_last", "loop (last round)")):
+        click.echo(f"  {name:21} {s[key]['mean']:.4f} ± {s[key]['std']:.4f}  {s[key]['values']}")
+    for key in ("relative_gain_selected", "relative_gain_last"):
+        click.echo(f"{key}: {s[key]}")
     click.echo(f"written: {out_path} and {out_path.with_suffix('.png')}")
 
 

@@ -61,9 +61,11 @@ def run_one(cfg: Config, teacher, embedder, run_dir: Path, run_id: str) -> dict:
     store = RunStore(run_dir / "store.sqlite")
     store.start_run(run_id, cfg.to_dict())
     tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.base_dir)
-    task = build_task(cfg)
-    parts = Parts(task=task, student=build_student(cfg), teacher=teacher, embedder=embedder,
-                  splits=task.load_splits(), store=store, tracker=tracker)
+    from loop.teachers.student import StudentReviser
+
+    task, student = build_task(cfg), build_student(cfg)
+    parts = Parts(task=task, student=student, teacher=teacher, embedder=embedder, splits=task.load_splits(),
+                  store=store, tracker=tracker, reviser=StudentReviser(student) if cfg.task.reviser == "student" else None)
     try:
         summary = run_loop(cfg, parts, run_id, run_dir / run_id)
         rows = store.round_rows(run_id)
