@@ -70,13 +70,16 @@ class CausalLMStudent:
             return prompt
         head = self.tokenizer.apply_chat_template([{"role": "user", "content": INSTRUCTION.format(prompt=prompt)}],
                                                   tokenize=False, add_generation_prompt=True)
-        return head + "```python\n" + prompt
+        # ends without the newline: the body's first token then carries it with the indentation, as in
+        # ordinary code ("\n    return"), instead of a lone newline token the model would close the block after
+        return head + "```python\n" + prompt.rstrip()
 
     # -- training ---------------------------------------------------------------------------------
     def _encode(self, prompt: str, completion: str):
         tok = self.tokenizer
         p = tok(self.frame(prompt), add_special_tokens=False)["input_ids"]
-        c = tok(completion.rstrip() + "\n```", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        c = tok("\n" + completion.strip("\n").rstrip() + "\n```", add_special_tokens=False)["input_ids"]
+        c.append(tok.eos_token_id)
         ids = (p + c)[-self.cfg.max_length:]
         labels = ([-100] * len(p) + c)[-self.cfg.max_length:]
         return ids, labels
@@ -182,7 +185,7 @@ class CausalLMStudent:
     def sample(self, prompts: list[str], n: int = 1, temperature: float = 0.0, seed: int = 0) -> list[list[str]]:
         """`n` completions per prompt, cut at the end of the function (greedy when temperature is 0)."""
         outs = self._generate([self.frame(p) for p in prompts], self.cfg.max_new_tokens, temperature, n, seed, STOPS)
-        return [[cut(t) for t in texts] for texts in outs]
+        return [[cut(t).strip("\n") for t in texts] for texts in outs]
 
     def chat(self, messages: list[list[dict]], max_tokens: int, temperature: float, seed: int = 0) -> list[str]:
         """One reply per chat conversation (the student as its own reviser)."""
