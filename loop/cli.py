@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -12,7 +13,7 @@ from pathlib import Path
 import click
 import yaml
 
-from loop.errors import ConfigError, LoopError
+from loop.errors import ConfigError, LoopError, RunStateError
 
 log = logging.getLogger("loop")
 DEFAULT_CONFIG = "configs/default.yaml"
@@ -100,11 +101,12 @@ SET_OPT = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Append every teacher request and response to this JSONL cassette (any back-end).")
 @click.option("--budget-tokens", type=int, help="Hard cap on teacher tokens for the run (budget.tokens).")
 @click.option("--name", "run_name", help="Run name (run.name); default: time stamp and strategy.")
+@click.option("--resume", "resume_id", help="Continue this run from its store (same config; --rounds may extend it).")
 @SET_OPT
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
 @handle_errors
 def run(config, rounds, strategy, teacher_backend, teacher_model, teacher_urls, cassette, record, budget_tokens,
-        run_name, sets, verbose):
+        run_name, resume_id, sets, verbose):
     """Run the closed loop: baseline, then ROUNDS rounds of mine -> generate -> screen -> retrain."""
     _logging(verbose)
     overrides = _parse_sets(sets)
@@ -120,16 +122,19 @@ def run(config, rounds, strategy, teacher_backend, teacher_model, teacher_urls, 
     from loop.controller import run_loop
 
     check_names(cfg)
-    run_id = cfg.run.name or time.strftime("%Y%m%d-%H%M%S") + f"-{cfg.generation.strategy}"
+    run_id = resume_id or cfg.run.name or time.strftime("%Y%m%d-%H%M%S") + f"-{cfg.generation.strategy}"
     run_dir = cfg.resolve(cfg.run.dir) / run_id
-    parts = assemble(cfg, run_dir)
-    log.info("run %s: store %s, MLflow %s (experiment '%s')", run_id, parts.store.path, parts.tracker.uri,
-             cfg.tracking.experiment)
-    try:
-        summary = run_loop(cfg, parts, run_id, run_dir)
-    finally:
-        parts.teacher.unload()
-        parts.store.close()
+    if resume_id:
+        check_resumable(cfg, run_id, cfg.resolve(cfg.run.dir) / "store.sqlite")
+    with run_lock(run_dir):
+        parts = assemble(cfg, run_dir)
+        log.info("run %s: store %s, MLflow %s (experiment '%s')", run_id, parts.store.path, parts.tracker.uri,
+                 cfg.tracking.experiment)
+        try:
+            summary = run_loop(cfg, parts, run_id, run_dir, resume=bool(resume_id))
+        finally:
+            parts.teacher.unload()
+            parts.store.close()
     metric = cfg.loop.metric
     click.echo(f"done: {summary['rounds_run']} round(s), stopped by {summary['stop_reason']}; best round "
                f"{summary['best_round']}: stop {metric} {summary[f'best_stop_{metric}']:.4f}, test {metric} "
@@ -137,6 +142,44 @@ def run(config, rounds, strategy, teacher_backend, teacher_model, teacher_urls, 
                f"tokens {summary['tokens_spent']} / {cfg.budget.tokens}; accepted {summary['accepted_total']}")
     click.echo(f"store: {parts.store.path} (run id {run_id})  best student: {run_dir / 'student-best'}")
     click.echo(f"MLflow run {summary['mlflow_run_id']}: mlflow ui --backend-store-uri {parts.tracker.uri}")
+
+
+def check_resumable(cfg, run_id: str, store_path: Path) -> None:
+    """A run can be resumed only from its store, with the config it was started with (rounds aside)."""
+    from loop.store import RunStore
+    from loop.tracking import _flatten
+
+    if not store_path.is_file():
+        raise RunStateError(f"--resume {run_id}: no run store at {store_path}")
+    store = RunStore(store_path)
+    try:
+        info = store.run_info(run_id)
+    finally:
+        store.close()
+    if info is None:
+        raise RunStateError(f"--resume {run_id}: no such run in {store_path}")
+    if info["status"] == "done" and cfg.loop.rounds <= info["config"]["loop"]["rounds"]:
+        raise RunStateError(f"--resume {run_id}: the run has finished (raise --rounds to extend it)")
+    old, new = _flatten(info["config"]), _flatten(cfg.to_dict())
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k != "loop.rounds")
+    if changed:
+        raise RunStateError(f"--resume {run_id}: the config differs from the run's in {', '.join(changed)} "
+                          "(resume with the config it was started with)")
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path):
+    """One process per run: a second `loop run` on a run in use is refused."""
+    import fcntl
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunStateError(f"run {run_dir.name} is in use by another loop process "
+                                f"({run_dir / '.lock'})") from None
+        yield
 
 
 @main.command("mine")

@@ -77,20 +77,56 @@ def augment(cfg: Config, parts: Parts, run_id: str, rnd: int, budget: Budget, kn
     return r
 
 
-def run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path) -> dict:
-    """Run baseline + `cfg.loop.rounds` rounds; returns the run summary."""
+def _better(best, score: float, min_delta: float) -> bool:
+    return best is None or score > best[1] + min_delta
+
+
+def _replay(cfg: Config, rows: list[dict]) -> tuple:
+    """best, stale and history as they stood after the stored finished rounds (resume)."""
+    best, stale, history = None, 0, []
+    for row in rows:
+        score = row["metrics"][f"stop_{cfg.loop.metric}"]
+        history.append(row["metrics"])
+        if _better(best, score, cfg.loop.min_delta):
+            best, stale = (row["round"], score, row["metrics"]), 0
+        else:
+            stale += 1
+    return best, stale, history
+
+
+def run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path, resume: bool = False) -> dict:
+    """Run baseline + `cfg.loop.rounds` rounds; returns the run summary.
+
+    With `resume`, finished rounds (in the store) are not redone: the student is retrained on
+    seed + their accepted samples (training is seeded, so it is the same student), verdicts of
+    an unfinished round are dropped and that round runs again, its responses coming back free
+    from the cache; the MLflow parent run is continued.
+    """
     task, student, store, tracker, splits = parts.task, parts.student, parts.store, parts.tracker, parts.splits
     strategy, metric = cfg.generation.strategy, cfg.loop.metric
+    rows, mlflow_id = [], None
+    if resume:
+        dropped = store.discard_unfinished(run_id)
+        rows, mlflow_id = store.round_rows(run_id), store.run_info(run_id)["mlflow_run_id"]
+        log.info("resuming %s after %d finished round(s) (%d unscreened verdicts dropped)", run_id, len(rows),
+                 dropped)
     budget = Budget(cfg.budget, store.spent(run_id))
     accepted: list[Example] = store.accepted(run_id)
     # copies of the mining examples shown in prompts are duplicates, not new data
     known = Reference(parts.embedder, splits["train"] + splits["dev_mine"] + accepted)
     evaluation = Reference(parts.embedder, [e for s in cfg.filters.contamination_splits for e in splits[s]])
-    best, stale, history, stop_reason, previous = None, 0, [], "rounds", []
+    best, stale, history = _replay(cfg, rows)
+    stop_reason, previous = "rounds", []
     with tracker.parent(cfg.run.name or run_id, cfg.to_dict(), {"run_id": run_id, "strategy": strategy,
-                                                                "prompt_version": task.prompts.version}):
-        store.set_run(run_id, mlflow_run_id=tracker.parent_id)
-        for rnd in range(cfg.loop.rounds + 1):
+                                                                "prompt_version": task.prompts.version},
+                        resume_id=mlflow_id):
+        store.set_run(run_id, mlflow_run_id=tracker.parent_id, status="running")
+        if rows and len(rows) <= cfg.loop.rounds:
+            student.fit(splits["train"] + accepted)  # the student of the last finished round
+        for rnd in range(len(rows), cfg.loop.rounds + 1):
+            if stale >= cfg.loop.patience:
+                stop_reason = "plateau"
+                break
             if rnd > 0 and strategy != "none" and budget.exhausted(cfg.teacher.max_tokens):
                 stop_reason = "budget"
                 break
@@ -120,14 +156,11 @@ def run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path) -> dict:
                      "| MLflow run %s", rnd, metric, score, metric, metrics[f"test_{metric}"],
                      metrics["tokens_round"], budget.spent.tokens, cfg.budget.tokens, metrics["accepted"],
                      len(accepted), " ".join(f"{k}={v:.1f}s" for k, v in r.timer.seconds.items()), mlrun.info.run_id)
-            if best is None or score > best[1] + cfg.loop.min_delta:
+            if _better(best, score, cfg.loop.min_delta):
                 best, stale = (rnd, score, metrics), 0
                 student.save(str(run_dir / "student-best"))
             else:
                 stale += 1
-                if stale >= cfg.loop.patience:
-                    stop_reason = "plateau"
-                    break
         summary = {"best_round": best[0], f"best_stop_{metric}": best[1],
                    f"best_test_{metric}": best[2][f"test_{metric}"],
                    "baseline_test_" + metric: history[0][f"test_{metric}"],

@@ -31,3 +31,7 @@ class TeacherError(LoopError):
 
 class BudgetExhausted(LoopError):
     """A request would overshoot a hard cap; nothing was sent."""
+
+
+class RunStateError(LoopError):
+    """A run cannot be started or resumed as asked (in use by another process, unknown, finished, changed)."""

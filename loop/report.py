@@ -23,6 +23,8 @@ def round_metrics(mined, gen, cands: list[Candidate], budget, accepted, timer) -
         m["agreement_requests"] = len(gen.agreement.pairs)
         m["agreement_tokens"] = gen.agreement.paid_tokens
         m["tokens_round"] += gen.agreement.paid_tokens
+    for kind, n in Counter(c.kind for c in cands if c.verdict == "accepted").items():
+        m[f"accepted_{kind}"] = n  # e.g. revised programs (self_revise) vs new problems (targeted)
     m["parse_rate"] = 1 - sum(c.reason == "parse" for c in cands) / len(pairs) if pairs else 0.0
     m["acceptance_rate"] = m["accepted"] / m["candidates"] if cands else 0.0
     executed = [c for c in cands if "intent_agrees" in c.meta]

@@ -114,6 +114,24 @@ class RunStore:
                                (run_id,)).fetchall()
         return [{"round": r[0], "metrics": json.loads(r[1])} for r in rows]
 
+    def run_info(self, run_id: str) -> dict | None:
+        """The run's stored config, MLflow parent run and status, or None if there is no such run."""
+        row = self.db.execute("SELECT config, mlflow_run_id, status FROM runs WHERE id=?", (run_id,)).fetchone()
+        if row is None:
+            return None
+        return {"config": json.loads(row[0]), "mlflow_run_id": row[1], "status": row[2]}
+
+    def discard_unfinished(self, run_id: str) -> int:
+        """Forget the verdicts of rounds that did not finish (they are screened again on resume; their
+        responses stay, paid once, and come back free from the cache). Returns the candidates dropped."""
+        done = self.db.execute("SELECT COALESCE(MAX(round), -1) FROM rounds WHERE run_id=? AND status='done'",
+                               (run_id,)).fetchone()[0]
+        with self.db:
+            self.db.execute("BEGIN")
+            n = self.db.execute("DELETE FROM candidates WHERE run_id=? AND round>?", (run_id, done)).rowcount
+            self.db.execute("DELETE FROM ledger WHERE run_id=? AND round>? AND event='accepted'", (run_id, done))
+        return n
+
     def spent(self, run_id: str) -> Spend:
         row = self.db.execute("SELECT COALESCE(SUM(tokens),0), COALESCE(SUM(money),0), COALESCE(SUM(samples),0) "
                               "FROM ledger WHERE run_id=?", (run_id,)).fetchone()

@@ -112,11 +112,13 @@ class Tracker:
         self.parent_id: str | None = None
 
     @contextlib.contextmanager
-    def parent(self, name: str, config: dict, tags: dict):
-        with self.mlflow.start_run(run_name=name) as run:
+    def parent(self, name: str, config: dict, tags: dict, resume_id: str | None = None):
+        """The run's parent MLflow run: a new one, or (on resume) the one it had, continued."""
+        with self.mlflow.start_run(run_id=resume_id) if resume_id else self.mlflow.start_run(run_name=name) as run:
             self.parent_id = run.info.run_id
-            params = {k: str(v)[:500] for k, v in _flatten(config).items()}
-            self.mlflow.log_params(params)
+            if not resume_id:
+                params = {k: str(v)[:500] for k, v in _flatten(config).items()}
+                self.mlflow.log_params(params)
             self.mlflow.set_tags(tags)
             yield run
 
@@ -131,10 +133,11 @@ class Tracker:
         clean = {k: float(v) for k, v in metrics.items() if v is not None}
         self.mlflow.log_metrics(clean, step=rnd)
         client = self.mlflow.tracking.MlflowClient()
-        for key in ("stop_accuracy", "stop_macro_f1", "test_accuracy", "test_macro_f1",
-                    "tokens_spent_total", "accepted_total"):
-            if key in clean:
-                client.log_metric(self.parent_id, key, clean[key], step=rnd)
+        curves = ("accuracy", "macro_f1", "pass_at_1")
+        for key, value in clean.items():
+            split, _, name = key.partition("_")
+            if key in ("tokens_spent_total", "accepted_total") or (split in ("stop", "test") and name in curves):
+                client.log_metric(self.parent_id, key, value, step=rnd)
 
     def log_table(self, rows: list[dict], name: str) -> None:
         """A table artifact (JSON, shown as a table in the MLflow UI), skipped when empty."""
