@@ -43,3 +43,64 @@ def test_spent_never_exceeds_cap(cap, calls):
         if b.reserve(prompt, max_tokens):
             b.settle(prompt, max_tokens, prompt, int(max_tokens * frac))
         assert b.spent.tokens + b.reserved.tokens <= cap
+
+
+class FlakyTeacher:
+    """Answers with any usage up to max_tokens; fails part-way through a batch when told to."""
+
+    name = "flaky"
+
+    def __init__(self, plan):
+        self.plan = plan  # per call: (completion fractions, index to fail at or None)
+
+    def prompt_tokens(self, messages):
+        return len(messages[0]["content"])
+
+    def generate(self, requests):
+        from loop.errors import TeacherError
+        from loop.teachers.base import GenResult
+
+        fracs, fail_at = self.plan.pop(0) if self.plan else ([1.0], None)
+        out = []
+        for i, req in enumerate(requests):
+            if fail_at is not None and i == fail_at:
+                raise TeacherError("server fault", partial=out)
+            used = int(req.max_tokens * fracs[i % len(fracs)])
+            out.append(GenResult(req.id, "x" * used, self.prompt_tokens(req.messages), used,
+                                 "length" if used == req.max_tokens else "stop", 0.0))
+        return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(cap=st.integers(50, 3000), money=st.one_of(st.none(), st.floats(0.01, 2.0)),
+       rounds=st.lists(st.tuples(st.lists(st.tuples(st.integers(1, 300), st.integers(1, 400)), min_size=1,
+                                          max_size=8),
+                                 st.lists(st.floats(0, 1), min_size=1, max_size=4),
+                                 st.one_of(st.none(), st.integers(0, 7)),
+                                 st.booleans()), max_size=6))
+def test_spending_stays_under_every_cap_through_failures_and_resumes(tmp_path_factory, cap, money, rounds):
+    """Random request sizes, partial usage, server faults part-way and resumes (a new Budget from the
+    store's ledger): tokens and money spent never pass their caps."""
+    from loop.errors import TeacherError
+    from loop.stages import generate
+    from loop.store import RunStore
+    from loop.teachers.base import GenRequest
+
+    cfg = BudgetConfig(tokens=cap, money=money, price_prompt_per_1k=0.5, price_completion_per_1k=2.0)
+    store = RunStore(tmp_path_factory.mktemp("b") / "store.sqlite")
+    budget = Budget(cfg, store.spent("r"))
+    for rnd, (sizes, fracs, fail_at, resume) in enumerate(rounds):
+        if resume:  # the process died: a new one reads what was spent from the store
+            budget = Budget(cfg, store.spent("r"))
+        reqs = [GenRequest(messages=[{"role": "user", "content": "p" * p + str(rnd) + str(i)}], max_tokens=m,
+                           temperature=0.7, top_p=1.0, seed=i) for i, (p, m) in enumerate(sizes)]
+        teacher = FlakyTeacher([(fracs, fail_at)])
+        try:
+            generate(teacher, reqs, budget, store, "r", rnd, use_cache=False)
+        except TeacherError:
+            pass
+        spent = store.spent("r")
+        assert spent.tokens <= cap and budget.spent.tokens == spent.tokens
+        assert money is None or spent.money <= money + 1e-9
+        assert budget.reserved.tokens == 0  # every reservation settled or released
+    store.close()
