@@ -102,11 +102,13 @@ SET_OPT = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
 @click.option("--budget-tokens", type=int, help="Hard cap on teacher tokens for the run (budget.tokens).")
 @click.option("--name", "run_name", help="Run name (run.name); default: time stamp and strategy.")
 @click.option("--resume", "resume_id", help="Continue this run from its store (same config; --rounds may extend it).")
+@click.option("--dry-run", is_flag=True, help="Forecast the run's teacher cost (requests x tokens) and stop: no model "
+              "is loaded, no teacher called.")
 @SET_OPT
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
 @handle_errors
 def run(config, rounds, strategy, teacher_backend, teacher_model, teacher_urls, cassette, record, budget_tokens,
-        run_name, resume_id, sets, verbose):
+        run_name, resume_id, dry_run, sets, verbose):
     """Run the closed loop: baseline, then ROUNDS rounds of mine -> generate -> screen -> retrain."""
     _logging(verbose)
     overrides = _parse_sets(sets)
@@ -122,6 +124,9 @@ def run(config, rounds, strategy, teacher_backend, teacher_model, teacher_urls, 
     from loop.controller import run_loop
 
     check_names(cfg)
+    if dry_run:
+        _forecast(cfg)
+        return
     run_id = resume_id or cfg.run.name or time.strftime("%Y%m%d-%H%M%S") + f"-{cfg.generation.strategy}"
     run_dir = cfg.resolve(cfg.run.dir) / run_id
     if resume_id:
@@ -142,6 +147,23 @@ def run(config, rounds, strategy, teacher_backend, teacher_model, teacher_urls, 
                f"tokens {summary['tokens_spent']} / {cfg.budget.tokens}; accepted {summary['accepted_total']}")
     click.echo(f"store: {parts.store.path} (run id {run_id})  best student: {run_dir / 'student-best'}")
     click.echo(f"MLflow run {summary['mlflow_run_id']}: mlflow ui --backend-store-uri {parts.tracker.uri}")
+
+
+def _forecast(cfg) -> None:
+    from loop.components import build_task
+    from loop.forecast import describe, forecast
+    from loop.store import RunStore
+
+    task = build_task(cfg)
+    splits = task.load_splits()
+    path = cfg.resolve(cfg.run.dir) / "store.sqlite"
+    store = RunStore(path) if path.is_file() else None
+    try:
+        for line in describe(forecast(cfg, task, splits, store), cfg):
+            click.echo(line)
+    finally:
+        if store is not None:
+            store.close()
 
 
 def check_resumable(cfg, run_id: str, store_path: Path) -> None:
