@@ -81,6 +81,14 @@ def _better(best, score: float, min_delta: float) -> bool:
     return best is None or score > best[1] + min_delta
 
 
+def _log_round(cfg: Config, rnd: int, metrics: dict, budget: Budget, accepted: int, timer: Timer, mlflow_id: str):
+    metric = cfg.loop.metric
+    log.info("round %d: stop %s %.4f | test %s %.4f | tokens %d (run %d / %d) | accepted %d (run %d) | %s "
+             "| MLflow run %s", rnd, metric, metrics[f"stop_{metric}"], metric, metrics[f"test_{metric}"],
+             metrics["tokens_round"], budget.spent.tokens, cfg.budget.tokens, metrics["accepted"], accepted,
+             " ".join(f"{k}={v:.1f}s" for k, v in timer.seconds.items()), mlflow_id)
+
+
 def _replay(cfg: Config, rows: list[dict]) -> tuple:
     """best, stale and history as they stood after the stored finished rounds (resume)."""
     best, stale, history = None, 0, []
@@ -152,10 +160,7 @@ def run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path, resume: bool
             previous = r.mined.hoods
             score = metrics[f"stop_{metric}"]
             history.append(metrics)
-            log.info("round %d: stop %s %.4f | test %s %.4f | tokens %d (run %d / %d) | accepted %d (run %d) | %s "
-                     "| MLflow run %s", rnd, metric, score, metric, metrics[f"test_{metric}"],
-                     metrics["tokens_round"], budget.spent.tokens, cfg.budget.tokens, metrics["accepted"],
-                     len(accepted), " ".join(f"{k}={v:.1f}s" for k, v in r.timer.seconds.items()), mlrun.info.run_id)
+            _log_round(cfg, rnd, metrics, budget, len(accepted), r.timer, mlrun.info.run_id)
             if _better(best, score, cfg.loop.min_delta):
                 best, stale = (rnd, score, metrics), 0
                 student.save(str(run_dir / "student-best"))
@@ -163,9 +168,8 @@ def run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path, resume: bool
                 stale += 1
         summary = {"best_round": best[0], f"best_stop_{metric}": best[1],
                    f"best_test_{metric}": best[2][f"test_{metric}"],
-                   "baseline_test_" + metric: history[0][f"test_{metric}"],
-                   "rounds_run": len(history) - 1, "stop_reason": stop_reason,
-                   "tokens_spent": budget.spent.tokens, "money_spent": budget.spent.money,
+                   "baseline_test_" + metric: history[0][f"test_{metric}"], "rounds_run": len(history) - 1,
+                   "stop_reason": stop_reason, "tokens_spent": budget.spent.tokens, "money_spent": budget.spent.money,
                    "accepted_total": len(accepted), "mlflow_run_id": tracker.parent_id}
         tracker.log_parent_summary(summary)
     store.set_run(run_id, status="done")
