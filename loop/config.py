@@ -326,8 +326,10 @@ def load_config(path: Optional[str] = None, overrides: Optional[dict] = None) ->
             raise ConfigError(f"{where}: config file not found")
         try:
             data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{where}: not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: expected a mapping of sections, got {type(data).__name__}")
         # configs/ sits inside the project: resolve relative paths from the project root
         base = p.resolve().parent.parent if p.resolve().parent.name == "configs" else p.resolve().parent
     for dotted, value in (overrides or {}).items():
