@@ -118,7 +118,11 @@ def serve_vllm(model: str, port: int, served: str = "bench", log_path: str | Non
     proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model",
                              resolve_model(model), "--host", "127.0.0.1", "--port", str(port),
                              "--served-model-name", served, "--max-model-len", "2048", "--enforce-eager",
-                             "--dtype", "bfloat16"], env=env, stdout=out, stderr=subprocess.STDOUT)
+                             "--dtype", "bfloat16",
+                             # prefill whole batches: the CPU runner fails on seeded requests whose prefill
+                             # is chunked ("CPU Generator does not use offset"), and requests carry seeds
+                             "--max-num-batched-tokens", "32768"],
+                            env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
     for _ in range(150):
         if proc.poll() is not None:
