@@ -12,6 +12,7 @@ from pathlib import Path
 
 from loop.budget import Spend
 from loop.data import Candidate, Example
+from loop.errors import RunStateError
 from loop.teachers.base import GenRequest, GenResult
 
 SCHEMA = """
@@ -41,9 +42,17 @@ class RunStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.db = sqlite3.connect(str(path), isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
+        try:
+            check = self.db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(check)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            self.db.close()
+            raise RunStateError(f"{path}: the run store fails its integrity check ({exc}); move it aside to "
+                                "start afresh (its runs cannot be resumed)") from None
 
     def _write(self, sql: str, rows: list[tuple]) -> None:
         with self.db:

@@ -19,3 +19,22 @@ def test_store_round_trip(tmp_path):
     assert again.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert again.count("responses", "r1") == 1 and again.spent("r1").tokens == 7
     assert again.spent("other").tokens == 0
+
+
+def test_a_damaged_store_is_refused_on_open(tmp_path):
+    import pytest
+
+    from loop.errors import RunStateError
+    from loop.store import RunStore
+
+    path = tmp_path / "store.sqlite"
+    RunStore(path).close()
+    data = bytearray(path.read_bytes())
+    data[100:4096] = b"\xde\xad" * ((4096 - 100) // 2)  # scribble over the first page
+    path.write_bytes(bytes(data))
+    with pytest.raises(RunStateError, match="integrity check"):
+        RunStore(path)
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(RunStateError, match="integrity check"):
+        RunStore(garbage)
