@@ -35,6 +35,12 @@ def generated_side(text: str) -> str:
     return text.rsplit(PAIR_SEP, 1)[-1]
 
 
+def pair_sides(text: str) -> tuple[str, str]:
+    """(first, second) side of a pair example; the second is '' when there is none."""
+    first, _, second = text.partition(PAIR_SEP)
+    return first, second
+
+
 def text_id(text: str) -> str:
     return hashlib.sha1(text.strip().lower().encode("utf-8")).hexdigest()[:16]
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from loop.assets import resolve_model
 from loop.config import StudentConfig
-from loop.data import PAIR_SEP, Example
+from loop.data import Example, pair_sides
 from loop.embedder import mean_pool
 from loop.errors import ConfigError
 from loop.index import normalize
@@ -25,12 +25,6 @@ from loop.index import normalize
 log = logging.getLogger(__name__)
 # where a completed function ends (the usual HumanEval stop sequences)
 STOPS = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\nassert ", "\n```")
-
-
-def split_example(text: str) -> tuple[str, str]:
-    """(prompt, completion) of an example text; the completion is '' when there is none."""
-    prompt, _, completion = text.partition(PAIR_SEP)
-    return prompt, completion
 
 
 INSTRUCTION = "Complete this Python function. Reply with the whole function in one code block.\n\n```python\n{prompt}```"
@@ -115,7 +109,7 @@ class CausalLMStudent:
         from peft import LoraConfig, get_peft_model
 
         cfg = self.cfg
-        pairs = [split_example(e.text) for e in examples]
+        pairs = [pair_sides(e.text) for e in examples]
         rows = [self._encode(p, c) for p, c in pairs if c.strip()]
         if not rows:
             raise ConfigError("student: the causal_lm student needs examples with completions (prompt, solution)")

@@ -28,7 +28,7 @@ from math import comb
 import numpy as np
 
 from loop.config import Config
-from loop.data import PAIR_SEP, Candidate, Example
+from loop.data import PAIR_SEP, Candidate, Example, pair_sides
 from loop.errors import ConfigError
 from loop.humaneval import Problem, build_variants, read_problems, split_problems
 from loop.prompts import Prompts
@@ -58,11 +58,6 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     if n - c < k:
         return 1.0
     return 1.0 - comb(n - c, k) / comb(n, k)
-
-
-def program_text(example_text: str) -> tuple[str, str]:
-    prompt, _, completion = example_text.partition(PAIR_SEP)
-    return prompt, completion
 
 
 def _entry(tree: ast.Module, name: str | None) -> ast.FunctionDef | None:
@@ -160,7 +155,7 @@ class CodegenTask:
         """Sample programs for each problem and run its tests; the pass rate is P(pass)."""
         n, temp = (self.cfg.mine_samples, self.cfg.mine_temperature) if mining else \
             (self.cfg.samples, self.cfg.temperature)
-        prompts = [program_text(e.text)[0] for e in examples]
+        prompts = [pair_sides(e.text)[0] for e in examples]
         self._calls += 1
         outs = student.sample(prompts, n, temp, seed=self.full.student.seed * 1000 + self._calls) if examples else []
         jobs = [(prompt + body, self.problems[e.group].test, self.problems[e.group].entry_point)
@@ -199,7 +194,7 @@ class CodegenTask:
         tries = self.attempts.get(example.id, [])
         bad = [t for t in tries if not t[1].passed] or tries
         if not bad:
-            return program_text(example.text)[0] + "    pass\n", "(no attempt recorded)"
+            return pair_sides(example.text)[0] + "    pass\n", "(no attempt recorded)"
         program, outcome = bad[0]
         return program, outcome.output[-800:].strip() or outcome.status
 
@@ -211,7 +206,7 @@ class CodegenTask:
             return ({"prompt": problem.prompt, "program": program, "output": output,
                      "reference": problem.reference if self.cfg.revise_with_reference else "",
                      "entry_point": problem.entry_point}, {"problem": problem.task_id})
-        return {"programs": [prompt + body for prompt, body in map(program_text, (e.text for e in
+        return {"programs": [prompt + body for prompt, body in map(pair_sides, (e.text for e in
                                                                                    variables["exemplars"]))]}, {}
 
     def json_schema(self, n: int, kind: str = "targeted") -> dict:
@@ -271,7 +266,7 @@ class CodegenTask:
         for cand in cands:
             if cand.verdict != "pending":
                 continue
-            prompt, body = program_text(cand.text)
+            prompt, body = pair_sides(cand.text)
             new = cand.kind != "self_revise"
             name = cand.meta["entry_point"] if new else self.problems[cand.meta["problem"]].entry_point
             if not self.cfg.min_chars <= len(body) <= self.cfg.max_chars:
@@ -288,7 +283,7 @@ class CodegenTask:
             if not outcome.passed:
                 cand.verdict, cand.reason = "rejected", "tests_failed"
             elif cand.kind != "self_revise":
-                prompt, body = program_text(cand.text)
+                prompt, body = pair_sides(cand.text)
                 self.problems[cand.meta["problem"]] = Problem(cand.meta["problem"], prompt, body, test, name,
                                                               reference=program)
 
