@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 import yaml
 
-from loop.errors import ConfigError, LoopError, RunStateError
+from loop.errors import ConfigError, LoopError, RunStateError, TeacherError
 
 log = logging.getLogger("loop")
 DEFAULT_CONFIG = "configs/default.yaml"
@@ -137,6 +137,9 @@ def run(config, rounds, strategy, teacher_backend, teacher_model, teacher_urls, 
                  cfg.tracking.experiment)
         try:
             summary = run_loop(cfg, parts, run_id, run_dir, resume=bool(resume_id))
+        except TeacherError as exc:
+            raise TeacherError(f"{exc}\nEverything received so far is stored and paid once; continue the run "
+                               f"with: loop run --config {config} --resume {run_id}") from None
         finally:
             parts.teacher.unload()
             parts.store.close()

@@ -103,6 +103,8 @@ class TeacherConfig:
     timeout_s: float = _f(300.0, "openai: seconds before a request times out (then retried)")
     max_retries: int = _f(4, "openai: retries per request (timeouts, 429, 5xx, resets) before a TeacherError")
     backoff_s: float = _f(1.0, "openai: first retry delay; doubles each retry, with jitter")
+    down_after: int = _f(12, "openai: consecutive failed attempts (any request, any server) after which the "
+                             "teacher is marked down and the run stops, resumable")
     tokenizer: Optional[str] = _f(None, "openai: tokenizer for exact prompt counts (else a safe byte bound)")
     batch_size: int = _f(8, "transformers: prompts per generate() call")
     threads: int = _f(0, "llamacpp / transformers: CPU threads (0: all cores)")
@@ -286,6 +288,7 @@ def _validate(cfg: Config, where: str) -> None:
         (cfg.teacher.max_tokens > 0, "teacher.max_tokens", "must be > 0"),
         (cfg.teacher.concurrency >= 1, "teacher.concurrency", "must be >= 1"),
         (cfg.teacher.max_retries >= 0, "teacher.max_retries", "must be >= 0"),
+        (cfg.teacher.down_after >= 1, "teacher.down_after", "must be >= 1"),
         (cfg.teacher.timeout_s > 0, "teacher.timeout_s", "must be > 0"),
         (cfg.teacher.batch_size >= 1, "teacher.batch_size", "must be >= 1"),
         (cfg.teacher.backend != "openai" or bool(cfg.teacher.base_urls), "teacher.base_urls",

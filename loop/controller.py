@@ -115,7 +115,9 @@ def run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path, resume: bool
     rows, mlflow_id = [], None
     if resume:
         dropped = store.discard_unfinished(run_id)
-        rows, mlflow_id = store.round_rows(run_id), store.run_info(run_id)["mlflow_run_id"]
+        info = store.run_info(run_id)
+        # a run killed between creating its MLflow run and storing its id finds it by tag
+        rows, mlflow_id = store.round_rows(run_id), info["mlflow_run_id"] or tracker.find_parent(run_id, info["created"])
         log.info("resuming %s after %d finished round(s) (%d unscreened verdicts dropped)", run_id, len(rows),
                  dropped)
     budget = Budget(cfg.budget, store.spent(run_id))

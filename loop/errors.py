@@ -29,6 +29,10 @@ class TeacherError(LoopError):
         self.partial = list(partial or [])
 
 
+class TeacherDown(TeacherError):
+    """The teacher failed too many times in a row: the run stops (resumable) instead of retrying forever."""
+
+
 class BudgetExhausted(LoopError):
     """A request would overshoot a hard cap; nothing was sent."""
 

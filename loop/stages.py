@@ -133,23 +133,28 @@ def generate(teacher, requests: list[GenRequest], budget: Budget, store: RunStor
     If the back-end fails part-way, what did arrive is stored and paid for, the rest of the
     reservations are released, and the TeacherError propagates.
     """
-    out, todo = Generated(), []
+    out, todo, skipped = Generated(), [], []
+    # a resumed round repeats the decisions its interrupted attempt recorded, so it sends what that sent
+    sent_before, skipped_before = store.decisions(run_id, [r.id for r in requests])
+    replaying = bool(sent_before or skipped_before)
     for req in requests:
         key = cache_key(teacher.name, req)
-        hit = store.cached(key, req.id) if use_cache else None
+        # this run's own response (paid already), else the shared cache
+        hit = store.own_response(run_id, req.id) or (store.cached(key, req.id) if use_cache else None)
         if hit is not None:
             store.add_response(run_id, rnd, hit, 0.0, cached=True)
             out.pairs.append((req, hit))
             out.cache_hits += 1
             continue
         pt = teacher.prompt_tokens(req.messages)
-        if budget.reserve(pt, req.max_tokens):
+        if (not replaying or req.id in sent_before) and budget.reserve(pt, req.max_tokens):
             todo.append((req, pt, key))
         else:
-            out.skipped += 1
+            skipped.append(req.id)
+    out.skipped = len(skipped)
     if out.skipped:
         log.info("budget: %d of %d requests not sent (they could overshoot the cap)", out.skipped, len(requests))
-    store.add_requests(run_id, rnd, [r for r, _, _ in todo], [pt for _, pt, _ in todo])
+    store.add_requests(run_id, rnd, [r for r, _, _ in todo], [pt for _, pt, _ in todo], skipped)
     error = None
     try:
         results = teacher.generate([r for r, _, _ in todo]) if todo else []

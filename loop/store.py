@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS rounds (run_id TEXT, round INTEGER, status TEXT, metr
 CREATE TABLE IF NOT EXISTS requests (id TEXT, run_id TEXT, round INTEGER, kind TEXT, messages TEXT,
                                      meta TEXT, max_tokens INTEGER, prompt_tokens INTEGER, created REAL,
                                      PRIMARY KEY (run_id, id));
+CREATE TABLE IF NOT EXISTS skipped (run_id TEXT, round INTEGER, request_id TEXT, PRIMARY KEY (run_id, request_id));
 CREATE TABLE IF NOT EXISTS responses (request_id TEXT, run_id TEXT, round INTEGER, text TEXT,
                                       prompt_tokens INTEGER, completion_tokens INTEGER,
                                       finish_reason TEXT, latency_s REAL, cost REAL, created REAL,
@@ -68,10 +69,37 @@ class RunStore:
             assert key in ("mlflow_run_id", "status")
             self._write(f"UPDATE runs SET {key}=? WHERE id=?", [(value, run_id)])
 
-    def add_requests(self, run_id: str, rnd: int, reqs: list[GenRequest], prompt_tokens: list[int]) -> None:
-        self._write("INSERT OR IGNORE INTO requests VALUES (?,?,?,?,?,?,?,?,?)",
-                    [(r.id, run_id, rnd, r.kind, json.dumps(r.messages), json.dumps(r.meta), r.max_tokens, pt,
-                      time.time()) for r, pt in zip(reqs, prompt_tokens)])
+    def add_requests(self, run_id: str, rnd: int, reqs: list[GenRequest], prompt_tokens: list[int],
+                     skipped: list[str] = ()) -> None:
+        """Record, in one transaction, the requests about to be sent and those the budget skipped."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany("INSERT OR IGNORE INTO requests VALUES (?,?,?,?,?,?,?,?,?)",
+                                [(r.id, run_id, rnd, r.kind, json.dumps(r.messages), json.dumps(r.meta),
+                                  r.max_tokens, pt, time.time()) for r, pt in zip(reqs, prompt_tokens)])
+            self.db.executemany("INSERT OR IGNORE INTO skipped VALUES (?,?,?)",
+                                [(run_id, rnd, rid) for rid in skipped])
+
+    def decisions(self, run_id: str, request_ids: list[str]) -> tuple[set, set]:
+        """Which of these requests an earlier (interrupted) attempt decided to send, and which it skipped."""
+        sent, skipped = set(), set()
+        for i in range(0, len(request_ids), 500):
+            chunk = request_ids[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            sent |= {r[0] for r in self.db.execute(f"SELECT id FROM requests WHERE run_id=? AND id IN ({marks})",
+                                                   (run_id, *chunk))}
+            skipped |= {r[0] for r in self.db.execute(
+                f"SELECT request_id FROM skipped WHERE run_id=? AND request_id IN ({marks})", (run_id, *chunk))}
+        return sent, skipped
+
+    def own_response(self, run_id: str, request_id: str) -> GenResult | None:
+        """This run's stored (already paid) response to a request, or None."""
+        row = self.db.execute("SELECT text, prompt_tokens, completion_tokens, finish_reason FROM responses "
+                              "WHERE run_id=? AND request_id=?", (run_id, request_id)).fetchone()
+        if row is None:
+            return None
+        return GenResult(request_id=request_id, text=row[0], prompt_tokens=row[1], completion_tokens=row[2],
+                         finish_reason=row[3], latency_s=0.0)
 
     def add_response(self, run_id: str, rnd: int, res: GenResult, cost: float, cache_key: str | None = None,
                      teacher: str = "", cached: bool = False) -> None:
@@ -125,10 +153,11 @@ class RunStore:
 
     def run_info(self, run_id: str) -> dict | None:
         """The run's stored config, MLflow parent run and status, or None if there is no such run."""
-        row = self.db.execute("SELECT config, mlflow_run_id, status FROM runs WHERE id=?", (run_id,)).fetchone()
+        row = self.db.execute("SELECT config, mlflow_run_id, status, created FROM runs WHERE id=?",
+                              (run_id,)).fetchone()
         if row is None:
             return None
-        return {"config": json.loads(row[0]), "mlflow_run_id": row[1], "status": row[2]}
+        return {"config": json.loads(row[0]), "mlflow_run_id": row[1], "status": row[2], "created": row[3]}
 
     def discard_unfinished(self, run_id: str) -> int:
         """Forget the verdicts of rounds that did not finish (they are screened again on resume; their

@@ -100,7 +100,7 @@ class Tracker:
             uri = "sqlite:///" + str((Path(base_dir) / uri[len("sqlite:///"):]).resolve())
         if uri.startswith("sqlite:///"):
             Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        self.uri = uri
+        self.uri, self.experiment = uri, experiment
         self.mlflow = mlflow
         mlflow.set_tracking_uri(uri)
         if mlflow.get_experiment_by_name(experiment) is None:
@@ -114,13 +114,23 @@ class Tracker:
     @contextlib.contextmanager
     def parent(self, name: str, config: dict, tags: dict, resume_id: str | None = None):
         """The run's parent MLflow run: a new one, or (on resume) the one it had, continued."""
-        with self.mlflow.start_run(run_id=resume_id) if resume_id else self.mlflow.start_run(run_name=name) as run:
+        # tagged at creation, so a run killed before its store learnt this id can still find it
+        start = self.mlflow.start_run(run_id=resume_id) if resume_id else self.mlflow.start_run(run_name=name, tags=tags)
+        with start as run:
             self.parent_id = run.info.run_id
             if not resume_id:
                 params = {k: str(v)[:500] for k, v in _flatten(config).items()}
                 self.mlflow.log_params(params)
             self.mlflow.set_tags(tags)
             yield run
+
+    def find_parent(self, run_id: str, since: float) -> str | None:
+        """The parent MLflow run of `run_id` created since `since` (epoch seconds), if there is one."""
+        exp = self.mlflow.get_experiment_by_name(self.experiment)
+        runs = self.mlflow.tracking.MlflowClient().search_runs(
+            [exp.experiment_id], f"tags.run_id = '{run_id}'", order_by=["attributes.start_time DESC"])
+        parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags and r.info.start_time >= since * 1000]
+        return parents[0].info.run_id if parents else None
 
     @contextlib.contextmanager
     def round(self, rnd: int):

@@ -109,6 +109,32 @@ class ScriptedTeacher:
         pass
 
 
+class StableTeacher:
+    """Replies depend only on the request, so a resumed run can be compared with an uninterrupted one."""
+
+    name = "stable"
+
+    def __init__(self):
+        self.sent = 0
+
+    def prompt_tokens(self, messages):
+        return sum(len(m["content"].split()) for m in messages)
+
+    def generate(self, requests):
+        out = []
+        for req in requests:
+            h = int(hashlib.sha1(req.id.encode()).hexdigest(), 16)
+            samples = [{"text": f"s{h % 10**8} {WORDS[lab][h % 5]} {WORDS[lab][(h >> 8) % 5]} n{h % 997}",
+                        "label": lab} for lab in LABELS]
+            text = json.dumps({"samples": samples})
+            out.append(GenResult(req.id, text, self.prompt_tokens(req.messages), len(text.split()), "stop", 0.0))
+        self.sent += len(requests)
+        return out
+
+    def unload(self):
+        pass
+
+
 def make_examples(n: int, seed: int = 0, prefix: str = "") -> list[Example]:
     rng = np.random.default_rng(seed)
     out = []

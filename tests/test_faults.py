@@ -9,7 +9,7 @@ import pytest
 from loop.config import TeacherConfig
 from loop.controller import Parts, run_loop
 from loop.data import load_splits
-from loop.errors import TeacherError
+from loop.errors import TeacherDown, TeacherError
 from loop.store import RunStore
 from loop.tasks.classify import ClassifyTask
 from loop.teachers.openai import OpenAITeacher
@@ -62,3 +62,34 @@ def test_a_dead_server_stops_the_run_cleanly_and_it_resumes(tiny_config, tmp_pat
         summary = run_loop(cfg, resumed, "f", tmp_path / "runs" / "f", resume=True)
         assert len(healthy.bodies) <= 16  # round 2 only
     assert summary["rounds_run"] == 2 and resumed.store.spent("f").tokens > paid
+
+
+def test_after_n_consecutive_failures_the_teacher_is_marked_down(tiny_config, tmp_path, monkeypatch):
+    monkeypatch.setenv("LOOP_KEY", SENTINEL)
+    cfg = tiny_config(**{"loop.rounds": 2})
+    with FakeOpenAI([None] * 16 + ["503"] * 1000) as server:  # round 1 answers, then every attempt fails
+        parts = _parts(cfg, tmp_path, server.url, max_retries=50, down_after=6)
+        with pytest.raises(TeacherDown, match="the teacher is down: 6 consecutive failed attempts") as info:
+            run_loop(cfg, parts, "f", tmp_path / "runs" / "f")
+        failed_attempts = len(server.bodies) - 16
+    # it stopped at the threshold (plus what was already in flight), not after 16 requests x 51 attempts
+    assert 6 <= failed_attempts <= 6 + 2
+    assert "HTTP 503" in str(info.value) and SENTINEL not in str(info.value)
+    assert [r["round"] for r in parts.store.round_rows("f")] == [0, 1]  # round 1 kept; resumable
+    parts.store.close()
+
+
+def test_a_success_resets_the_count_of_consecutive_failures(tiny_config, tmp_path):
+    # 5 failures, a success, 5 failures...: never 6 in a row, so the run completes
+    cfg = tiny_config(**{"loop.rounds": 1})
+    faults = (["500"] * 5 + [None]) * 40
+    with FakeOpenAI(faults) as server:
+        store = RunStore(tmp_path / "runs" / "store.sqlite")
+        store.start_run("g", cfg.to_dict())
+        t = OpenAITeacher(TeacherConfig(backend="openai", model="served", base_urls=[server.url], backoff_s=0.001,
+                                        concurrency=1, max_retries=10, down_after=6))
+        parts = Parts(task=ClassifyTask(cfg), student=TinyStudent(), teacher=t, embedder=HashEmbedder(),
+                      splits=load_splits(cfg), store=store, tracker=Tracker(cfg.tracking.uri, cfg.tracking.experiment))
+        summary = run_loop(cfg, parts, "g", tmp_path / "runs" / "g")
+    store.close()
+    assert summary["rounds_run"] == 1 and summary["accepted_total"] > 0

@@ -1,9 +1,6 @@
 """Resume: a run that crashed anywhere continues from its store, pays nothing twice, keeps every
 accepted sample exactly once, and ends where an uninterrupted run ends."""
 
-import hashlib
-import json
-
 import pytest
 
 from loop.cli import check_resumable, run_lock
@@ -12,10 +9,9 @@ from loop.data import load_splits
 from loop.errors import RunStateError
 from loop.store import RunStore
 from loop.tasks.classify import ClassifyTask
-from loop.teachers.base import GenResult
 from loop.tracking import Tracker
 
-from conftest import LABELS, WORDS, HashEmbedder, TinyStudent
+from conftest import HashEmbedder, StableTeacher, TinyStudent
 
 
 CLEAN: dict = {}
@@ -23,32 +19,6 @@ CLEAN: dict = {}
 
 class Crash(Exception):
     """Stands in for the process dying at that point."""
-
-
-class StableTeacher:
-    """Replies depend only on the request, so a resumed run can be compared with an uninterrupted one."""
-
-    name = "stable"
-
-    def __init__(self):
-        self.sent = 0
-
-    def prompt_tokens(self, messages):
-        return sum(len(m["content"].split()) for m in messages)
-
-    def generate(self, requests):
-        out = []
-        for req in requests:
-            h = int(hashlib.sha1(req.id.encode()).hexdigest(), 16)
-            samples = [{"text": f"s{h % 10**8} {WORDS[lab][h % 5]} {WORDS[lab][(h >> 8) % 5]} n{h % 997}",
-                        "label": lab} for lab in LABELS]
-            text = json.dumps({"samples": samples})
-            out.append(GenResult(req.id, text, self.prompt_tokens(req.messages), len(text.split()), "stop", 0.0))
-        self.sent += len(requests)
-        return out
-
-    def unload(self):
-        pass
 
 
 def _bomb(obj, method: str, at: int):

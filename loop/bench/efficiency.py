@@ -42,12 +42,21 @@ def seeded(cfg: Config, strategy: str, seed: int, budget: int, rounds: int) -> C
     )
 
 
+# how the teacher is reached, not what it answers: these do not enter the results' key
+OPERATIONAL = {"teacher": ("concurrency", "timeout_s", "max_retries", "backoff_s", "down_after", "api_key_env"),
+               "tracking": ("uri", "experiment"), "run": ("dir", "name")}
+
+
 def settings_key(cfg: Config, budgets: list[int], rounds: int) -> str:
-    """Results are reused only under the same config, budgets, rounds and prompt templates."""
+    """Results are reused only under the same config (operational settings aside), budgets, rounds and
+    prompt templates."""
     from loop.prompts import Prompts
 
     prompts = Prompts(cfg.resolve(cfg.task.prompts)).version
-    blob = json.dumps([cfg.to_dict(), budgets, rounds, prompts], sort_keys=True, default=str)
+    settings = cfg.to_dict()
+    for section, keys in OPERATIONAL.items():
+        settings[section] = {k: v for k, v in settings[section].items() if k not in keys}
+    blob = json.dumps([settings, budgets, rounds, prompts], sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 

@@ -3,7 +3,9 @@
 Requests run concurrently (bounded), balanced across `teacher.base_urls`. Timeouts,
 dropped connections, truncated bodies, 429 (honouring Retry-After) and 5xx are retried
 with exponential backoff and jitter; after `max_retries` the request fails and the batch
-raises a TeacherError that carries every result already received. The API key is read
+raises a TeacherError that carries every result already received. After `down_after`
+failed attempts in a row (across requests and servers) the teacher is marked down: no
+more attempts, and a TeacherDown stops the run with what arrived saved. The API key is read
 from the environment variable named by `teacher.api_key_env` and never stored or logged.
 """
 
@@ -17,7 +19,7 @@ import random
 import time
 
 from loop.config import TeacherConfig
-from loop.errors import TeacherError
+from loop.errors import TeacherDown, TeacherError
 from loop.teachers.base import GenRequest, GenResult, PromptCounter
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ class OpenAITeacher:
         self.counter = PromptCounter(cfg.tokenizer)
         self._schema_ok = cfg.guided_json
         self._next = 0
+        self._fails, self._down = 0, ""  # consecutive failed attempts; why the teacher is down
 
     def _headers(self) -> dict:
         headers = {"Content-Type": "application/json"}
@@ -98,16 +101,32 @@ class OpenAITeacher:
         return GenResult(request_id=req.id, text=text, prompt_tokens=prompt, completion_tokens=completion,
                          finish_reason=str(choice.get("finish_reason")), latency_s=time.perf_counter() - start)
 
+    def _failed(self, url: str, why: str) -> None:
+        self._fails += 1
+        if self._fails >= self.cfg.down_after and not self._down:
+            self._down = f"{url}: {why}"
+            log.error("teacher marked down after %d consecutive failed attempts (last: %s)", self._fails, self._down)
+
+    def _check_down(self) -> None:
+        if self._down:
+            raise TeacherDown(f"the teacher is down: {self._fails} consecutive failed attempts across "
+                              f"{len(self.urls)} server(s), last {self._down}")
+
     async def _one(self, client, sem, req: GenRequest, headers: dict) -> GenResult:
         async with sem:
             why = ""
             for attempt in range(self.cfg.max_retries + 1):
+                self._check_down()
                 url = self.urls[self._next % len(self.urls)]
                 self._next += 1
                 try:
-                    return await self._attempt(client, url, req, headers)
+                    result = await self._attempt(client, url, req, headers)
+                    self._fails = 0
+                    return result
                 except _Retry as exc:
                     why = str(exc)
+                    self._failed(url, why)
+                    self._check_down()
                     if attempt == self.cfg.max_retries:
                         break
                     delay = exc.delay if exc.delay is not None else \
@@ -138,7 +157,10 @@ class OpenAITeacher:
         failures = [o for o in outcomes if isinstance(o, BaseException)]
         if failures:
             done = [o for o in outcomes if isinstance(o, GenResult)]
-            first = failures[0]
+            first = next((f for f in failures if isinstance(f, TeacherDown)), failures[0])
+            if isinstance(first, TeacherDown):
+                raise TeacherDown(f"{first} ({len(done)} of {len(requests)} requests answered first)",
+                                  partial=done) from None
             if not isinstance(first, TeacherError):
                 first = TeacherError(f"{type(first).__name__}: {first}")
             raise TeacherError(f"{len(failures)} of {len(requests)} requests failed; first: {first}",

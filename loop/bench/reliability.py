@@ -1,0 +1,361 @@
+"""`loop bench reliability`: SIGKILL runs at random points, resume them, compare with an uninterrupted run.
+
+A trial starts a run in a child process and kills it with SIGKILL at one point: while
+waiting for the teacher, right after a response is stored, while parsing, while training,
+while logging to MLflow, or after a random delay. It then resumes the run, each time in a
+new process, until the run finishes. The outcome is compared with an uninterrupted run of
+the same config: the accepted samples (as a multiset), the budget ledger, responses paid
+twice, the budget caps and the MLflow parent runs. The teacher answers from a cassette
+(recorded once, or given), so every process sees the same replies.
+
+Children are forked from a zygote: one fresh interpreter that imported everything once and
+runs no model code itself (so no thread pool is inherited across fork); a launch costs
+milliseconds instead of an interpreter start. Parts are built by a factory
+`module:function(cfg, run_dir) -> Parts`; the default is `loop.components:assemble`, the
+parts `loop run` uses.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import importlib
+import json
+import logging
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+POINTS = ("teacher", "stored", "parse", "train", "mlflow", "random")
+POINT_NAMES = {"teacher": "waiting for the teacher", "stored": "right after a response is stored",
+               "parse": "while parsing", "train": "while training", "mlflow": "while logging to MLflow",
+               "random": "after a random delay"}
+MLFLOW_CALLS = ("log_metrics", "log_metric", "log_params", "set_tag", "set_tags", "log_artifact", "log_table")
+PRELOAD = ("loop.controller", "loop.components", "loop.cli", "loop.teachers.replay", "mlflow", "faiss")
+
+
+# --- in the child -------------------------------------------------------------------------------------------
+
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Hooks:
+    """Counts calls at every kill point (and training durations); kills the process at one of them."""
+
+    def __init__(self, point: str | None = None, at: int = 0, delay: float = 0.0):
+        self.point, self.at, self.delay = point, at, delay
+        self.counts = collections.Counter()
+        self.train_seconds: list[float] = []
+
+    def _hit(self, point: str) -> bool:
+        self.counts[point] += 1
+        return point == self.point and self.counts[point] == self.at
+
+    def _wrap(self, owner, name: str, point: str, after: bool = False):
+        real = getattr(owner, name)
+
+        def wrapped(*args, **kwargs):
+            if after:
+                out = real(*args, **kwargs)
+                if self._hit(point):
+                    _die()
+                return out
+            if self._hit(point):
+                _die()
+            return real(*args, **kwargs)
+
+        setattr(owner, name, wrapped)
+
+    def _wrap_fit(self, student) -> None:
+        real = student.fit
+
+        def fit(*args, **kwargs):
+            armed = self._hit("train")
+            if armed:  # die part-way through this fit (or, if it is quicker, as it returns)
+                threading.Timer(self.delay, _die).start()
+            start = time.perf_counter()
+            out = real(*args, **kwargs)
+            self.train_seconds.append(time.perf_counter() - start)
+            if armed:
+                _die()
+            return out
+
+        student.fit = fit
+
+    def install(self, parts) -> None:
+        import mlflow
+
+        self._wrap(parts.teacher, "generate", "teacher")
+        self._wrap(parts.store, "add_response", "stored", after=True)
+        self._wrap(parts.task, "parse", "parse")
+        self._wrap_fit(parts.student)
+        for name in MLFLOW_CALLS:
+            self._wrap(mlflow, name, "mlflow")
+        self._wrap(mlflow.tracking.MlflowClient, "log_metric", "mlflow")
+
+
+def _factory(spec: str):
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _known(run_dir: Path) -> bool:
+    path = run_dir.parent / "store.sqlite"
+    if not path.is_file():
+        return False
+    from loop.store import RunStore
+
+    store = RunStore(path)
+    try:
+        return store.run_info(run_dir.name) is not None
+    finally:
+        store.close()
+
+
+def child(spec: dict) -> None:
+    """One launch: start or resume the run, with a kill point armed; write the hook counts when done."""
+    from loop.cli import run_lock
+    from loop.config import load_config
+    from loop.controller import run_loop
+
+    cfg = load_config(spec["config"], spec["overrides"])
+    run_dir = Path(spec["run_dir"])
+    hooks = Hooks(spec.get("point"), spec.get("at", 0), spec.get("delay", 0.0))
+    with run_lock(run_dir):
+        resume = _known(run_dir)  # as `loop run --resume RUN` once the run is in the store
+        parts = _factory(spec["factory"])(cfg, run_dir)
+        hooks.install(parts)
+        run_loop(cfg, parts, run_dir.name, run_dir, resume=resume)
+        parts.store.close()
+    Path(spec["run_dir"], "hooks.json").write_text(json.dumps({"counts": hooks.counts,
+                                                               "train_seconds": hooks.train_seconds}))
+
+
+def zygote() -> None:
+    """Read launch specs (JSON lines) on stdin; fork a child for each; answer how it ended."""
+    for name in PRELOAD:
+        importlib.import_module(name)
+    out = sys.stdout
+    for line in sys.stdin:
+        spec = json.loads(line)
+        start = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            Path(spec["run_dir"]).parent.mkdir(parents=True, exist_ok=True)
+            with open(Path(spec["run_dir"]).parent / "children.log", "a") as logf:
+                os.dup2(logf.fileno(), 1)
+                os.dup2(logf.fileno(), 2)
+                logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True,
+                                    format=f"%(asctime)s [{os.getpid()}] %(levelname)s %(name)s: %(message)s")
+                try:
+                    child(spec)
+                except BaseException:  # noqa: BLE001 -- reported to the parent as a failed launch
+                    traceback.print_exc()
+                    code = 3
+                sys.stderr.flush()
+            os._exit(code)
+        status = _wait(pid, spec.get("kill_after"))
+        seconds = time.perf_counter() - start
+        killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+        code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
+        log.debug("launch %s: %.2fs", spec["run_dir"], seconds)
+        out.write(json.dumps({"end": "killed" if killed else "ok" if code == 0 else "failed",
+                              "code": code, "seconds": seconds}) + "\n")
+        out.flush()
+
+
+def _wait(pid: int, kill_after: float | None) -> int:
+    deadline = None if kill_after is None else time.monotonic() + kill_after
+    while True:
+        done, status = os.waitpid(pid, 0 if deadline is None else os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() >= deadline:
+            os.kill(pid, signal.SIGKILL)
+            return os.waitpid(pid, 0)[1]
+        time.sleep(0.01)
+
+
+# --- in the parent ------------------------------------------------------------------------------------------
+
+class Zygote:
+    def __init__(self, env: dict | None = None):
+        cmd = [sys.executable, "-c", "from loop.bench.reliability import zygote; zygote()"]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     env={**os.environ, **(env or {})})
+
+    def launch(self, spec: dict) -> dict:
+        self.proc.stdin.write(json.dumps(spec) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the zygote died (exit {self.proc.wait()})")
+        return json.loads(line)
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+@dataclasses.dataclass
+class Outcome:
+    status: str
+    rounds: list
+    accepted: list
+    spent: tuple
+    responses: int
+    paid_twice: int
+    mlflow_parents: int
+
+
+def read_outcome(run_dir: Path, tracking_uri: str, experiment: str) -> Outcome:
+    db = sqlite3.connect(str(run_dir.parent / "store.sqlite"))
+    try:
+        rid = run_dir.name
+        status = db.execute("SELECT status FROM runs WHERE id=?", (rid,)).fetchone()
+        rounds = [r[0] for r in db.execute("SELECT round FROM rounds WHERE run_id=? AND status='done' "
+                                           "ORDER BY round", (rid,))]
+        accepted = sorted(r[0] for r in db.execute("SELECT text FROM candidates WHERE run_id=? AND "
+                                                   "verdict='accepted'", (rid,)))
+        spent = db.execute("SELECT COALESCE(SUM(tokens),0), ROUND(COALESCE(SUM(money),0), 9), "
+                           "COALESCE(SUM(samples),0) FROM ledger WHERE run_id=?", (rid,)).fetchone()
+        paid = [r[0] for r in db.execute("SELECT COUNT(*) FROM ledger WHERE run_id=? AND event LIKE 'response:%' "
+                                         "GROUP BY event", (rid,))]
+    finally:
+        db.close()
+    import mlflow
+
+    client = mlflow.tracking.MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    parents = client.search_runs([exp.experiment_id], f"tags.run_id = '{run_dir.name}'") if exp else []
+    return Outcome(status=status[0] if status else "missing", rounds=rounds, accepted=accepted, spent=tuple(spent),
+                   responses=len(paid), paid_twice=sum(n - 1 for n in paid), mlflow_parents=len(parents))
+
+
+@dataclasses.dataclass
+class Harness:
+    """Where and how the runs of one benchmark live."""
+
+    config: str | None
+    overrides: dict
+    root: Path
+    factory: str = "loop.components:assemble"
+    max_launches: int = 6
+
+    def __post_init__(self):
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.tracking = f"sqlite:///{self.root / 'mlflow.db'}"
+
+    def spec(self, name: str, **extra) -> dict:
+        overrides = {**self.overrides, "run.dir": str(self.root / name), "tracking.uri": self.tracking,
+                     "tracking.experiment": "reliability"}
+        return {"config": self.config, "overrides": overrides, "factory": self.factory,
+                "run_dir": str(self.root / name / name), **extra}
+
+    def outcome(self, name: str) -> Outcome:
+        return read_outcome(self.root / name / name, self.tracking, "reliability")
+
+
+def run_trial(zyg: Zygote, h: Harness, name: str, point: str, rng: random.Random, clean: dict) -> dict:
+    """Kill a fresh run once at `point`, then resume it until it finishes; `random` kills again at random."""
+    counts, ends = clean["counts"], []
+    at = rng.randint(1, max(1, counts.get(point, 1)))
+    delay = rng.uniform(0.0, max(clean["train_seconds"] or [0.0]))
+    spec = h.spec(name, point=point if point != "random" else None, at=at, delay=delay)
+    if point == "random":
+        spec["kill_after"] = rng.uniform(0.0, clean["seconds"])
+    for _ in range(h.max_launches):
+        res = zyg.launch(spec)
+        ends.append(res["end"])
+        if res["end"] != "killed" or h.outcome(name).status == "done":
+            break
+        spec = h.spec(name)  # resume: a new process, no kill point
+        if point == "random" and rng.random() < 0.5:  # sometimes die again, later
+            spec["kill_after"] = rng.uniform(0.0, clean["seconds"])
+    return {"name": name, "point": point, "at": at, "ends": ends}
+
+
+def compare(got: Outcome, clean: Outcome, caps: dict) -> dict:
+    want, have = collections.Counter(clean.accepted), collections.Counter(got.accepted)
+    return {"finished": got.status == "done" and got.rounds == clean.rounds,
+            "paid_twice": got.paid_twice, "lost": sum((want - have).values()),
+            "duplicated": sum((have - want).values()), "ledger_equal": got.spent == clean.spent,
+            "overshoot_tokens": max(0, got.spent[0] - caps["tokens"]),
+            "overshoot_samples": max(0, got.spent[2] - caps["samples"]),
+            "mlflow_parents": got.mlflow_parents}
+
+
+def run(config: str | None, overrides: dict, root: Path, trials: int, seed: int = 0,
+        factory: str = "loop.components:assemble", cassette: str | None = None, env: dict | None = None,
+        workers: int = 1) -> dict:
+    """Record (unless given a cassette), run once uninterrupted, then `trials` kill-and-resume trials
+    (`workers` at a time, each trial with its own seeded choices, so the result does not depend on it)."""
+    import queue
+    from concurrent.futures import ThreadPoolExecutor
+
+    from loop.config import load_config
+
+    root = Path(root)
+    cassette_path = Path(cassette) if cassette else root / "cassette.jsonl"
+    zygotes = [Zygote(env) for _ in range(max(1, workers))]
+    try:
+        if cassette is None:
+            cassette_path.unlink(missing_ok=True)
+            rec = Harness(config, {**overrides, "teacher.record": str(cassette_path)}, root, factory)
+            if zygotes[0].launch(rec.spec("record"))["end"] != "ok":
+                raise RuntimeError(f"recording the cassette failed: see {root / 'record' / 'children.log'}")
+        replay = {**overrides, "teacher.backend": "replay", "teacher.cassette": str(cassette_path)}
+        h = Harness(config, replay, root, factory)
+        cfg = load_config(config, h.spec("clean")["overrides"])
+        caps = {"tokens": cfg.budget.tokens, "samples": cfg.budget.samples}
+        res = zygotes[0].launch(h.spec("clean"))
+        if res["end"] != "ok":
+            raise RuntimeError(f"the uninterrupted run failed: see {root / 'clean' / 'children.log'}")
+        clean = {**json.loads((root / "clean" / "clean" / "hooks.json").read_text()), "seconds": res["seconds"]}
+        reference = h.outcome("clean")
+        free: queue.Queue = queue.Queue()
+        for z in zygotes:
+            free.put(z)
+
+        def one(i: int) -> dict:
+            zyg, point = free.get(), POINTS[i % len(POINTS)]
+            try:
+                trial = run_trial(zyg, h, f"t{i:02d}", point, random.Random(seed * 100003 + i), clean)
+            finally:
+                free.put(zyg)
+            trial.update(compare(h.outcome(trial["name"]), reference, caps))
+            log.info("trial %s (%s #%d): launches %s -> finished %s, paid twice %d, lost %d, duplicated %d",
+                     trial["name"], point, trial["at"], "/".join(trial["ends"]), trial["finished"],
+                     trial["paid_twice"], trial["lost"], trial["duplicated"])
+            return trial
+
+        with ThreadPoolExecutor(len(zygotes)) as pool:
+            rows = list(pool.map(one, range(trials)))
+    finally:
+        for z in zygotes:
+            z.close()
+    return {"clean": {"seconds": clean["seconds"], "counts": clean["counts"], "accepted": len(reference.accepted),
+                      "spent_tokens": reference.spent[0], "responses": reference.responses, "caps": caps},
+            "trials": rows, "summary": summarise(rows)}
+
+
+def summarise(rows: list[dict]) -> dict:
+    return {"trials": len(rows),
+            "killed": sum("killed" in r["ends"] for r in rows),
+            "kills": sum(r["ends"].count("killed") for r in rows),
+            "survived": sum(r["finished"] and r["ledger_equal"] and r["mlflow_parents"] == 1 for r in rows),
+            "paid_twice": sum(r["paid_twice"] for r in rows),
+            "lost": sum(r["lost"] for r in rows), "duplicated": sum(r["duplicated"] for r in rows),
+            "overshoot": sum(r["overshoot_tokens"] + r["overshoot_samples"] for r in rows),
+            "by_point": {p: sum(r["point"] == p for r in rows) for p in POINTS}}
