@@ -10,6 +10,7 @@ Each rejection carries a reason, counted per round.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Callable, Optional
 
@@ -18,6 +19,10 @@ import numpy as np
 from loop.config import FilterConfig
 from loop.data import Candidate, Example, generated_side, text_id
 from loop.index import VectorIndex, max_similarity
+
+
+# control characters other than tab and newlines: terminal escapes, NULs, C1 codes
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 class Reference:
@@ -84,6 +89,9 @@ def screen(cands: list[Candidate], known: Reference, evaluation: Reference, cfg:
     `agree` (the optional blind second labelling, which rejects disagreements) -> the
     sample cap: at most `samples_left` are accepted, later passing ones are 'budget'.
     """
+    for cand in cands:
+        if cand.verdict == "pending" and CONTROL.search(cand.text):
+            _reject(cand, "control_chars")
     pending = [c for c in cands if c.verdict == "pending"]
     if not pending:
         return

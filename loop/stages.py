@@ -219,11 +219,20 @@ class BlindLabeller:
                 cand.verdict, cand.reason = "rejected", "label_disagreement"
 
 
+def oversize(req: GenRequest) -> int:
+    """Characters no honest reply to `req` exceeds (a token is rarely more than 8 characters)."""
+    return 8 * req.max_tokens + 4096
+
+
 def screen_candidates(pairs: list[tuple[GenRequest, GenResult]], task, known: Reference, evaluation: Reference,
                       cfg: Config, samples_left: int, agree: BlindLabeller | None = None) -> list[Candidate]:
     """Parse every response and run every check; each candidate ends accepted or rejected with a reason."""
     cands: list[Candidate] = []
     for req, res in pairs:
+        if len(res.text) > oversize(req):
+            cands.append(Candidate(text=res.text[:500], label="", request_id=req.id, kind=req.kind,
+                                   verdict="rejected", reason="oversize"))
+            continue
         for cand in task.parse(res.text, req):
             cand.meta.update(req.meta)
             cands.append(cand)

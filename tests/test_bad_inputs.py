@@ -2,25 +2,18 @@
 file, line or key, and none a traceback."""
 
 import json
+import time
 
 import pytest
 from click.testing import CliRunner
 
 from loop.cli import main
 
-CONFIGS = {
-    "unknown key": ("budget:\n  tokenz: 3\n", "unknown key 'tokenz'"),
-    "unknown section": ("budgett:\n  tokens: 3\n", "unknown key 'budgett'"),
-    "wrong type": ("budget:\n  tokens: lots\n", "budget.tokens: expected int"),
-    "zero budget": ("budget:\n  tokens: 0\n", "budget.tokens: must be > 0"),
-    "negative samples": ("budget:\n  samples: -5\n", "budget.samples: must be > 0"),
-    "money without prices": ("budget:\n  money: 3.0\n", "budget.money: a money cap needs"),
-    "bad strategy": ("generation:\n  strategy: psychic\n", "generation.strategy: must be"),
-    "not a mapping": ("- just\n- a list\n", "expected a mapping"),
-    "not yaml": ("budget: [unclosed\n", "not valid YAML"),
-    "missing prompts": ("task:\n  prompts: /nonexistent/prompts\n", "not found"),
-    "codegen with encoder": ("task:\n  name: codegen\n  labels: [pass, fail]\n", "student.name"),
-}
+from loop.bench.hostile import (CONFIGS, DATA, LABELS, config_handled, data_handled, replies, reply_handled,
+                                rows as _rows, screen_reply)
+from loop.tasks.classify import ClassifyTask
+
+from conftest import HashEmbedder
 
 
 def _invoke(*args):
@@ -29,41 +22,14 @@ def _invoke(*args):
 
 @pytest.mark.parametrize("case", sorted(CONFIGS))
 def test_bad_configs(tmp_path, case):
-    text, message = CONFIGS[case]
-    p = tmp_path / "bad.yaml"
-    p.write_text(text)
-    res = _invoke("run", "--dry-run", "--config", str(p), "--set", f"run.dir={tmp_path}/runs")
-    assert res.exit_code == 1, res.output
-    assert message in res.output and "Traceback" not in res.output
-    assert isinstance(res.exception, SystemExit)  # a clean exit, not an escaped exception
-
-
-LABELS = ("negative", "neutral", "positive")
-
-
-def _rows(n):
-    return "".join(json.dumps({"text": f"row {i} words here", "label": LABELS[i % 3]}) + "\n" for i in range(n))
-
-
-DATA = {
-    "empty file": (b"", "no rows"),
-    "wrong encoding": ("caf\u00e9 row\n".encode("latin-1") * 3, "UTF-8"),
-    "bad json line": (_rows(5).encode() + b"{not json\n", ":6"),
-    "missing column": (_rows(5).encode() + b'{"text": "no label"}\n', ":6"),
-    "label not in set": (_rows(5).encode() + json.dumps({"text": "x y", "label": "furious"}).encode() + b"\n",
-                         "furious"),
-}
+    ok, output = config_handled(*CONFIGS[case], tmp_path)
+    assert ok, output
 
 
 @pytest.mark.parametrize("case", sorted(DATA))
 def test_bad_data_files(tmp_path, case):
-    content, message = DATA[case]
-    p = tmp_path / "data.jsonl"
-    p.write_bytes(content)
-    res = _invoke("run", "--dry-run", "--set", f"data.source={p}", "--set", f"run.dir={tmp_path}/runs",
-                  "--set", "data.train_size=2", "--set", "data.dev_size=2", "--set", "data.test_size=1")
-    assert res.exit_code == 1, (case, res.output)
-    assert "DataError" in res.output and message in res.output and "Traceback" not in res.output, res.output
+    ok, output = data_handled(*DATA[case], tmp_path)
+    assert ok, output
 
 
 def test_a_10_mb_line_is_read_not_fatal(tmp_path):
@@ -73,3 +39,37 @@ def test_a_10_mb_line_is_read_not_fatal(tmp_path):
                   "--set", "data.train_size=9", "--set", "data.dev_size=6", "--set", "data.test_size=6",
                   "--set", "teacher.model=no-such-model")
     assert res.exit_code == 0 and "per round" in res.output, res.output
+
+
+def _hostile_setup(cfg, task, embedder):
+    from loop.filters import Reference
+    from loop.plan import plan_random
+
+    splits = task.load_splits()
+    req = plan_random(splits["train"], task, cfg, 1)[0]
+    echo = "\n".join(m["content"] for m in req.messages)
+    known = Reference(embedder, splits["train"] + splits["dev_mine"])
+    evaluation = Reference(embedder, splits["dev_stop"] + splits["test"])
+    return req, echo, known, evaluation
+
+
+@pytest.mark.parametrize("name", sorted(replies("classify", "", list(LABELS))))
+def test_hostile_teacher_replies_are_counted_rejections(tiny_config, name):
+    cfg = tiny_config()
+    task = ClassifyTask(cfg)
+    req, echo, known, evaluation = _hostile_setup(cfg, task, HashEmbedder())
+    start = time.perf_counter()
+    cands = screen_reply(task, replies("classify", echo, task.labels)[name], req, known, evaluation, cfg)
+    assert reply_handled(cands), [(c.verdict, c.reason, c.text[:60]) for c in cands]
+    assert time.perf_counter() - start < 10  # a 1 MB reply is not a denial of service
+
+
+def test_hostile_replies_to_a_code_task_are_counted_rejections(code_config):
+    from loop.components import build_task
+
+    cfg = code_config("defects")
+    task = build_task(cfg)
+    req, echo, known, evaluation = _hostile_setup(cfg, task, HashEmbedder())
+    for name, text in replies("defects", echo, task.labels).items():
+        cands = screen_reply(task, text, req, known, evaluation, cfg)
+        assert reply_handled(cands), (name, [(c.verdict, c.reason, c.text[:60]) for c in cands])

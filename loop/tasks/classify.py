@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from typing import Any
@@ -16,21 +17,24 @@ from loop.teachers.base import GenRequest
 FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
 
 
+MAX_STARTS = 64  # '{' / '[' positions tried in a reply with prose around its JSON
+
+
 def extract_json(text: str) -> Any:
     """The JSON value in a reply: whole text, a fenced block, or the first decodable {...}/[...]."""
     candidates = [text.strip()] + [m.group(1).strip() for m in FENCE.finditer(text)]
     for chunk in candidates:
         try:
             return json.loads(chunk)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
             pass
     decoder = json.JSONDecoder()
-    for i, ch in enumerate(text):
-        if ch in "{[":
-            try:
-                return decoder.raw_decode(text, i)[0]
-            except json.JSONDecodeError:
-                continue
+    starts = (i for i, ch in enumerate(text) if ch in "{[")
+    for i in itertools.islice(starts, MAX_STARTS):
+        try:
+            return decoder.raw_decode(text, i)[0]
+        except (json.JSONDecodeError, RecursionError):
+            continue
     return None
 
 

@@ -1,0 +1,120 @@
+"""A corpus of bad input: configs, data files and teacher replies, each with how it must be handled.
+
+Bad configs and data files go through the CLI (`loop run --dry-run`) and must end in a
+clean error that names the key, file or line, never a traceback. Hostile teacher replies go
+through the same parsing, checks and filters as a real round and must end as counted
+rejections, nothing accepted and nothing raised. The tests and `loop bench reliability` both
+use this corpus.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+LABELS = ("negative", "neutral", "positive")
+
+# name: (config text, what the error must say)
+CONFIGS = {
+    "unknown key": ("budget:\n  tokenz: 3\n", "unknown key 'tokenz'"),
+    "unknown section": ("budgett:\n  tokens: 3\n", "unknown key 'budgett'"),
+    "wrong type": ("budget:\n  tokens: lots\n", "budget.tokens: expected int"),
+    "zero budget": ("budget:\n  tokens: 0\n", "budget.tokens: must be > 0"),
+    "negative samples": ("budget:\n  samples: -5\n", "budget.samples: must be > 0"),
+    "money without prices": ("budget:\n  money: 3.0\n", "budget.money: a money cap needs"),
+    "bad strategy": ("generation:\n  strategy: psychic\n", "generation.strategy: must be"),
+    "not a mapping": ("- just\n- a list\n", "expected a mapping"),
+    "not yaml": ("budget: [unclosed\n", "not valid YAML"),
+    "missing prompts": ("task:\n  prompts: /nonexistent/prompts\n", "not found"),
+    "codegen with encoder": ("task:\n  name: codegen\n  labels: [pass, fail]\n", "student.name"),
+    "teacher never down": ("teacher:\n  down_after: 0\n", "teacher.down_after: must be >= 1"),
+}
+
+
+def rows(n: int) -> str:
+    return "".join(json.dumps({"text": f"row {i} words here", "label": LABELS[i % 3]}) + "\n" for i in range(n))
+
+
+# name: (file content, what the error must say)
+DATA = {
+    "empty file": (b"", "no rows"),
+    "wrong encoding": ("caf\u00e9 row\n".encode("latin-1") * 3, "UTF-8"),
+    "bad json line": (rows(5).encode() + b"{not json\n", ":6"),
+    "missing column": (rows(5).encode() + b'{"text": "no label"}\n', ":6"),
+    "label not in set": (rows(5).encode() + json.dumps({"text": "x y", "label": "furious"}).encode() + b"\n",
+                         "furious"),
+}
+
+
+def cli(*args: str):
+    from click.testing import CliRunner
+
+    from loop.cli import main
+
+    return CliRunner().invoke(main, list(args))
+
+
+def config_handled(text: str, message: str, folder: Path) -> tuple[bool, str]:
+    path = folder / "bad.yaml"
+    path.write_text(text)
+    res = cli("run", "--dry-run", "--config", str(path), "--set", f"run.dir={folder}/runs")
+    ok = res.exit_code == 1 and message in res.output and "Traceback" not in res.output \
+        and isinstance(res.exception, SystemExit)
+    return ok, res.output
+
+
+def data_handled(content: bytes, message: str, folder: Path) -> tuple[bool, str]:
+    path = folder / "data.jsonl"
+    path.write_bytes(content)
+    res = cli("run", "--dry-run", "--set", f"data.source={path}", "--set", f"run.dir={folder}/runs",
+              "--set", "data.train_size=2", "--set", "data.dev_size=2", "--set", "data.test_size=1")
+    ok = res.exit_code == 1 and "DataError" in res.output and message in res.output and "Traceback" not in res.output
+    return ok, res.output
+
+
+def replies(task: str, echo: str, labels: list[str]) -> dict[str, str]:
+    """Hostile replies to a request whose prompt is `echo`, for a text task or a code task."""
+    code = task != "classify"
+    key = "code" if code else "text"
+    good_label = labels[0]
+
+    def sample(value: str, label: str = good_label) -> str:
+        item = {"intent": label, "code": value} if code else {"text": value, "label": label}
+        return json.dumps({"samples": [item]})
+
+    out = {
+        "empty": "",
+        "truncated JSON": sample("def f(x):\n    return x + 1\n" if code else "I really love this phone")[:24],
+        "wrong label": sample("def f(x):\n    return x\n" if code else "what a lovely day it is", "furious"),
+        "prompt echo": echo,
+        "1 MB of text": "lorem ipsum " * 90_000,
+        "1 MB sample": sample(("x = 1\n" if code else "word ") * 200_000),
+        "control characters": sample("def f(x):\n    return '\x1b[31m\x00'\n" if code
+                                     else "great \x00 day \x1b[31mred\x07"),
+        "deep nesting": "[" * 5_000,  # under the size bound: the parser itself must cope
+        "not an object": json.dumps([1, 2, 3]),
+        "wrong language": (sample("function f(x) {\n  return x + 1;\n}\n") if code
+                           else "Voici trois exemples de tweets, mais sans JSON : j'adore, je déteste, bof."),
+        "wrong key": json.dumps({"samples": [{key + "_": "value", "label": good_label}]}),
+    }
+    return out
+
+
+def screen_reply(task, text: str, req, known, evaluation, cfg) -> list:
+    """Parse, verify and filter one reply as a round does; returns its candidates."""
+    from loop.stages import screen_candidates
+    from loop.teachers.base import GenResult
+
+    res = GenResult(request_id=req.id, text=text, prompt_tokens=10, completion_tokens=req.max_tokens,
+                    finish_reason="stop", latency_s=0.0)
+    return screen_candidates([(req, res)], task, known, evaluation, cfg, samples_left=100)
+
+
+def reply_handled(cands: list) -> bool:
+    """Counted rejections only: every candidate rejected with a reason, none accepted."""
+    return bool(cands) and all(c.verdict == "rejected" and c.reason for c in cands)
+
+
+def tmpdir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="loop-hostile-"))
