@@ -138,8 +138,9 @@ def run(config, rounds, strategy, teacher_backend, teacher_model, teacher_urls, 
         try:
             summary = run_loop(cfg, parts, run_id, run_dir, resume=bool(resume_id))
         except TeacherError as exc:
-            raise TeacherError(f"{exc}\nEverything received so far is stored and paid once; continue the run "
-                               f"with: loop run --config {config} --resume {run_id}") from None
+            again = f"loop run{f' --config {config}' if config else ''} --resume {run_id}"
+            raise type(exc)(f"{exc}\nEverything received so far is stored and paid once; continue the run "
+                            f"with: {again}") from None
         finally:
             parts.teacher.unload()
             parts.store.close()
@@ -427,6 +428,33 @@ def bench_seed(config, seeds, rounds, out, sets, verbose):
     for key in ("relative_gain_selected", "relative_gain_last"):
         click.echo(f"{key}: {s[key]}")
     click.echo(f"written: {out_path} and {out_path.with_suffix('.png')}")
+
+
+@bench.command("reliability")
+@click.option("--config", "-c", type=click.Path(dir_okay=False), help="Config (default: the built-in defaults, "
+              "shrunk so the trials fit in minutes).")
+@click.option("--trials", type=int, default=20, show_default=True, help="Kill-and-resume trials.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the kill points and delays.")
+@click.option("--workers", type=int, default=1, show_default=True, help="Trials run at once.")
+@click.option("--cassette", type=click.Path(dir_okay=False, exists=True),
+              help="Replay this cassette instead of recording one with the config's teacher first.")
+@click.option("--out", default="bench/results/reliability.json", show_default=True,
+              type=click.Path(dir_okay=False), help="JSON to write.")
+@SET_OPT
+@click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
+@handle_errors
+def bench_reliability(config, trials, seed, workers, cassette, out, sets, verbose):
+    """SIGKILL runs at random points and resume them; then the bad-input corpus. Prints what survived."""
+    from loop.bench.reliability import report, run_bench
+
+    _logging(verbose)
+    overrides = _parse_sets(sets)
+    cfg = _load(config, overrides)
+    result = run_bench(config, overrides, trials, seed, workers, cassette, Path(out),
+                       cfg.resolve(cfg.run.dir) / "bench-reliability" / time.strftime("%Y%m%d-%H%M%S"))
+    for line in report(result):
+        click.echo(line)
+    click.echo(f"written: {out}")
 
 
 if __name__ == "__main__":

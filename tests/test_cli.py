@@ -43,3 +43,30 @@ def test_config_prints_resolved_and_explains():
     res = invoke("config", "--set", "budget.tokens=777")
     assert res.exit_code == 0 and "tokens: 777" in res.output
     assert "mining.threshold" in invoke("config", "--explain").output
+
+
+def test_a_teacher_that_is_down_stops_the_run_with_the_resume_command(tmp_path, monkeypatch):
+    import types
+
+    import loop.components
+    import loop.controller
+    from loop.errors import TeacherDown
+
+    closed = []
+    parts = types.SimpleNamespace(store=types.SimpleNamespace(path=tmp_path / "store.sqlite",
+                                                              close=lambda: closed.append("store")),
+                                  teacher=types.SimpleNamespace(unload=lambda: closed.append("teacher")),
+                                  tracker=types.SimpleNamespace(uri="sqlite:///x"))
+    monkeypatch.setattr(loop.components, "assemble", lambda cfg, run_dir: parts)
+    monkeypatch.setattr(loop.components, "check_names", lambda cfg: None)
+
+    def down(*args, **kwargs):
+        raise TeacherDown("the teacher is down: 12 consecutive failed attempts across 1 server(s), last x: HTTP 503")
+
+    monkeypatch.setattr(loop.controller, "run_loop", down)
+    res = CliRunner().invoke(main, ["run", "--name", "r1", "--set", f"run.dir={tmp_path}/runs"])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert "TeacherDown: the teacher is down" in res.output
+    assert "loop run --config None --resume r1" not in res.output  # a usable command, not a placeholder
+    assert "--resume r1" in res.output and "stored and paid once" in res.output
+    assert closed == ["teacher", "store"]  # the store is closed cleanly, the engine freed

@@ -17,8 +17,8 @@ def test_two_real_rounds(tmp_path):
     cap = 12000
     cmd = [sys.executable, "-m", "loop.cli", "run", "--rounds", "2", "--name", "e2e",
            "--teacher-model", "packaged:smollm2-135m-instruct", "--budget-tokens", str(cap),
-           "--set", "data.train_size=90", "--set", "data.dev_size=200", "--set", "data.test_size=200",
-           "--set", "student.epochs=3", "--set", "student.max_length=48",
+           "--set", "data.train_size=60", "--set", "data.dev_size=120", "--set", "data.test_size=120",
+           "--set", "student.epochs=2", "--set", "student.max_length=48",
            "--set", "generation.targeted_requests=6", "--set", "generation.revise_requests=2",
            "--set", "teacher.max_tokens=200", "--set", "loop.patience=5",
            "--set", f"tracking.uri=sqlite:///{tmp_path}/mlruns/mlflow.db", "--set", f"run.dir={tmp_path}/runs"]

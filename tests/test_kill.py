@@ -14,13 +14,13 @@ def test_sigkill_at_random_points_then_resume_matches_an_uninterrupted_run(tmp_p
                  "task.prompts": str(ROOT / "prompts" / "classify"), "budget.tokens": 6000, "loop.rounds": 2,
                  "loop.patience": 5}
     env = {"PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
-    result = reliability.run(None, overrides, tmp_path / "bench", trials=24, seed=7,
+    result = reliability.run(None, overrides, tmp_path / "bench", trials=20, seed=7,
                              factory="tiny_parts:tiny_parts", env=env, workers=2)
     clean, s = result["clean"], result["summary"]
     assert clean["accepted"] > 0 and clean["responses"] > 0
     assert clean["counts"]["teacher"] >= 2 and clean["counts"]["mlflow"] > 10
-    assert s["trials"] == 24 and s["killed"] == 24  # every trial was really killed at least once
-    assert set(s["by_point"]) == set(reliability.POINTS) and min(s["by_point"].values()) >= 4
-    assert s["survived"] == 24, [t for t in result["trials"] if not t["finished"]]
+    assert s["trials"] == 20 and s["killed"] == 20  # every trial was really killed at least once
+    assert set(s["by_point"]) == set(reliability.POINTS) and min(s["by_point"].values()) >= 3
+    assert s["survived"] == 20, [t for t in result["trials"] if not t["finished"]]
     assert s["paid_twice"] == 0 and s["lost"] == 0 and s["duplicated"] == 0 and s["overshoot"] == 0
     assert all("failed" not in t["ends"] for t in result["trials"])  # every launch ended by kill or success

@@ -118,3 +118,35 @@ def reply_handled(cands: list) -> bool:
 
 def tmpdir() -> Path:
     return Path(tempfile.mkdtemp(prefix="loop-hostile-"))
+
+
+def run_corpus(cfg) -> dict:
+    """Every bad config, data file and hostile reply of the corpus; how many were handled, by kind."""
+    from loop.components import build_task
+    from loop.embedder import SentenceEmbedder
+    from loop.filters import Reference
+    from loop.plan import plan_random
+
+    out: dict = {"configs": [], "data": [], "replies": []}
+    folder = tmpdir()
+    for name, (text, message) in CONFIGS.items():
+        (folder / name).mkdir()
+        out["configs"].append({"name": name, "handled": config_handled(text, message, folder / name)[0]})
+    for name, (content, message) in DATA.items():
+        (folder / f"data-{name}").mkdir()
+        out["data"].append({"name": name, "handled": data_handled(content, message, folder / f"data-{name}")[0]})
+    task = build_task(cfg)
+    splits = task.load_splits()
+    embedder = SentenceEmbedder(cfg.filters.embedder)
+    req = plan_random(splits["train"], task, cfg, 1)[0]
+    known = Reference(embedder, splits["train"] + splits["dev_mine"])
+    evaluation = Reference(embedder, splits["dev_stop"] + splits["test"])
+    echo = "\n".join(m["content"] for m in req.messages)
+    for name, text in replies(cfg.task.name, echo, task.labels).items():
+        try:
+            cands = screen_reply(task, text, req, known, evaluation, cfg)
+            handled, reasons = reply_handled(cands), sorted({c.reason for c in cands})
+        except Exception as exc:  # noqa: BLE001 -- an exception here is the failure being counted
+            handled, reasons = False, [f"raised {type(exc).__name__}"]
+        out["replies"].append({"name": name, "handled": handled, "reasons": reasons})
+    return out

@@ -40,7 +40,10 @@ POINT_NAMES = {"teacher": "waiting for the teacher", "stored": "right after a re
                "parse": "while parsing", "train": "while training", "mlflow": "while logging to MLflow",
                "random": "after a random delay"}
 MLFLOW_CALLS = ("log_metrics", "log_metric", "log_params", "set_tag", "set_tags", "log_artifact", "log_table")
-PRELOAD = ("loop.controller", "loop.components", "loop.cli", "loop.teachers.replay", "mlflow", "faiss")
+# imported once in the zygote, so that a child starts with them (importing is most of a small run's time)
+PRELOAD = ("loop.controller", "loop.components", "loop.cli", "loop.teachers.replay", "loop.embedder", "faiss",
+           "mlflow", "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.db.utils", "alembic.command",
+           "sqlalchemy", "pandas", "matplotlib.pyplot", "loop.students.encoder", "transformers", "torch")
 
 
 # --- in the child -------------------------------------------------------------------------------------------
@@ -135,14 +138,20 @@ def child(spec: dict) -> None:
         resume = _known(run_dir)  # as `loop run --resume RUN` once the run is in the store
         parts = _factory(spec["factory"])(cfg, run_dir)
         hooks.install(parts)
-        run_loop(cfg, parts, run_dir.name, run_dir, resume=resume)
-        parts.store.close()
+        try:
+            run_loop(cfg, parts, run_dir.name, run_dir, resume=resume)
+        finally:
+            parts.teacher.unload()
+            parts.store.close()
     Path(spec["run_dir"], "hooks.json").write_text(json.dumps({"counts": hooks.counts,
                                                                "train_seconds": hooks.train_seconds}))
 
 
 def zygote() -> None:
     """Read launch specs (JSON lines) on stdin; fork a child for each; answer how it ended."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     for name in PRELOAD:
         importlib.import_module(name)
     out = sys.stdout
@@ -219,9 +228,19 @@ class Outcome:
     mlflow_parents: int
 
 
+MISSING = Outcome(status="missing", rounds=[], accepted=[], spent=(0, 0.0, 0), responses=0, paid_twice=0,
+                  mlflow_parents=0)
+
+
 def read_outcome(run_dir: Path, tracking_uri: str, experiment: str) -> Outcome:
-    db = sqlite3.connect(str(run_dir.parent / "store.sqlite"))
+    """What a run's store (read-only) and MLflow hold; MISSING if it was killed before its store existed."""
+    path = run_dir.parent / "store.sqlite"
+    if not path.is_file():
+        return MISSING
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
+        if db.execute("SELECT COUNT(*) FROM sqlite_master WHERE name='ledger'").fetchone()[0] == 0:
+            return MISSING
         rid = run_dir.name
         status = db.execute("SELECT status FROM runs WHERE id=?", (rid,)).fetchone()
         rounds = [r[0] for r in db.execute("SELECT round FROM rounds WHERE run_id=? AND status='done' "
@@ -359,3 +378,45 @@ def summarise(rows: list[dict]) -> dict:
             "lost": sum(r["lost"] for r in rows), "duplicated": sum(r["duplicated"] for r in rows),
             "overshoot": sum(r["overshoot_tokens"] + r["overshoot_samples"] for r in rows),
             "by_point": {p: sum(r["point"] == p for r in rows) for p in POINTS}}
+
+
+# the benchmark's run: the default task, shrunk so that ~50 launches fit in minutes, with a binding cap
+BENCH_OVERRIDES = {"data.train_size": 60, "data.dev_size": 200, "data.test_size": 300, "student.epochs": 3,
+                   "loop.rounds": 2, "loop.patience": 5, "budget.tokens": 9000, "generation.targeted_requests": 6,
+                   "generation.revise_requests": 4}
+
+
+def run_bench(config: str | None, overrides: dict, trials: int, seed: int, workers: int, cassette: str | None,
+              out: Path, work_dir: Path) -> dict:
+    from loop.bench.hostile import run_corpus
+    from loop.config import load_config
+
+    settings = {**BENCH_OVERRIDES, **overrides}
+    started = time.perf_counter()
+    result = run(config, settings, work_dir, trials, seed, cassette=cassette, workers=workers,
+                 env={"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // max(1, workers)))})
+    result["seconds"] = time.perf_counter() - started
+    corpus = run_corpus(load_config(config, settings))
+    result["bad_inputs"] = corpus
+    result["settings"] = {"config": config or "<defaults>", "overrides": settings, "trials": trials, "seed": seed,
+                          "workers": workers}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def report(result: dict) -> list[str]:
+    """The figures, as printed and as in the README."""
+    s, clean = result["summary"], result["clean"]
+    kinds = {k: (sum(r["handled"] for r in v), len(v)) for k, v in result["bad_inputs"].items()}
+    handled, tried = sum(h for h, _ in kinds.values()), sum(n for _, n in kinds.values())
+    return [
+        f"trials survived: {s['survived']} / {s['trials']} (each killed at least once: {s['killed']}; "
+        f"{s['kills']} SIGKILLs in all: " + ", ".join(f"{POINT_NAMES[p]} {n}" for p, n in s["by_point"].items()) + ")",
+        f"uninterrupted run: {clean['responses']} responses, {clean['spent_tokens']} / {clean['caps']['tokens']} "
+        f"tokens, {clean['accepted']} samples accepted, {clean['seconds']:.1f}s",
+        f"responses paid twice: {s['paid_twice']}",
+        f"samples lost: {s['lost']}, duplicated: {s['duplicated']}",
+        f"budget overshoot: {s['overshoot']}",
+        f"bad inputs handled: {handled} / {tried} (" + ", ".join(f"{k} {h}/{n}" for k, (h, n) in kinds.items()) + ")",
+    ]
