@@ -8,9 +8,11 @@ from loop.config import Config
 from loop.errors import ConfigError
 from loop.students.causal_lm import CausalLMStudent
 from loop.students.encoder import EncoderStudent
+from loop.students.lines import LineStudent
 from loop.tasks.classify import ClassifyTask
 from loop.tasks.code import ClonesTask, DefectsTask
 from loop.tasks.codegen import CodegenTask
+from loop.tasks.faultloc import FaultLocTask
 from loop.teachers.llamacpp import LlamaCppTeacher
 from loop.teachers.openai import OpenAITeacher
 from loop.teachers.replay import Recorder, ReplayTeacher
@@ -18,8 +20,9 @@ from loop.teachers.student import StudentReviser
 from loop.teachers.transformers import TransformersTeacher
 from loop.teachers.vllm import VLLMTeacher
 
-TASKS = {"classify": ClassifyTask, "defects": DefectsTask, "clones": ClonesTask, "codegen": CodegenTask}
-STUDENTS = {"encoder": EncoderStudent, "causal_lm": CausalLMStudent}
+TASKS = {"classify": ClassifyTask, "defects": DefectsTask, "clones": ClonesTask, "codegen": CodegenTask,
+         "faultloc": FaultLocTask}
+STUDENTS = {"encoder": EncoderStudent, "causal_lm": CausalLMStudent, "lines": LineStudent}
 TEACHERS = {
     "vllm": VLLMTeacher,
     "openai": OpenAITeacher,

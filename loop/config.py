@@ -28,7 +28,7 @@ def _f(default, help_: str, **kw):
 
 @dataclass
 class TaskConfig:
-    name: str = _f("classify", "task family: classify, defects, clones, codegen")
+    name: str = _f("classify", "task family: classify, defects, clones, codegen, faultloc")
     labels: list = _f(["negative", "neutral", "positive"], "the label set, in order")
     prompts: str = _f("prompts/classify", "folder of Jinja2 templates (targeted.j2, self_revise.j2, system.j2)")
     description: str = _f("the sentiment of a tweet", "what the label describes, shown to the teacher")
@@ -42,6 +42,7 @@ class TaskConfig:
     mine_temperature: float = _f(0.8, "codegen: sampling temperature when mining")
     revise_with_reference: bool = _f(True, "codegen: show the reference solution in self-revise prompts")
     reviser: str = _f("teacher", "codegen: who revises failing programs: teacher, or student (itself, as in SEED)")
+    max_lines: int = _f(40, "faultloc: lines ranked per function (its labels are the line numbers 1..max_lines)")
 
 
 @dataclass
@@ -62,7 +63,8 @@ class DataConfig:
 
 @dataclass
 class StudentConfig:
-    name: str = _f("encoder", "student family: encoder (classifier), causal_lm (code generation, LoRA)")
+    name: str = _f("encoder", "student family: encoder (classifier), causal_lm (code generation, LoRA), lines "
+                              "(fault localization: scores each line of a function)")
     model: str = _f("packaged:all-minilm-l6-v2", "'packaged:<name>', a local folder or a hub id")
     max_length: int = _f(64, "tokens per example")
     truncation_side: str = _f("right", "which end of a too-long example is cut: right, or left (keeps the end: "
@@ -251,8 +253,13 @@ def _validate(cfg: Config, where: str) -> None:
         (cfg.budget.money is None or cfg.budget.money > 0, "budget.money", "must be > 0 or null"),
         (cfg.loop.rounds >= 0, "loop.rounds", "must be >= 0"),
         (cfg.loop.patience >= 1, "loop.patience", "must be >= 1"),
-        (cfg.loop.metric in ("accuracy", "macro_f1", "pass_at_1"), "loop.metric",
-         "must be accuracy, macro_f1 or pass_at_1"),
+        (cfg.loop.metric in ("accuracy", "macro_f1", "pass_at_1", "top1"), "loop.metric",
+         "must be accuracy, macro_f1, pass_at_1 or top1"),
+        ((cfg.task.name == "faultloc") == (cfg.student.name == "lines"), "student.name",
+         "task faultloc goes with student lines, and lines with faultloc"),
+        ((cfg.task.name == "faultloc") == (cfg.loop.metric == "top1"), "loop.metric",
+         "faultloc needs top1 (and top1 is faultloc's)"),
+        (cfg.task.max_lines >= 2, "task.max_lines", "must be >= 2"),
         ((cfg.task.name == "codegen") == (cfg.student.name == "causal_lm"), "student.name",
          "task codegen goes with student causal_lm, and causal_lm with codegen"),
         (cfg.task.name != "codegen" or cfg.loop.metric == "pass_at_1", "loop.metric", "codegen needs pass_at_1"),
@@ -339,6 +346,10 @@ def load_config(path: Optional[str] = None, overrides: Optional[dict] = None) ->
         _set_dotted(data, dotted, value)
     cfg = _build(Config, data, where)
     cfg.base_dir = str(base)
+    if cfg.task.name == "faultloc":  # a line is a class: the labels are the line numbers
+        if "labels" in (data.get("task") or {}):
+            raise ConfigError(f"{where}:task.labels: faultloc's labels are the line numbers; set task.max_lines")
+        cfg.task.labels = [str(i) for i in range(1, cfg.task.max_lines + 1)]
     _validate(cfg, where)
     return cfg
 

@@ -143,7 +143,7 @@ class Tracker:
         clean = {k: float(v) for k, v in metrics.items() if v is not None}
         self.mlflow.log_metrics(clean, step=rnd)
         client = self.mlflow.tracking.MlflowClient()
-        curves = ("accuracy", "macro_f1", "pass_at_1")
+        curves = ("accuracy", "macro_f1", "pass_at_1", "top1")
         for key, value in clean.items():
             split, _, name = key.partition("_")
             if key in ("tokens_spent_total", "accepted_total") or (split in ("stop", "test") and name in curves):

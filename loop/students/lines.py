@@ -1,0 +1,148 @@
+"""Line scorer for fault localization: a pretrained encoder (MiniLM by default) reads the whole
+function; each line's score is a learned projection of the mean of its tokens' final states.
+
+The classes are line numbers ("1".."max_lines"): `predict` gives, per function, a softmax
+over its own non-empty lines (lines it does not have, or that were truncated away, get
+probability 0), so the loop's mining (margin, entropy) and its neighbourhoods (the mean
+token state of the function) work as for any classifier. Every `fit` restarts from the
+pretrained weights with the same seed.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+
+import numpy as np
+
+from loop.assets import resolve_model
+from loop.config import StudentConfig
+from loop.data import Example
+from loop.embedder import mean_pool
+from loop.index import normalize
+from loop.students.base import Predictions
+
+log = logging.getLogger(__name__)
+
+
+def line_starts(text: str) -> list[int]:
+    """Character offset where each line starts."""
+    starts, pos = [], 0
+    for line in text.split("\n"):
+        starts.append(pos)
+        pos += len(line) + 1
+    return starts
+
+
+class LineStudent:
+    def __init__(self, cfg: StudentConfig, labels: list[str]):
+        import torch
+        from transformers import AutoTokenizer
+
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.cfg, self.labels = cfg, list(labels)
+        self.max_lines = len(self.labels)
+        self.path = resolve_model(cfg.model)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        self.tokenizer.truncation_side = cfg.truncation_side  # left: keep the body after a long docstring
+        self.model = self.head = None
+        self._fresh()
+
+    def _fresh(self) -> None:
+        import torch
+        from transformers import AutoModel
+
+        torch.manual_seed(self.cfg.seed)
+        self.model = AutoModel.from_pretrained(self.path)
+        self.head = torch.nn.Linear(self.model.config.hidden_size, 1)
+
+    def _encode(self, texts: list[str]):
+        """Token ids plus, per text, a (max_lines, tokens) matrix that averages tokens into lines."""
+        import torch
+
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.cfg.max_length,
+                             return_offsets_mapping=True, return_tensors="pt")
+        offsets = enc.pop("offset_mapping")
+        n, t = enc["input_ids"].shape
+        assign = torch.zeros(n, self.max_lines, t)
+        for i, text in enumerate(texts):
+            starts = np.array(line_starts(text))
+            for j in range(t):
+                a, b = offsets[i, j].tolist()
+                if b <= a:  # special or padding token
+                    continue
+                line = int(np.searchsorted(starts, a, side="right")) - 1
+                if line < self.max_lines:
+                    assign[i, line, j] = 1.0
+        has = assign.sum(-1) > 0  # lines with at least one token
+        assign = assign / assign.sum(-1, keepdim=True).clamp(min=1.0)
+        return enc, assign, has
+
+    def _scores(self, enc, assign, has):
+        import torch
+
+        hidden = self.model(**enc).last_hidden_state  # (n, t, d)
+        lines = assign @ hidden  # (n, max_lines, d)
+        logits = self.head(lines).squeeze(-1).masked_fill(~has, float("-inf"))
+        return torch.nan_to_num(logits, neginf=-1e9), hidden
+
+    def fit(self, examples: list[Example]) -> None:
+        """Cross-entropy over each function's lines, the faulty line the target."""
+        import torch
+
+        self._fresh()
+        cfg = self.cfg
+        usable = [e for e in examples if e.label.isdigit() and 1 <= int(e.label) <= self.max_lines]
+        if len(usable) < len(examples):
+            log.warning("%d example(s) without a usable fault line skipped", len(examples) - len(usable))
+        params = list(self.model.parameters()) + list(self.head.parameters())
+        steps = cfg.epochs * ((len(usable) + cfg.batch_size - 1) // cfg.batch_size)
+        opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=0.01)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / max(1, steps)))
+        rng = random.Random(cfg.seed)
+        self.model.train()
+        for epoch in range(cfg.epochs):
+            order = list(range(len(usable)))
+            rng.shuffle(order)
+            total = 0.0
+            for start in range(0, len(order), cfg.batch_size):
+                batch = [usable[i] for i in order[start:start + cfg.batch_size]]
+                enc, assign, has = self._encode([e.text for e in batch])
+                target = torch.tensor([int(e.label) - 1 for e in batch])
+                keep = has[torch.arange(len(batch)), target]  # the faulty line survived truncation
+                if not keep.any():
+                    continue
+                logits, _ = self._scores(enc, assign, has)
+                loss = torch.nn.functional.cross_entropy(logits[keep], target[keep])
+                loss.backward()
+                opt.step()
+                sched.step()
+                opt.zero_grad()
+                total += loss.item() * len(batch)
+            log.debug("epoch %d loss %.4f", epoch, total / max(1, len(usable)))
+        self.model.eval()
+
+    def predict(self, examples: list[Example]) -> Predictions:
+        import torch
+
+        texts = [e.text for e in examples]
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        probs = np.zeros((len(texts), self.max_lines), np.float32)
+        emb = np.zeros((len(texts), self.model.config.hidden_size), np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(order), 32):
+                idx = order[start:start + 32]
+                enc, assign, has = self._encode([texts[i] for i in idx])
+                logits, hidden = self._scores(enc, assign, has)
+                probs[idx] = torch.softmax(logits, -1).numpy()
+                emb[idx] = mean_pool(hidden, enc["attention_mask"]).numpy()
+        labels = [self.labels[i] for i in probs.argmax(1)] if len(texts) else []
+        return Predictions(labels=labels, probs=probs, embeddings=normalize(emb))
+
+    def save(self, path: str) -> None:
+        import torch
+
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        torch.save(self.head.state_dict(), f"{path}/line_head.pt")

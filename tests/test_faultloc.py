@@ -1,0 +1,182 @@
+"""Fault localization: mutants labelled by their mutated line and by failing tests; teacher variants
+checked line by line (computed, not trusted); Top-k metrics; a round with the real line student."""
+
+import json
+import random
+import re
+
+import numpy as np
+import pytest
+
+from loop.components import build_task
+from loop.data import Candidate
+from loop.errors import ConfigError, DataError
+from loop.mutation import changed_lines, mutants
+from loop.students.base import Predictions
+from loop.tasks.faultloc import ranks
+from loop.teachers.base import GenRequest
+
+from conftest import ScriptedTeacher
+
+PY_BLOCK = re.compile(r"```python\n(.*?)```", re.S)
+
+
+def _task(code_config, **over):
+    task = build_task(code_config("faultloc", **{"data.train_size": 8, "data.dev_size": 8, "data.test_size": 8,
+                                                 **over}))
+    return task, task.load_splits()
+
+
+def test_examples_are_failing_one_line_mutants_split_by_problem(code_config):
+    task, splits = _task(code_config)
+    groups = {name: {e.group for e in exs} for name, exs in splits.items() if name != "pool"}
+    names = list(groups)
+    assert all(not (groups[a] & groups[b]) for i, a in enumerate(names) for b in names[i + 1:])
+    assert task.labels[:3] == ["1", "2", "3"] and len(task.labels) == 40
+    for ex in splits["train"] + splits["test"]:
+        v = next(v for v in task.problems[ex.group].variants if v["code"] == ex.text)
+        assert v["passed"] is False and v["lines"] == [int(ex.label)]  # the tests fail; the mutated line
+        if "renamed" not in v["kind"]:  # (a renamed mutant differs on more lines, its fault on that one)
+            assert changed_lines(task.problems[ex.group].reference, ex.text) == [int(ex.label)]
+
+
+def _cand(code, line, problem):
+    return Candidate(text=code, label="", request_id="r", kind="targeted",
+                     meta={"problem": problem, "stated_line": line})
+
+
+def test_teacher_variants_are_checked_by_diff_and_tests(code_config):
+    task, splits = _task(code_config)
+    pid = splits["train"][0].group
+    ref = task.problems[pid].reference
+    bad = next(v for v in task.problems[pid].variants if not v["passed"] and len(v["lines"]) == 1
+               and v["kind"] == "mutant:" + v["kind"].split(":")[1])
+    line = bad["lines"][0]
+    lines = ref.split("\n")
+    two = lines[:]
+    two[line - 1], two[-1] = bad["code"].split("\n")[line - 1], two[-1] + "  # x"
+    cands = [_cand(bad["code"], line, pid),                      # right line
+             _cand(bad["code"], line + 1, pid),                  # wrong stated line
+             _cand(ref, 1, pid),                                 # nothing changed
+             _cand("def broken(:\n  pass", 1, pid),              # not Python
+             _cand(bad["code"], line, "HumanEval/none")]         # unknown problem
+    # a comment is no change once normalised; an equivalent rewrite of a line keeps the tests passing
+    same = lines[:]
+    same[line - 1] = same[line - 1] + "  # harmless"
+    cands.append(_cand("\n".join(same), line, pid))
+    ret = next(i for i, text in enumerate(lines) if text.strip().startswith("return "))
+    equivalent = lines[:]
+    indent = lines[ret][:len(lines[ret]) - len(lines[ret].lstrip())]
+    equivalent[ret] = f"{indent}return ({lines[ret].strip()[7:]}) if True else None"
+    cands.append(_cand("\n".join(equivalent), ret + 1, pid))
+    task.verify(cands)
+    got = [(c.verdict, c.reason, c.label) for c in cands]
+    assert got[0] == ("pending", "", str(line))
+    assert got[1][:2] == ("rejected", "line_mismatch")
+    assert got[2][:2] == ("rejected", "not_one_line")
+    assert got[3][:2] == ("rejected", "syntax")
+    assert got[4][:2] == ("rejected", "format")
+    assert got[5][:2] == ("rejected", "not_one_line")  # a comment is not a code change after normalising
+    assert got[6][:2] == ("rejected", "passes_tests")  # not a bug: the tests decide
+
+
+def test_a_stated_line_counts_in_the_teachers_own_code(code_config):
+    """The teacher leaves out the docstring: its line numbers are its own; the label is the computed one."""
+    import ast
+
+    task, splits = _task(code_config)
+    pid = splits["train"][0].group
+    bad = next(v for v in task.problems[pid].variants if not v["passed"] and len(v["lines"]) == 1)
+    tree = ast.parse(bad["code"])
+    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == task.problems[pid].entry_point)
+    if isinstance(fn.body[0], ast.Expr) and isinstance(getattr(fn.body[0], "value", None), ast.Constant):
+        fn.body = fn.body[1:]
+    bare = ast.unparse(tree)
+    changed_text = bad["code"].split("\n")[bad["lines"][0] - 1].strip()
+    own = next(i for i, l in enumerate(bare.split("\n"), 1) if l.strip() == changed_text)
+    cands = [_cand(bare, own, pid)]
+    task.verify(cands)
+    assert (cands[0].verdict, cands[0].label) == ("pending", str(bad["lines"][0]))
+
+
+def test_topk_and_mean_first_rank():
+    labels = [str(i) for i in range(1, 6)]
+    probs = np.array([[0.1, 0.6, 0.2, 0.1, 0.0],   # gold 2: rank 1
+                      [0.5, 0.2, 0.3, 0.0, 0.0],   # gold 2: rank 3
+                      [0.1, 0.1, 0.1, 0.2, 0.5]])  # gold 1: rank 3 (stable ties: first wins)
+    assert ranks(probs, labels, ["2", "2", "1"]) == [1, 3, 3]
+
+
+def test_faultloc_config_rules(code_config):
+    with pytest.raises(ConfigError, match="task.labels"):
+        code_config("faultloc", **{"task.labels": ["a", "b"]})
+    with pytest.raises(ConfigError, match="student.name"):
+        code_config("faultloc", **{"student.name": "encoder"})
+    with pytest.raises(ConfigError, match="loop.metric"):
+        code_config("faultloc", **{"loop.metric": "macro_f1"})
+
+
+def test_plain_jsonl_with_code_and_fault_lines(code_config, tmp_path):
+    rows = [{"code": f"def f{i}(x):\n    y = x + {i}\n    return y * 2\n", "fault_lines": [2 + i % 2],
+             "group": f"g{i // 2}"} for i in range(40)]
+    path = tmp_path / "faults.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    task, splits = _task(code_config, **{"data.source": str(path), "data.train_size": 6, "data.dev_size": 4,
+                                         "data.test_size": 6})
+    assert len(splits["train"]) == 12 and {e.label for e in splits["train"]} <= {"2", "3"}
+    path.write_text(json.dumps({"code": "def f():\n    pass\n", "fault_lines": [9]}) + "\n")
+    with pytest.raises(DataError, match=r"faults.jsonl:1: fault line 9"):
+        _task(code_config, **{"data.source": str(path)})
+
+
+class MutantTeacher(ScriptedTeacher):
+    """Answers with one-line mutants of the reference in the prompt, stating the changed line, plus
+    one with a wrong stated line."""
+
+    name = "scripted-faultloc"
+
+    def _default(self, req: GenRequest) -> str:
+        self.counter += 1
+        ref = PY_BLOCK.findall(req.messages[-1]["content"])[-1]
+        out = [{"code": v.code, "line": v.lines[0]} for v in mutants(ref, random.Random(self.counter), 3)
+               if len(v.lines) == 1]
+        if out:
+            out.append({"code": out[0]["code"], "line": out[0]["line"] + 2})
+        return json.dumps({"samples": out})
+
+
+@pytest.mark.slow
+def test_a_round_with_the_real_line_student(code_config, tmp_path):
+    from loop.components import build_student
+    from loop.controller import Parts, run_loop
+    from loop.store import RunStore
+    from loop.tracking import Tracker
+
+    from conftest import HashEmbedder
+
+    cfg = code_config("faultloc", **{"data.train_size": 8, "data.dev_size": 8, "data.test_size": 8,
+                                     "student.epochs": 2, "student.max_length": 192, "loop.rounds": 1,
+                                     "generation.targeted_requests": 3, "generation.revise_requests": 2})
+    task = build_task(cfg)
+    splits = task.load_splits()
+    store = RunStore(tmp_path / "runs" / "store.sqlite")
+    store.start_run("fl", cfg.to_dict())
+    student = build_student(cfg)
+    parts = Parts(task=task, student=student, teacher=MutantTeacher(), embedder=HashEmbedder(), splits=splits,
+                  store=store, tracker=Tracker(cfg.tracking.uri, cfg.tracking.experiment))
+    summary = run_loop(cfg, parts, "fl", tmp_path / "runs" / "fl")
+    pred = student.predict(splits["test"])
+    assert pred.probs.shape == (len(splits["test"]), 40)
+    for row, ex in zip(pred.probs, splits["test"]):  # probability only on lines the function has
+        assert abs(row.sum() - 1) < 1e-4 and row[len(ex.text.split("\n")):].sum() < 1e-6
+    rows = store.db.execute("SELECT verdict, reason, label, meta FROM candidates").fetchall()
+    reasons = {r[1] for r in rows}
+    assert "line_mismatch" in reasons  # the wrong stated lines were caught
+    for verdict, _, label, meta in rows:
+        if verdict == "accepted":
+            meta = json.loads(meta)
+            assert meta["execution"] != "passed" and label == str(int(label))
+    assert summary["accepted_total"] > 0 and summary["rounds_run"] == 1
+    metrics = store.round_rows("fl")[1]["metrics"]
+    assert {"test_top1", "test_top3", "test_top5", "test_mean_first_rank"} <= set(metrics)
+    assert metrics["test_top1"] <= metrics["test_top3"] <= metrics["test_top5"]
