@@ -154,8 +154,8 @@ def test_a_round_with_the_real_line_student(code_config, tmp_path):
 
     from conftest import HashEmbedder
 
-    cfg = code_config("faultloc", **{"data.train_size": 8, "data.dev_size": 8, "data.test_size": 8,
-                                     "student.epochs": 2, "student.max_length": 192, "loop.rounds": 1,
+    cfg = code_config("faultloc", **{"data.train_size": 6, "data.dev_size": 6, "data.test_size": 6,
+                                     "student.epochs": 1, "student.max_length": 160, "loop.rounds": 1,
                                      "generation.targeted_requests": 3, "generation.revise_requests": 2})
     task = build_task(cfg)
     splits = task.load_splits()

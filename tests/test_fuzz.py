@@ -22,7 +22,7 @@ replies = st.one_of(
     json_values.map(json.dumps),
     st.builds(lambda v, cut: json.dumps(v)[:cut], json_values, st.integers(0, 200)),
     st.builds(lambda items: json.dumps({"samples": items}),
-              st.lists(st.dictionaries(st.sampled_from(["text", "label", "code", "intent", "function", "tests"]),
+              st.lists(st.dictionaries(st.sampled_from(["text", "label", "code", "intent", "function", "tests", "line"]),
                                        json_values, max_size=4), max_size=4)),
     st.builds(lambda pre, v: f"{pre}\n```json\n{json.dumps(v)}\n```", st.text(max_size=40), json_values),
     st.builds(lambda code: f"```python\n{code}\n```", st.text(max_size=200)),
@@ -49,7 +49,7 @@ def test_classify_parse_counts_every_reply(tiny_config, text):
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=replies, kind=st.sampled_from(["targeted", "self_revise"]))
 def test_code_parsers_count_every_reply(code_config, text, kind):
-    for name in ("defects", "codegen"):
+    for name in ("defects", "codegen", "faultloc"):
         cfg = code_config(name) if name != "codegen" else code_config(
             "seed-codegen", **{"data.train_size": 8, "data.dev_size": 4, "data.test_size": 4})
         task = build_task(cfg)
