@@ -19,7 +19,10 @@ def test_sigkill_at_random_points_then_resume_matches_an_uninterrupted_run(tmp_p
     clean, s = result["clean"], result["summary"]
     assert clean["accepted"] > 0 and clean["responses"] > 0
     assert clean["counts"]["teacher"] >= 2 and clean["counts"]["mlflow"] > 10
-    assert s["trials"] == 20 and s["killed"] == 20  # every trial was really killed at least once
+    # every trial at a kill point was really killed; one killed after a random delay may have finished first
+    fixed = [t for t in result["trials"] if t["point"] != "random"]
+    assert s["trials"] == 20 and all("killed" in t["ends"] for t in fixed)
+    assert s["killed"] >= len(fixed) + 1
     assert set(s["by_point"]) == set(reliability.POINTS) and min(s["by_point"].values()) >= 3
     assert s["survived"] == 20, [t for t in result["trials"] if not t["finished"]]
     assert s["paid_twice"] == 0 and s["lost"] == 0 and s["duplicated"] == 0 and s["overshoot"] == 0
