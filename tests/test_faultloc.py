@@ -12,7 +12,6 @@ from loop.components import build_task
 from loop.data import Candidate
 from loop.errors import ConfigError, DataError
 from loop.mutation import changed_lines, mutants
-from loop.students.base import Predictions
 from loop.tasks.faultloc import ranks
 from loop.teachers.base import GenRequest
 

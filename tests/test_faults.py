@@ -2,7 +2,6 @@
 the API key never reaches logs, MLflow or the store."""
 
 import logging
-from pathlib import Path
 
 import pytest
 
