@@ -143,13 +143,20 @@ class CodeTask:
                               reason="parse")]
         out = []
         for item in items:
-            ok = isinstance(item, dict) and isinstance(item.get("code"), str)
+            extra = self.read_item(item)
+            ok = extra is not None
             cand = Candidate(text=item["code"] if ok else str(item)[:500], label="", request_id=req.id,
-                             kind=req.kind, meta={**req.meta, "intent": item.get("intent") if ok else None})
+                             kind=req.kind, meta={**req.meta, **(extra or {})})
             if not ok:
                 cand.verdict, cand.reason = "rejected", "schema"
             out.append(cand)
         return out
+
+    def read_item(self, item: Any) -> dict | None:
+        """The meta a reply item carries besides its code, or None if the item breaks the schema."""
+        if not (isinstance(item, dict) and isinstance(item.get("code"), str)):
+            return None
+        return {"intent": item.get("intent")}
 
     def verify(self, cands: list[Candidate]) -> None:
         """Syntax, entry point and length checks; then the tests decide each label (one sandbox batch)."""

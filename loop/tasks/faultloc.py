@@ -32,8 +32,6 @@ from loop.humaneval import Problem
 from loop.mutation import changed_lines, normalize
 from loop.sandbox import run_many
 from loop.tasks.code import CodeTask, defines, with_docstring
-from loop.tasks.classify import extract_json
-from loop.teachers.base import GenRequest
 
 
 def _line_form(line: str) -> str:
@@ -124,22 +122,12 @@ class FaultLocTask(CodeTask):
                                                             "minItems": 1, "maxItems": n}},
                 "required": ["samples"], "additionalProperties": False}
 
-    def parse(self, text: str, req: GenRequest) -> list[Candidate]:
-        value = extract_json(text)
-        items = value.get("samples") if isinstance(value, dict) else value if isinstance(value, list) else None
-        if not items:
-            return [Candidate(text=text[:500], label="", request_id=req.id, kind=req.kind, verdict="rejected",
-                              reason="parse")]
-        out = []
-        for item in items:
-            ok = (isinstance(item, dict) and isinstance(item.get("code"), str) and isinstance(item.get("line"), int)
-                  and not isinstance(item.get("line"), bool))
-            cand = Candidate(text=item["code"] if ok else str(item)[:500], label="", request_id=req.id,
-                             kind=req.kind, meta={**req.meta, "stated_line": item.get("line") if ok else None})
-            if not ok:
-                cand.verdict, cand.reason = "rejected", "schema"
-            out.append(cand)
-        return out
+    def read_item(self, item) -> dict | None:
+        line = item.get("line") if isinstance(item, dict) else None
+        if not (isinstance(item, dict) and isinstance(item.get("code"), str) and isinstance(line, int)
+                and not isinstance(line, bool)):
+            return None
+        return {"stated_line": line}
 
     def verify(self, cands: list[Candidate]) -> None:
         """Parse, one changed line, the stated line, then the tests must fail (one sandbox batch)."""
