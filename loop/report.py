@@ -71,14 +71,15 @@ def log_round_artifacts(tracker, task, splits, preds, mined, cands: list[Candida
                        for h in mined.hard], "error_analysis/hard_cases.json")
     tracker.log_table(_candidate_rows(cands, "accepted"), "samples/accepted.json")
     tracker.log_table(_candidate_rows(cands, "rejected"), "samples/rejected.json")
-    gold = [e.label for e in splits["dev_stop"]]
-    tracker.log_confusion(preds["dev_stop"].labels, gold, task.labels, "confusion_stop.png",
-                          "stopping split: gold vs predicted")
+    if getattr(task, "confusion", True):
+        gold = [e.label for e in splits["dev_stop"]]
+        tracker.log_confusion(preds["dev_stop"].labels, gold, task.labels, "confusion_stop.png",
+                              "stopping split: gold vs predicted")
     per_class = task.metric(preds["test"], splits["test"])
     if all(f"f1_{lab}" in per_class for lab in task.labels):
         tracker.log_table([{"label": lab, **{k: round(per_class[f"{k}_{lab}"], 4)
                                              for k in ("precision", "recall", "f1")}}
                            for lab in task.labels], "per_class_test.json")
-    if hasattr(task, "artifacts"):  # task-specific tables (codegen: failing problems and their programs)
-        for name, rows in task.artifacts(preds, splits).items():
+    if hasattr(task, "artifacts"):  # task-specific tables (codegen: failing problems; faultloc: mislocalized functions)
+        for name, rows in task.artifacts(preds, splits, mined).items():
             tracker.log_table(rows, name)

@@ -59,6 +59,7 @@ class MineResult:
     errors: int = 0
     low_confidence: int = 0
     predicted: dict[str, str] = field(default_factory=dict)  # example id -> predicted label
+    probs: dict[str, np.ndarray] = field(default_factory=dict)  # example id -> class probabilities
     vectors: np.ndarray | None = None  # embeddings of the mined examples (for the 2-D map)
     status: list[str] = field(default_factory=list)  # correct | wrong | low_confidence, per mined example
 
@@ -83,7 +84,8 @@ def mine(student, task, cfg: Config, mine_split: list[Example], pool: list[Examp
         vectors = pred.embeddings
         pool_vecs = student.predict(pool).embeddings if hard else None
     out = MineResult(hard=hard, errors=sum(h.wrong for h in hard), low_confidence=sum(not h.wrong for h in hard),
-                     predicted={e.id: lab for e, lab in zip(mine_split, pred.labels)}, vectors=vectors,
+                     predicted={e.id: lab for e, lab in zip(mine_split, pred.labels)},
+                     probs={e.id: row for e, row in zip(mine_split, pred.probs)}, vectors=vectors,
                      status=_status(mine_split, hard))
     if hard:
         pos = {e.id: i for i, e in enumerate(mine_split)}

@@ -106,6 +106,38 @@ def test_topk_and_mean_first_rank():
     assert ranks(probs, labels, ["2", "2", "1"]) == [1, 3, 3]
 
 
+def test_mislocalized_table_names_the_fault_the_line_ranked_first_and_the_neighbourhood(code_config):
+    from loop.stages import mine
+    from loop.students.base import Predictions
+
+    from conftest import HashEmbedder
+
+    class FirstLine:  # puts line 1 first, except on the first function, where it is right
+        def predict(self, examples):
+            probs = np.full((len(examples), 40), 0.01)
+            probs[:, 0] = 0.5
+            probs[0, :] = 0.01
+            probs[0, int(examples[0].label) - 1] = 0.5
+            probs /= probs.sum(1, keepdims=True)
+            return Predictions([str(int(np.argmax(p)) + 1) for p in probs], probs,
+                               HashEmbedder().encode([e.text for e in examples]))
+
+    task, splits = _task(code_config)
+    mine_split = splits["dev_mine"]
+    mined = mine(FirstLine(), task, task.full, mine_split, splits["train"], 1)
+    rows = task.artifacts({}, splits, mined)["error_analysis/mislocalized.json"]
+    wrong = [ex for ex in mine_split[1:] if ex.label != "1"]
+    assert len(rows) == len(wrong) and rows
+    by_code = {r["code"]: r for r in rows}
+    ex = wrong[0]
+    row, lines = by_code[ex.text], ex.text.split("\n")
+    assert row["fault_line"] == int(ex.label) and row["fault_text"] == lines[int(ex.label) - 1].strip()
+    assert row["predicted_line"] == 1 and row["predicted_text"] == lines[0].strip() and row["rank"] > 1
+    assert row["problem"] == ex.group and mine_split[0].text not in by_code
+    assert {r["neighbourhood"] for r in rows} <= {h.id for h in mined.hoods} | {None}
+    assert any(r["neighbourhood"] is not None for r in rows)
+
+
 def test_faultloc_config_rules(code_config):
     with pytest.raises(ConfigError, match="task.labels"):
         code_config("faultloc", **{"task.labels": ["a", "b"]})
@@ -179,3 +211,11 @@ def test_a_round_with_the_real_line_student(code_config, tmp_path):
     metrics = store.round_rows("fl")[1]["metrics"]
     assert {"test_top1", "test_top3", "test_top5", "test_mean_first_rank"} <= set(metrics)
     assert metrics["test_top1"] <= metrics["test_top3"] <= metrics["test_top5"]
+    import mlflow
+
+    client = mlflow.tracking.MlflowClient()
+    child = client.search_runs([client.get_experiment_by_name(cfg.tracking.experiment).experiment_id],
+                               "tags.round = '1'")[0]
+    arts = {a.path for a in client.list_artifacts(child.info.run_id, "error_analysis")}
+    assert {"error_analysis/mislocalized.json", "error_analysis/neighbourhoods.json"} <= arts
+    assert "confusion_stop.png" not in {a.path for a in client.list_artifacts(child.info.run_id)}

@@ -7,7 +7,6 @@ student depends only on its training set (seed + accepted samples), not on histo
 from __future__ import annotations
 
 import logging
-import random
 
 import numpy as np
 
@@ -16,7 +15,7 @@ from loop.config import StudentConfig
 from loop.data import PAIR_SEP, Example
 from loop.embedder import mean_pool
 from loop.index import normalize
-from loop.students.base import Predictions
+from loop.students.base import Predictions, train_epochs
 
 log = logging.getLogger(__name__)
 
@@ -44,45 +43,32 @@ class EncoderStudent:
             self.path, num_labels=len(self.labels),
             id2label=dict(enumerate(self.labels)), label2id={lab: i for i, lab in enumerate(self.labels)})
 
+    def _encode(self, batch: list[str]):
+        if any(PAIR_SEP in t for t in batch):  # pair examples: encoded as text pairs, truncated evenly
+            firsts, seconds = zip(*[(t.split(PAIR_SEP, 1) + [""])[:2] for t in batch])
+            return self.tokenizer(list(firsts), list(seconds), padding=True, truncation="longest_first",
+                                  max_length=self.cfg.max_length, return_tensors="pt")
+        return self.tokenizer(batch, padding=True, truncation=True, max_length=self.cfg.max_length,
+                              return_tensors="pt")
+
     def _batches(self, texts: list[str], order: list[int], size: int):
         for start in range(0, len(order), size):
             idx = order[start:start + size]
-            batch = [texts[i] for i in idx]
-            if any(PAIR_SEP in t for t in batch):  # pair examples: encoded as text pairs, truncated evenly
-                firsts, seconds = zip(*[(t.split(PAIR_SEP, 1) + [""])[:2] for t in batch])
-                enc = self.tokenizer(list(firsts), list(seconds), padding=True, truncation="longest_first",
-                                     max_length=self.cfg.max_length, return_tensors="pt")
-            else:
-                enc = self.tokenizer(batch, padding=True, truncation=True, max_length=self.cfg.max_length,
-                                     return_tensors="pt")
-            yield idx, enc
+            yield idx, self._encode([texts[i] for i in idx])
 
     def fit(self, examples: list[Example]) -> None:
         """Train from the pretrained weights on `examples` (AdamW, linear decay)."""
         import torch
 
         self._fresh()
-        cfg = self.cfg
         texts = [e.text for e in examples]
         y = torch.tensor([self.labels.index(e.label) for e in examples])
-        steps = cfg.epochs * ((len(texts) + cfg.batch_size - 1) // cfg.batch_size)
-        opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.learning_rate, weight_decay=0.01)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / max(1, steps)))
-        rng = random.Random(cfg.seed)
-        self.model.train()
-        for epoch in range(cfg.epochs):
-            order = list(range(len(texts)))
-            rng.shuffle(order)
-            total = 0.0
-            for idx, enc in self._batches(texts, order, cfg.batch_size):
-                loss = torch.nn.functional.cross_entropy(self.model(**enc).logits, y[idx])
-                loss.backward()
-                opt.step()
-                sched.step()
-                opt.zero_grad()
-                total += loss.item() * len(idx)
-            log.debug("epoch %d loss %.4f", epoch, total / max(1, len(texts)))
-        self.model.eval()
+
+        def batch_loss(idx):
+            enc = self._encode([texts[i] for i in idx])
+            return torch.nn.functional.cross_entropy(self.model(**enc).logits, y[idx])
+
+        train_epochs(self.model, self.model.parameters(), len(texts), self.cfg, batch_loss)
 
     def predict(self, examples: list[Example]) -> Predictions:
         import torch

@@ -11,7 +11,6 @@ pretrained weights with the same seed.
 from __future__ import annotations
 
 import logging
-import random
 
 import numpy as np
 
@@ -20,7 +19,7 @@ from loop.config import StudentConfig
 from loop.data import Example
 from loop.embedder import mean_pool
 from loop.index import normalize
-from loop.students.base import Predictions
+from loop.students.base import Predictions, train_epochs
 
 log = logging.getLogger(__name__)
 
@@ -92,36 +91,22 @@ class LineStudent:
         import torch
 
         self._fresh()
-        cfg = self.cfg
         usable = [e for e in examples if e.label.isdigit() and 1 <= int(e.label) <= self.max_lines]
         if len(usable) < len(examples):
             log.warning("%d example(s) without a usable fault line skipped", len(examples) - len(usable))
+
+        def batch_loss(idx):
+            batch = [usable[i] for i in idx]
+            enc, assign, has = self._encode([e.text for e in batch])
+            target = torch.tensor([int(e.label) - 1 for e in batch])
+            keep = has[torch.arange(len(batch)), target]  # the faulty line survived truncation
+            if not keep.any():
+                return None
+            logits, _ = self._scores(enc, assign, has)
+            return torch.nn.functional.cross_entropy(logits[keep], target[keep])
+
         params = list(self.model.parameters()) + list(self.head.parameters())
-        steps = cfg.epochs * ((len(usable) + cfg.batch_size - 1) // cfg.batch_size)
-        opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=0.01)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / max(1, steps)))
-        rng = random.Random(cfg.seed)
-        self.model.train()
-        for epoch in range(cfg.epochs):
-            order = list(range(len(usable)))
-            rng.shuffle(order)
-            total = 0.0
-            for start in range(0, len(order), cfg.batch_size):
-                batch = [usable[i] for i in order[start:start + cfg.batch_size]]
-                enc, assign, has = self._encode([e.text for e in batch])
-                target = torch.tensor([int(e.label) - 1 for e in batch])
-                keep = has[torch.arange(len(batch)), target]  # the faulty line survived truncation
-                if not keep.any():
-                    continue
-                logits, _ = self._scores(enc, assign, has)
-                loss = torch.nn.functional.cross_entropy(logits[keep], target[keep])
-                loss.backward()
-                opt.step()
-                sched.step()
-                opt.zero_grad()
-                total += loss.item() * len(batch)
-            log.debug("epoch %d loss %.4f", epoch, total / max(1, len(usable)))
-        self.model.eval()
+        train_epochs(self.model, params, len(usable), self.cfg, batch_loss)
 
     def predict(self, examples: list[Example]) -> Predictions:
         import torch

@@ -287,7 +287,7 @@ class CodegenTask:
                 self.problems[cand.meta["problem"]] = Problem(cand.meta["problem"], prompt, body, test, name,
                                                               reference=program)
 
-    def artifacts(self, preds: dict, splits: dict) -> dict[str, list[dict]]:
+    def artifacts(self, preds: dict, splits: dict, mined) -> dict[str, list[dict]]:
         """Per-round tables: the failing training problems with one failing program and its test output."""
         rows = []
         for ex in splits["dev_mine"]:

@@ -58,6 +58,7 @@ def ranks(probs: np.ndarray, labels: list[str], gold: list[str]) -> list[int]:
 
 class FaultLocTask(CodeTask):
     name = "faultloc"
+    confusion = False  # a line-number x line-number matrix says nothing; the mislocalized table does
 
     def __init__(self, cfg: Config):
         self.LABELS = tuple(cfg.task.labels)
@@ -168,6 +169,24 @@ class FaultLocTask(CodeTask):
 
     def render(self, code: str, problem: Problem) -> str:
         return with_docstring(code, problem.reference, problem.entry_point)
+
+    def artifacts(self, preds: dict, splits: dict, mined) -> dict[str, list[dict]]:
+        """Per-round table: the mislocalized functions the round mined (faulty line not ranked first by
+        the previous student), each with its neighbourhood, the line ranked first and the rank of the fault."""
+        hood_of = {c.example.id: h.id for h in mined.hoods for c in h.cases}
+        rows = []
+        for case in mined.hard:
+            ex, row = case.example, mined.probs.get(case.example.id)
+            if not case.wrong or row is None:
+                continue
+            lines = ex.text.split("\n")
+            top = int(np.argmax(row))
+            at = lambda i: lines[i].strip() if i < len(lines) else ""  # noqa: E731
+            rows.append({"problem": ex.group, "neighbourhood": hood_of.get(ex.id), "fault_line": int(ex.label),
+                         "fault_text": at(int(ex.label) - 1), "rank": ranks(row[None], self.labels, [ex.label])[0],
+                         "predicted_line": top + 1, "predicted_text": at(top),
+                         "top_probability": round(float(row[top]), 4), "code": ex.text})
+        return {"error_analysis/mislocalized.json": rows}
 
     def metric(self, pred, examples: list[Example]) -> dict[str, float]:
         r = ranks(pred.probs, self.labels, [e.label for e in examples])
