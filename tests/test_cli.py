@@ -70,3 +70,22 @@ def test_a_teacher_that_is_down_stops_the_run_with_the_resume_command(tmp_path, 
     assert "loop run --config None --resume r1" not in res.output  # a usable command, not a placeholder
     assert "--resume r1" in res.output and "stored and paid once" in res.output
     assert closed == ["teacher", "store"]  # the store is closed cleanly, the engine freed
+
+
+def test_sigterm_exits_through_finally_blocks(tmp_path):
+    """A SIGTERM'd `loop` runs its cleanup (e.g. shutting the vLLM engine down) instead of dying at once."""
+    import subprocess
+    import sys
+
+    marker = tmp_path / "cleaned"
+    code = ("import os, signal, time\n"
+            "from loop.cli import _exit_cleanly_on_sigterm\n"
+            "_exit_cleanly_on_sigterm()\n"
+            "try:\n"
+            "    os.kill(os.getpid(), signal.SIGTERM)\n"
+            "    time.sleep(30)\n"
+            "finally:\n"
+            f"    open({str(marker)!r}, 'w').write('yes')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 143 and marker.read_text() == "yes", proc.stderr
+    assert "SIGTERM" in proc.stderr
