@@ -149,6 +149,9 @@ class FilterConfig:
     contamination_cosine: float = _f(0.92, "reject a candidate this close to an evaluation example")
     contamination_splits: list = _f(["dev_stop", "test"], "splits a candidate must not be close to")
     diversity_cosine: float = _f(0.92, "no two samples accepted in one round are this close (in-round diversity)")
+    similarity_scope: str = _f("all", "near-duplicate and diversity checks compare a candidate with: 'all' examples, "
+                                      "or 'same_label' ones only (execution-labelled code, where a one-token twin "
+                                      "with the other label is a contrast, not a duplicate)")
     label_agreement: bool = _f(False, "a second, blind teacher pass labels each surviving candidate; keep only "
                                       "agreement (costs tokens, counted in the budget)")
     agreement_max_tokens: int = _f(24, "completion tokens of one blind-labelling request")
@@ -304,6 +307,8 @@ def _validate(cfg: Config, where: str) -> None:
          "the replay back-end needs a cassette file"),
         (0 < cfg.filters.diversity_cosine <= 1, "filters.diversity_cosine", "must be within (0, 1]"),
         (0 < cfg.filters.near_dup_cosine <= 1, "filters.near_dup_cosine", "must be within (0, 1]"),
+        (cfg.filters.similarity_scope in ("all", "same_label"), "filters.similarity_scope",
+         "must be 'all' or 'same_label'"),
         (set(cfg.filters.contamination_splits) <= {"dev_mine", "dev_stop", "test"},
          "filters.contamination_splits", "may hold only dev_mine, dev_stop, test"),
     ]

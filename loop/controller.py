@@ -123,7 +123,8 @@ def run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path, resume: bool
     budget = Budget(cfg.budget, store.spent(run_id))
     accepted: list[Example] = store.accepted(run_id)
     # copies of the mining examples shown in prompts are duplicates, not new data
-    known = Reference(parts.embedder, splits["train"] + splits["dev_mine"] + accepted)
+    known = Reference(parts.embedder, splits["train"] + splits["dev_mine"] + accepted,
+                      by_label=cfg.filters.similarity_scope == "same_label")
     evaluation = Reference(parts.embedder, [e for s in cfg.filters.contamination_splits for e in splits[s]])
     best, stale, history = _replay(cfg, rows)
     stop_reason, previous = "rounds", []

@@ -26,17 +26,43 @@ CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 class Reference:
-    """Texts a candidate is compared with: ids for exact matches, a FAISS index for cosine."""
+    """Texts a candidate is compared with: ids for exact matches, a FAISS index for cosine, and with
+    `by_label` one index per label (for `filters.similarity_scope: same_label`)."""
 
-    def __init__(self, embedder, examples: list[Example]):
+    def __init__(self, embedder, examples: list[Example], by_label: bool = False):
         self.embedder = embedder
         self.ids = {e.id for e in examples}
         vecs = embedder.encode([generated_side(e.text) for e in examples])
         self.index = VectorIndex(vecs.shape[1]).build(vecs)
+        self.labelled: dict[str, VectorIndex] | None = None
+        if by_label:
+            self.labelled = {}
+            for label in {e.label for e in examples}:
+                rows = [i for i, e in enumerate(examples) if e.label == label]
+                self._label_index(label).add(vecs[rows])
 
-    def add(self, texts: list[str], vecs: np.ndarray) -> None:
+    def _label_index(self, label: str) -> VectorIndex:
+        if label not in self.labelled:
+            self.labelled[label] = VectorIndex(self.index.dim).build(np.zeros((0, self.index.dim), np.float32))
+        return self.labelled[label]
+
+    def add(self, texts: list[str], vecs: np.ndarray, labels: list[str]) -> None:
         self.ids.update(text_id(t) for t in texts)
         self.index.add(vecs)
+        if self.labelled is not None:
+            for i, label in enumerate(labels):
+                self._label_index(label).add(vecs[i:i + 1])
+
+    def nearest(self, vecs: np.ndarray, labels: list[str]) -> np.ndarray:
+        """Each vector's cosine to its nearest reference; per label when the reference is split by label."""
+        if self.labelled is None:
+            return max_similarity(vecs, self.index)
+        out = np.full(len(vecs), -1.0, np.float32)
+        for label in set(labels):
+            rows = [i for i, lab in enumerate(labels) if lab == label]
+            if label in self.labelled:
+                out[rows] = max_similarity(vecs[rows], self.labelled[label])
+        return out
 
 
 def _reject(cand: Candidate, reason: str) -> None:
@@ -47,7 +73,7 @@ def _against_references(pending: list[Candidate], vecs: np.ndarray, known: Refer
                         cfg: FilterConfig) -> None:
     """Contamination (evaluation splits), exact and near duplicates (train + accepted)."""
     eval_sim = max_similarity(vecs, evaluation.index)
-    near = max_similarity(vecs, known.index)
+    near = known.nearest(vecs, [c.label for c in pending])
     for i, cand in enumerate(pending):
         tid = text_id(cand.text)
         cand.meta["eval_cosine"] = round(float(eval_sim[i]), 4)
@@ -61,7 +87,9 @@ def _against_references(pending: list[Candidate], vecs: np.ndarray, known: Refer
 
 
 def _diversity(pending: list[Candidate], vecs: np.ndarray, cfg: FilterConfig) -> None:
-    """Greedy, in order: a candidate too close to an earlier survivor of the round is dropped."""
+    """Greedy, in order: a candidate too close to an earlier survivor of the round (of its own label,
+    with `similarity_scope: same_label`) is dropped."""
+    same_label = cfg.similarity_scope == "same_label"
     kept_ids: set[str] = set()
     kept: list[int] = []
     for i, cand in enumerate(pending):
@@ -71,8 +99,9 @@ def _diversity(pending: list[Candidate], vecs: np.ndarray, cfg: FilterConfig) ->
         if tid in kept_ids:
             _reject(cand, "duplicate")
             continue
-        if kept:
-            sim = float((vecs[kept] @ vecs[i]).max())
+        peers = [j for j in kept if pending[j].label == cand.label] if same_label else kept
+        if peers:
+            sim = float((vecs[peers] @ vecs[i]).max())
             if sim >= cfg.diversity_cosine:
                 cand.meta["round_cosine"] = round(sim, 4)
                 _reject(cand, "diversity")
@@ -108,7 +137,7 @@ def screen(cands: list[Candidate], known: Reference, evaluation: Reference, cfg:
             continue
         cand.verdict = "accepted"
         samples_left -= 1
-        known.add([cand.text], vecs[i:i + 1])
+        known.add([cand.text], vecs[i:i + 1], [cand.label])
 
 
 def rejection_counts(cands: list[Candidate]) -> dict[str, int]:

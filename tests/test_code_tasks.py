@@ -78,44 +78,18 @@ def test_parse_reads_code_samples_and_counts_bad_ones(code_config):
     assert task.parse("no json here", req)[0].reason == "parse"
 
 
-def test_bad_problem_files_and_settings(code_config, tmp_path):
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"task_id": "x", "prompt": "def f():\\n", "test": "", "entry_point": "f"}\n')
-    with pytest.raises(DataError, match=r"bad.jsonl:1: .*canonical_solution"):
-        build_task(code_config(**{"data.source": str(bad)})).load_splits()
-    with pytest.raises(ConfigError, match="label_agreement"):
-        build_task(code_config(**{"filters.label_agreement": True}))
-    with pytest.raises(ConfigError, match="task.labels"):
-        build_task(code_config(**{"task.labels": ["good", "bad"]}))
-    with pytest.raises(DataError, match="usable problems"):
-        build_task(code_config(**{"data.test_size": 100})).load_splits()
-
-
-@pytest.mark.parametrize("task_name,intents", [("defects", ("correct", "buggy")), ("clones", ("clone", "not_clone"))])
-def test_a_round_on_code_keeps_only_executed_labels(code_config, tmp_path, task_name, intents):
-    cfg = code_config(task_name)
-    task = build_task(cfg)
-    store = RunStore(tmp_path / "runs" / "store.sqlite")
-    store.start_run("c", cfg.to_dict())
-    teacher = CodeTeacher(intents)
-    parts = Parts(task=task, student=TinyStudent(task.labels), teacher=teacher, embedder=HashEmbedder(),
-                  splits=task.load_splits(), store=store, tracker=Tracker(cfg.tracking.uri, cfg.tracking.experiment))
-    summary = run_loop(cfg, parts, "c", tmp_path / "runs" / "c")
-    reqs = teacher.calls[0]
-    assert reqs and all(r.meta.get("problem") in task.problems for r in reqs)
-    assert all("```python" in r.messages[-1]["content"] for r in reqs)
-    judged_problems = {e.group for s in ("dev_stop", "test") for e in parts.splits[s]}
-    accepted = store.accepted("c")
-    assert summary["accepted_total"] == len(accepted) > 0
-    for ex in accepted:
-        assert ex.group not in judged_problems
-        problem = task.problems[ex.group]
-        code = ex.text.split(PAIR_SEP)[-1]
-        assert run_tests(code, problem.test, problem.entry_point).passed == (ex.label == intents[0])
-    import mlflow
-    client = mlflow.tracking.MlflowClient()
-    child = client.search_runs([client.get_experiment_by_name("loop").experiment_id],
-                               "tags.round = '1'")[0]
-    m = child.data.metrics
-    assert 0 <= m["intent_agreement"] <= 1 and m["executed"] > 0
-    assert m.get("rejected_syntax", 0) + m.get("rejected_format", 0) > 0
+def test_code_escaped_twice_is_decoded_once(code_config):
+    """A teacher that writes literal backslash-n inside the JSON string still gives runnable code."""
+    task = build_task(code_config())
+    task.load_splits()
+    req = GenRequest(messages=[], max_tokens=10, temperature=0, top_p=1, seed=0, meta={"problem": "HumanEval/2"})
+    code = 'def truncate_number(number: float) -> float:\n    return number % 2.0 if "x" else 0'
+    broken = "def f(:\n    pass"
+    escaped = [json.dumps(c)[1:-1] for c in (code, broken)]  # the text holds backslash-n, not line breaks
+    assert "\n" not in escaped[0]
+    reply = json.dumps({"samples": [{"intent": "buggy", "code": e} for e in escaped]})
+    cands = task.parse(reply, req)
+    assert cands[0].text == code
+    assert cands[1].text == escaped[1]  # no parse either way: left as written
+    task.verify(cands)
+    assert (cands[0].label, cands[0].reason) == ("buggy", "") and cands[1].reason == "syntax"

@@ -30,6 +30,29 @@ def test_screen_verdicts_and_reasons():
     assert len(known.ids) == 2  # the accepted one joined the reference
 
 
+def test_same_label_scope_keeps_a_close_twin_with_the_other_label():
+    """Execution-labelled code: a one-token variant whose tests fail next to a passing one is a contrast."""
+    emb = HashEmbedder()
+    train = [Example("def f(x): return x + 1 # fine", "correct")]
+    evaluation = Reference(emb, [Example("evaluation only text", "correct")])
+    cfg = FilterConfig(near_dup_cosine=0.9, contamination_cosine=0.99, diversity_cosine=0.9,
+                       similarity_scope="same_label")
+    twins = lambda: [cand("def f(x): return x + 1 # fine!", "buggy"),  # noqa: E731
+                     cand("def f(x): return x + 1 # fine?", "correct"),
+                     cand("def f(x): return x + 1 # fine!!", "buggy")]
+    cands = twins()
+    known = Reference(emb, train, by_label=True)
+    screen(cands, known, evaluation, cfg, samples_left=10)
+    # the buggy twin of a correct example stays; the correct twin is a near duplicate; the second buggy twin
+    # is too close to the first (diversity within its label)
+    assert [c.reason or c.verdict for c in cands] == ["accepted", "near_duplicate", "diversity"]
+    assert known.nearest(emb.encode(["def f(x): return x + 1 # fine!!"]), ["buggy"])[0] > 0.9  # joined, by label
+    cands = twins()
+    screen(cands, Reference(emb, train), evaluation, FilterConfig(near_dup_cosine=0.9, contamination_cosine=0.99,
+                                                                  diversity_cosine=0.9), samples_left=10)
+    assert [c.reason for c in cands] == ["near_duplicate"] * 3  # scope 'all': every twin is a duplicate
+
+
 def test_in_round_diversity_keeps_the_first_of_a_close_pair():
     emb = HashEmbedder()
     known = Reference(emb, [Example("unrelated seed text", "neutral")])

@@ -16,6 +16,7 @@ Splits are by problem: no problem is in two splits. Sizes in `data.*_size` count
 from __future__ import annotations
 
 import ast
+import json
 import random
 from typing import Any
 
@@ -63,6 +64,18 @@ def with_docstring(code: str, reference: str, name: str) -> str:
 def defines(code: str, name: str) -> bool:
     tree = ast.parse(code)
     return any(isinstance(n, ast.FunctionDef) and n.name == name for n in tree.body)
+
+
+def unescaped(code: str) -> str:
+    """Code the teacher escaped twice (literal backslash-n where line breaks belong, a common small-model
+    slip inside JSON), decoded once; any other text is returned as it is."""
+    if "\n" in code or "\\n" not in code or normalize(code) is not None:
+        return code
+    try:
+        decoded = json.loads(f'"{code}"')
+    except ValueError:
+        decoded = code.replace("\\n", "\n").replace("\\t", "\t").replace('\\"', '"')
+    return decoded if normalize(decoded) is not None else code
 
 
 class CodeTask:
@@ -145,7 +158,7 @@ class CodeTask:
         for item in items:
             extra = self.read_item(item)
             ok = extra is not None
-            cand = Candidate(text=item["code"] if ok else str(item)[:500], label="", request_id=req.id,
+            cand = Candidate(text=unescaped(item["code"]) if ok else str(item)[:500], label="", request_id=req.id,
                              kind=req.kind, meta={**req.meta, **(extra or {})})
             if not ok:
                 cand.verdict, cand.reason = "rejected", "schema"
