@@ -87,7 +87,7 @@ def _exit_cleanly_on_sigterm() -> None:
 
     def stop(signum, frame):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
-        log.warning("SIGTERM: stopping (the run can be resumed with --resume)")
+        log.warning("SIGTERM: stopping; what was paid for is stored (`loop run --resume ID` continues a run)")
         sys.exit(128 + signum)
 
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
