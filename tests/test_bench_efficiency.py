@@ -61,3 +61,43 @@ def test_results_are_reused_only_under_the_same_settings(tmp_path):
     assert key == settings_key(cfg, [1000, 2000], 2) != settings_key(cfg, [1000, 3000], 2)
     (folder / "targeted.j2").write_text((folder / "targeted.j2").read_text() + " Be terse.")
     assert settings_key(cfg, [1000, 2000], 2) != key  # an edited prompt invalidates old results
+
+
+def test_a_seeds_round_0_student_is_trained_once_and_reused():
+    """Another strategy's round 0 (same student config, same seed data) loads the trained weights, and
+    predicts exactly what the trained student predicts; fits with generated samples always train."""
+    import dataclasses
+
+    import numpy as np
+
+    from loop.bench.efficiency import FitCache
+    from loop.components import build_student
+    from loop.data import Example
+
+    cfg = load_config(None, {"student.epochs": 1, "student.max_length": 32})
+    gold = [Example(f"sample text number {i} {'great' if i % 2 else 'awful'}", "positive" if i % 2 else "negative")
+            for i in range(12)]
+    fits, calls = FitCache(), []
+
+    def student():
+        s = build_student(cfg)
+        inner = s.fit
+        s.fit = lambda ex: (calls.append(len(ex)), inner(ex))
+        return fits.wrap(s, cfg)
+
+    first = student()
+    first.fit(gold)
+    second = student()
+    second.fit(gold)
+    assert calls == [12] and fits.hits == 1
+    assert np.array_equal(first.predict(gold).probs, second.predict(gold).probs)
+    assert first.state_digest() == second.state_digest()
+    generated = gold + [dataclasses.replace(gold[0], text="a generated one", source="generated")]
+    second.fit(generated)
+    student().fit(generated)
+    assert calls == [12, 13, 13]  # never cached: only seed-data fits are shared
+    other = load_config(None, {"student.epochs": 1, "student.max_length": 32, "student.seed": 5})
+    third = fits.wrap(build_student(other), other)
+    before = third.state_digest()
+    third.fit(gold)  # another student seed: trains
+    assert third.state_digest() != before and fits.hits == 1

@@ -9,7 +9,9 @@ the run's student after the last round that fitted within B (a run capped at B w
 there, or add one partial round with what is left).
 
 Runs are written to the JSON as they finish: an interrupted benchmark resumes where it
-stopped (same settings) instead of paying again. The teacher is loaded once.
+stopped (same settings) instead of paying again. The teacher is loaded once, and a
+seed's round-0 student (same data, same initialisation) is trained once and reused by
+its other strategies (`FitCache`).
 """
 
 from __future__ import annotations
@@ -60,7 +62,54 @@ def settings_key(cfg: Config, budgets: list[int], rounds: int) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
-def run_one(cfg: Config, teacher, embedder, run_dir: Path, run_id: str) -> dict:
+class FitCache:
+    """Weights after a fit on seed data only (a round 0), keyed by the student's config and its exact
+    training list: the same seed's round 0 under another strategy loads them instead of training. Training
+    is deterministic given both (every fit starts from the pretrained weights with the student's seed), so
+    the loaded student is the one training would give. Only for students whose whole state is torch
+    modules (encoder, lines)."""
+
+    STUDENTS = ("encoder", "lines")
+
+    def __init__(self, keep: int = 3):
+        self.keep = keep
+        self.states: dict[str, dict] = {}
+        self.hits = 0
+
+    def wrap(self, student, cfg: Config):
+        if cfg.student.name not in self.STUDENTS:
+            return student
+        import copy
+
+        import torch
+
+        fit, settings = student.fit, json.dumps(dataclasses.asdict(cfg.student), sort_keys=True, default=str)
+
+        def modules():
+            return {k: v for k, v in vars(student).items() if isinstance(v, torch.nn.Module)}
+
+        def cached_fit(examples):
+            if any(e.source != "gold" for e in examples):
+                return fit(examples)
+            blob = json.dumps([settings, [(e.text, e.label) for e in examples]])
+            key = hashlib.sha1(blob.encode()).hexdigest()
+            if key in self.states:
+                for name, module in modules().items():
+                    module.load_state_dict(self.states[key][name])
+                    module.eval()
+                self.hits += 1
+                log.info("student: same config and training set as an earlier run: its weights reused")
+                return
+            fit(examples)
+            self.states[key] = {name: copy.deepcopy(m.state_dict()) for name, m in modules().items()}
+            while len(self.states) > self.keep:
+                self.states.pop(next(iter(self.states)))
+
+        student.fit = cached_fit
+        return student
+
+
+def run_one(cfg: Config, teacher, embedder, run_dir: Path, run_id: str, fits: FitCache | None = None) -> dict:
     """One benchmark run; returns its per-round curve."""
     from loop.components import build_student, build_task
     from loop.controller import Parts, run_loop
@@ -73,6 +122,8 @@ def run_one(cfg: Config, teacher, embedder, run_dir: Path, run_id: str) -> dict:
     from loop.teachers.student import StudentReviser
 
     task, student = build_task(cfg), build_student(cfg)
+    if fits is not None:
+        student = fits.wrap(student, cfg)
     parts = Parts(task=task, student=student, teacher=teacher, embedder=embedder, splits=task.load_splits(),
                   store=store, tracker=tracker, reviser=StudentReviser(student) if cfg.task.reviser == "student" else None)
     try:
@@ -196,13 +247,14 @@ def run_bench(cfg: Config, strategies: list[str], seeds: list[int], budgets: lis
     todo = [(s, seed) for seed in seeds for s in strategies if (s, seed) not in done]
     teacher = build_teacher(cfg) if any(s != "none" for s, _ in todo) else None
     embedder = SentenceEmbedder(cfg.filters.embedder)
+    fits = FitCache()
     try:
         for strategy, seed in todo:
             run_cfg = seeded(cfg, strategy, seed, max(budgets), rounds)
             run_id = f"bench-{key}-{strategy}-s{seed}"
             log.info("bench efficiency: %s seed %d (%d of %d to do)", strategy, seed, todo.index((strategy, seed)) + 1,
                      len(todo))
-            row = run_one(run_cfg, teacher, embedder, work_dir, run_id)
+            row = run_one(run_cfg, teacher, embedder, work_dir, run_id, fits)
             result["runs"].append({"strategy": strategy, "seed": seed, **row})
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(result, indent=1))
