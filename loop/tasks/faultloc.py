@@ -179,12 +179,12 @@ class FaultLocTask(CodeTask):
             ex, row = case.example, mined.probs.get(case.example.id)
             if not case.wrong or row is None:
                 continue
-            lines = ex.text.split("\n")
+            lines = ex.text.split("\n") + [""] * len(row)  # padded: a line number past the end reads empty
             top = int(np.argmax(row))
-            at = lambda i: lines[i].strip() if i < len(lines) else ""  # noqa: E731
             rows.append({"problem": ex.group, "neighbourhood": hood_of.get(ex.id), "fault_line": int(ex.label),
-                         "fault_text": at(int(ex.label) - 1), "rank": ranks(row[None], self.labels, [ex.label])[0],
-                         "predicted_line": top + 1, "predicted_text": at(top),
+                         "fault_text": lines[int(ex.label) - 1].strip(),
+                         "rank": ranks(row[None], self.labels, [ex.label])[0],
+                         "predicted_line": top + 1, "predicted_text": lines[top].strip(),
                          "top_probability": round(float(row[top]), 4), "code": ex.text})
         return {"error_analysis/mislocalized.json": rows}
 
