@@ -69,6 +69,28 @@ def test_verify_labels_by_execution_and_rejects_broken_code(code_config):
     assert pair[0].label == "clone" and PAIR_SEP in pair[0].text
 
 
+def test_a_variant_is_completed_from_the_reference_before_the_tests_run(code_config):
+    """A left-out helper or import goes back (the tests judge the logic, not a NameError); a function
+    written twice keeps its last definition, as Python would run it."""
+    task = build_task(code_config())
+    task.load_splits()
+    pid = "HumanEval/10"  # make_palindrome calls the helper is_palindrome, defined before it
+    ref = task.problems[pid].reference
+    assert "def is_palindrome" in ref
+    body = ref[ref.index("def make_palindrome"):]
+    no_helper = _cand(body, pid)
+    twice = _cand(body.replace("+= 1", "+= 2") + "\n\n" + body, pid)  # a bug, then the correct one again
+    task.verify([no_helper, twice])
+    assert (no_helper.label, no_helper.reason) == ("correct", "")
+    assert no_helper.text.index("def is_palindrome") < no_helper.text.index("def make_palindrome")
+    assert twice.label == "correct" and twice.text.count("def make_palindrome") == 1
+    typed = task.problems["HumanEval/0"].reference  # uses List from typing
+    assert typed.startswith("from typing import List")
+    no_import = _cand(typed[typed.index("def "):], "HumanEval/0")
+    task.verify([no_import])
+    assert no_import.label == "correct" and no_import.text.startswith("from typing import List")
+
+
 def test_parse_reads_code_samples_and_counts_bad_ones(code_config):
     task = build_task(code_config())
     req = GenRequest(messages=[], max_tokens=10, temperature=0, top_p=1, seed=0, meta={"problem": "HumanEval/2"})

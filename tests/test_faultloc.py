@@ -72,10 +72,10 @@ def test_teacher_variants_are_checked_by_diff_and_tests(code_config):
     got = [(c.verdict, c.reason, c.label) for c in cands]
     assert got[0] == ("pending", "", str(line))
     assert got[1][:2] == ("rejected", "line_mismatch")
-    assert got[2][:2] == ("rejected", "not_one_line")
+    assert got[2][:2] == ("rejected", "unchanged")
     assert got[3][:2] == ("rejected", "syntax")
     assert got[4][:2] == ("rejected", "format")
-    assert got[5][:2] == ("rejected", "not_one_line")  # a comment is not a code change after normalising
+    assert got[5][:2] == ("rejected", "unchanged")  # a comment is not a code change after normalising
     assert got[6][:2] == ("rejected", "passes_tests")  # not a bug: the tests decide
 
 
@@ -96,6 +96,30 @@ def test_a_stated_line_counts_in_the_teachers_own_code(code_config):
     cands = [_cand(bare, own, pid)]
     task.verify(cands)
     assert (cands[0].verdict, cands[0].label) == ("pending", str(bad["lines"][0]))
+
+
+def test_a_stated_line_counts_in_the_references_numbering_too(code_config):
+    """Told to leave the docstring out, the teacher may still number lines as in the reference it was
+    shown: that number names the changed line of the completed function, so it matches; another does not."""
+    import ast
+
+    task, splits = _task(code_config)
+    pid = splits["train"][0].group
+    bad = next(v for v in task.problems[pid].variants if not v["passed"] and len(v["lines"]) == 1)
+    tree = ast.parse(bad["code"])
+    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == task.problems[pid].entry_point)
+    assert isinstance(fn.body[0], ast.Expr)  # HumanEval functions carry a docstring
+    fn.body = fn.body[1:]
+    bare = ast.unparse(tree)
+    line = bad["lines"][0]
+    wrong = next(n for n in range(1, 40) if n != line and (n > len(bare.split("\n"))
+                                                          or bare.split("\n")[n - 1].strip()
+                                                          != bad["code"].split("\n")[line - 1].strip()))
+    cands = [_cand(bare, line, pid), _cand(bare, wrong, pid), _cand(bare + "\n\n" + bad["code"], line, pid)]
+    task.verify(cands)
+    assert (cands[0].verdict, cands[0].label) == ("pending", str(line))
+    assert (cands[1].verdict, cands[1].reason) == ("rejected", "line_mismatch")
+    assert (cands[2].verdict, cands[2].reason, cands[2].label) == ("pending", "", str(line))  # the last counts
 
 
 def test_topk_and_mean_first_rank():

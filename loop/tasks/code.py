@@ -49,11 +49,33 @@ def _docstring(fn: ast.FunctionDef) -> ast.Expr | None:
     return None
 
 
-def with_docstring(code: str, reference: str, name: str) -> str:
-    """`code` with the reference's docstring put back into function `name` where the teacher left it out
-    (gold examples carry it: a missing docstring must not become a tell)."""
+_IMPORTS = (ast.Import, ast.ImportFrom)
+
+
+def completed(code: str, reference: str, name: str) -> str:
+    """`code` completed from the reference, as the teacher was told it would be. A function defined more
+    than once keeps its last definition (the one Python runs) and a repeated import its first; the
+    reference's top-level imports and helper functions that the teacher left out go back in front, in
+    the reference's order (without them the tests would fail on a NameError, not on the variant's
+    logic); and the reference's docstring goes back into function `name` where it was left out (gold
+    examples carry it: a missing docstring must not become a tell)."""
     tree = ast.parse(code)
-    ref = next((n for n in ast.parse(reference).body if isinstance(n, ast.FunctionDef) and n.name == name), None)
+    ref_body = ast.parse(reference).body
+    last = {n.name: i for i, n in enumerate(tree.body) if isinstance(n, ast.FunctionDef)}
+    first: dict[str, int] = {}
+    for i, n in enumerate(tree.body):
+        if isinstance(n, _IMPORTS):
+            first.setdefault(ast.unparse(n), i)
+
+    def kept(i: int, n: ast.stmt) -> bool:
+        if isinstance(n, ast.FunctionDef):
+            return last[n.name] == i
+        return first[ast.unparse(n)] == i if isinstance(n, _IMPORTS) else True
+
+    missing = [n for n in ref_body if isinstance(n, _IMPORTS) and ast.unparse(n) not in first
+               or isinstance(n, ast.FunctionDef) and n.name not in last]
+    tree.body = missing + [n for i, n in enumerate(tree.body) if kept(i, n)]
+    ref = next((n for n in ref_body if isinstance(n, ast.FunctionDef) and n.name == name), None)
     doc = _docstring(ref) if ref else None
     for fn in tree.body:
         if isinstance(fn, ast.FunctionDef) and fn.name == name and doc is not None and _docstring(fn) is None:
@@ -188,7 +210,7 @@ class CodeTask:
             elif not self.cfg.min_chars <= len(code) <= self.cfg.max_chars:
                 cand.verdict, cand.reason = "rejected", "length"
             else:
-                todo.append((cand, code, problem))
+                todo.append((cand, completed(code, problem.reference, problem.entry_point), problem))
         outcomes = run_many([(code, p.test, p.entry_point) for _, code, p in todo], self.limits)
         for (cand, code, problem), outcome in zip(todo, outcomes):
             cand.label = self.LABELS[0] if outcome.passed else self.LABELS[1]
@@ -225,7 +247,7 @@ class DefectsTask(CodeTask):
                 + [Example(v["code"], "buggy", group=problem.task_id) for v in bad])
 
     def render(self, code: str, problem: Problem) -> str:
-        return with_docstring(code, problem.reference, problem.entry_point)
+        return code  # already completed from the reference, docstring included
 
 
 class ClonesTask(CodeTask):

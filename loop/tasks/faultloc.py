@@ -7,8 +7,10 @@ mutation (the one line that differs from the reference). The label is that line'
 student scores every line and the metrics are Top-1/3/5 and the mean first rank.
 
 The teacher writes new buggy variants of a problem's reference, stating the line it
-changed. A variant is accepted only if it parses, keeps the entry point, differs from the
-reference on exactly one line, that line is the one it stated (compared by text, so the
+changed. A variant is completed from the reference (a left-out docstring, helper or import goes
+back; a function written twice keeps its last definition) and accepted only if it parses, keeps
+the entry point, differs from the reference on exactly one line, that line is the one it stated
+(by its number in the code the teacher wrote or in the reference, or by its text, so the
 teacher's own formatting does not matter), and the problem's tests fail. The label is the
 computed line, never the stated one. Self-revision rewrites a mislocalized example into a
 variant with a fault of the same kind on another line.
@@ -31,7 +33,7 @@ from loop.errors import DataError
 from loop.humaneval import Problem
 from loop.mutation import changed_lines, normalize
 from loop.sandbox import run_many
-from loop.tasks.code import CodeTask, defines, with_docstring
+from loop.tasks.code import CodeTask, completed, defines
 
 
 def _line_form(line: str) -> str:
@@ -45,6 +47,14 @@ def _line_form(line: str) -> str:
 
 def _same(a: str, b: str) -> bool:
     return _line_form(a) == _line_form(b)
+
+
+def _states(raw: str, stated: int, rendered: str, changed: int) -> bool:
+    """Whether the teacher's stated line is the one that changed: its number in the code the teacher wrote
+    names a line with the changed text, or it is the changed line's number in the completed function (the
+    numbering of the reference the teacher was shown, which a left-out docstring or helper shifts)."""
+    lines = raw.split("\n")
+    return stated == changed or (0 < stated <= len(lines) and _same(lines[stated - 1], rendered.split("\n")[changed - 1]))
 
 
 def ranks(probs: np.ndarray, labels: list[str], gold: list[str]) -> list[int]:
@@ -146,15 +156,15 @@ class FaultLocTask(CodeTask):
             elif not defines(code, problem.entry_point):
                 reason = "format"
             else:
-                rendered = with_docstring(code, problem.reference, problem.entry_point)
+                rendered = completed(code, problem.reference, problem.entry_point)
                 changed = changed_lines(problem.reference, rendered)
-                raw = cand.text.split("\n")
-                stated = cand.meta.get("stated_line") or 0
-                if len(changed) != 1:
-                    reason = "not_one_line"  # unchanged, or changed in several places
+                if not changed:
+                    reason = "unchanged"  # a copy of the reference
+                elif len(changed) > 1:
+                    reason = "not_one_line"  # changed in several places
                 elif changed[0] > self.cfg.max_lines or not self.cfg.min_chars <= len(rendered) <= self.cfg.max_chars:
                     reason = "length"
-                elif not (0 < stated <= len(raw) and _same(raw[stated - 1], rendered.split("\n")[changed[0] - 1])):
+                elif not _states(cand.text, cand.meta.get("stated_line") or 0, rendered, changed[0]):
                     reason = "line_mismatch"  # the stated line is not the one that changed
             if reason:
                 cand.verdict, cand.reason = "rejected", reason
@@ -166,9 +176,6 @@ class FaultLocTask(CodeTask):
             cand.text, cand.label = rendered, str(line)
             if outcome.passed:
                 cand.verdict, cand.reason = "rejected", "passes_tests"  # not a bug
-
-    def render(self, code: str, problem: Problem) -> str:
-        return with_docstring(code, problem.reference, problem.entry_point)
 
     def artifacts(self, preds: dict, splits: dict, mined) -> dict[str, list[dict]]:
         """Per-round table: the mislocalized functions the round mined (faulty line not ranked first by
