@@ -152,8 +152,11 @@ def run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path, resume: bool
                     accepted += r.new
                 if cfg.teacher.unload_before_train:
                     parts.teacher.unload()
-                with r.timer("train"):
-                    student.fit(splits["train"] + accepted)
+                if rnd == 0 or r.new:
+                    with r.timer("train"):
+                        student.fit(splits["train"] + accepted)
+                else:  # the same data would train the same student (training is seeded)
+                    log.info("round %d: nothing accepted; the student is not retrained", rnd)
                 with r.timer("evaluate"):
                     metrics, preds = evaluate(student, task, splits, ("dev_stop", "test"))
                 metrics.update(round_metrics(r.mined, r.gen, r.cands, budget, accepted, r.timer))

@@ -87,6 +87,17 @@ def test_bad_teacher_output_is_counted_not_fatal(tiny_config, tmp_path):
     assert m["rejected_parse"] == 1 and m["rejected_label"] == 1
 
 
+def test_a_round_that_accepts_nothing_does_not_retrain(tiny_config, tmp_path):
+    g = tiny_config().generation
+    junk = ["not json at all"] * 2 * (g.targeted_requests + g.revise_requests)
+    summary, parts = run(tiny_config(**{"loop.rounds": 2, "loop.patience": 5}), tmp_path, ScriptedTeacher(junk))
+    assert summary["accepted_total"] == 0 and summary["rounds_run"] == 2
+    assert parts.student.fits == [60]  # the same data would give the same student
+    runs = child_runs(parts.tracker)
+    assert "seconds_train" in runs[0].data.metrics and "seconds_train" not in runs[1].data.metrics
+    assert runs[1].data.metrics["test_macro_f1"] == runs[0].data.metrics["test_macro_f1"]
+
+
 @pytest.mark.parametrize("strategy", ["random", "none"])
 def test_baseline_strategies_share_the_loop(tiny_config, tmp_path, strategy):
     summary, parts = run(tiny_config(**{"generation.strategy": strategy}), tmp_path, name=strategy)
