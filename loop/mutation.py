@@ -123,7 +123,7 @@ def mutants(code: str, rng: random.Random, limit: int) -> list[Variant]:
     return out
 
 
-class _Renamer(ast.NodeTransformer):
+class Renamer(ast.NodeTransformer):
     def __init__(self, mapping: dict[str, str]):
         self.mapping = mapping
 
@@ -156,5 +156,5 @@ def rename_locals(code: str, rng: random.Random) -> Variant | None:
             taken.add(new)
     if not mapping:
         return None
-    renamed = ast.unparse(_Renamer(mapping).visit(tree))
+    renamed = ast.unparse(Renamer(mapping).visit(tree))
     return Variant(renamed, "renamed", changed_lines(source, renamed))

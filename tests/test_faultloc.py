@@ -122,6 +122,31 @@ def test_a_stated_line_counts_in_the_references_numbering_too(code_config):
     assert (cands[2].verdict, cands[2].reason, cands[2].label) == ("pending", "", str(line))  # the last counts
 
 
+def test_a_marked_line_states_it_and_a_renamed_copy_is_a_correct_base(code_config):
+    """The teacher may mark its changed line with the prompts' `# <- fault` comment instead of counting;
+    a variant of the renamed copy an example was shown in differs from that copy on one line."""
+    task, splits = _task(code_config)
+    problem = next(p for p in task.problems.values()
+                   if any(v["kind"] == "renamed" for v in p.variants)
+                   and any(v["kind"].endswith("+renamed") and not v["passed"] and len(v["lines"]) == 1
+                           for v in p.variants))
+    bad = next(v for v in problem.variants
+               if v["kind"].endswith("+renamed") and not v["passed"] and len(v["lines"]) == 1)
+    line = bad["lines"][0]
+    lines = bad["code"].split("\n")
+    marked = lines[:]
+    marked[line - 1] += "    # <- fault"
+    wrong_mark = lines[:]
+    other = next(i for i, text in enumerate(lines) if i != line - 1 and text.strip() and not text.strip().startswith(
+        ('"', "'")) and text.strip() != lines[line - 1].strip() and i > 0)
+    wrong_mark[other] += "  # <- fault"
+    cands = [_cand("\n".join(marked), 99, problem.task_id), _cand("\n".join(wrong_mark), 99, problem.task_id)]
+    task.verify(cands)
+    assert (cands[0].verdict, cands[0].reason, cands[0].label) == ("pending", "", str(line))
+    assert "<- fault" not in cands[0].text  # comments do not reach the example
+    assert (cands[1].verdict, cands[1].reason) == ("rejected", "line_mismatch")
+
+
 def test_topk_and_mean_first_rank():
     labels = [str(i) for i in range(1, 6)]
     probs = np.array([[0.1, 0.6, 0.2, 0.1, 0.0],   # gold 2: rank 1

@@ -9,9 +9,10 @@ student scores every line and the metrics are Top-1/3/5 and the mean first rank.
 The teacher writes new buggy variants of a problem's reference, stating the line it
 changed. A variant is completed from the reference (a left-out docstring, helper or import goes
 back; a function written twice keeps its last definition) and accepted only if it parses, keeps
-the entry point, differs from the reference on exactly one line, that line is the one it stated
-(by its number in the code the teacher wrote or in the reference, or by its text, so the
-teacher's own formatting does not matter), and the problem's tests fail. The label is the
+the entry point, differs from the reference on exactly one line (once variables it merely renamed
+are named back), that line is the one it stated (by its number in the code the teacher wrote or in
+the reference, or by a `# <- fault` comment on it; compared as code, so the teacher's formatting
+does not matter), and the problem's tests fail. The label is the
 computed line, never the stated one. Self-revision rewrites a mislocalized example into a
 variant with a fault of the same kind on another line.
 
@@ -23,7 +24,14 @@ rows carry no tests, so generated variants of them cannot be checked and are rej
 
 from __future__ import annotations
 
+import ast
+import difflib
+import io
+import keyword
 import random
+import re
+import tokenize
+from collections import Counter
 
 import numpy as np
 
@@ -31,18 +39,32 @@ from loop.config import Config
 from loop.data import Candidate, Example, iter_jsonl
 from loop.errors import DataError
 from loop.humaneval import Problem
-from loop.mutation import changed_lines, normalize
+from loop.mutation import Renamer, changed_lines, normalize
 from loop.sandbox import run_many
 from loop.tasks.code import CodeTask, completed, defines
 
 
-def _line_form(line: str) -> str:
-    """One source line as `ast.unparse` would write it (a block header gets a body to parse), else its
-    whitespace-collapsed text; `elif` / `else` / `except` headers are compared as text."""
+MARKER = re.compile(r"#\s*<-\s*fault")  # how the prompts mark a faulty line; the teacher may mark its own
+
+
+def _without_comment(line: str) -> str:
     text = line.strip()
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(text + "\n").readline):
+            if tok.type == tokenize.COMMENT:
+                return text[:tok.start[1]].rstrip()
+    except (tokenize.TokenError, SyntaxError):  # an unclosed bracket: the comment, if any, came first
+        pass
+    return text
+
+
+def _line_form(line: str) -> str:
+    """One source line without its comment, as `ast.unparse` would write it (a block header gets a body
+    to parse), else its whitespace-collapsed text; `elif` / `else` / `except` headers are compared as text."""
+    text = _without_comment(line)
     if text.endswith(":"):
         text += " pass"
-    return normalize(text) or " ".join(line.split())
+    return normalize(text) or " ".join(text.split())
 
 
 def _same(a: str, b: str) -> bool:
@@ -50,11 +72,35 @@ def _same(a: str, b: str) -> bool:
 
 
 def _states(raw: str, stated: int, rendered: str, changed: int) -> bool:
-    """Whether the teacher's stated line is the one that changed: its number in the code the teacher wrote
-    names a line with the changed text, or it is the changed line's number in the completed function (the
-    numbering of the reference the teacher was shown, which a left-out docstring or helper shifts)."""
-    lines = raw.split("\n")
-    return stated == changed or (0 < stated <= len(lines) and _same(lines[stated - 1], rendered.split("\n")[changed - 1]))
+    """Whether the teacher stated the line that changed: by its number in the code the teacher wrote (a
+    line with the changed text), by the changed line's number in the completed function (the numbering of
+    the solution the teacher was shown, which a left-out docstring or helper shifts), or by marking the
+    line with `# <- fault` as the prompts' examples do."""
+    lines, text = raw.split("\n"), rendered.split("\n")[changed - 1]
+    return (stated == changed or (0 < stated <= len(lines) and _same(lines[stated - 1], text))
+            or any(MARKER.search(line) and _same(line, text) for line in lines))
+
+
+def _names(code: str) -> list[str]:
+    return [t.string for t in tokenize.generate_tokens(io.StringIO(code).readline)
+            if t.type == tokenize.NAME and not keyword.iskeyword(t.string)]
+
+
+def _named_as(code: str, reference: str) -> str:
+    """`code` with the variables it renamed given the reference's names back (examples are shown with
+    renamed locals, and the teacher may copy them). Only a true renaming is undone: a name the reference
+    does not use, in the place of one the code does not use, so a wrong-variable fault stays a fault.
+    Renaming keeps every line where it is."""
+    mine, theirs = _names(code), _names(reference)
+    votes: Counter = Counter()
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=mine, b=theirs, autojunk=False).get_opcodes():
+        if tag == "replace" and i2 - i1 == j2 - j1:
+            votes.update(zip(mine[i1:i2], theirs[j1:j2]))
+    mapping: dict[str, str] = {}
+    for (new, old), _ in votes.most_common():
+        if new not in theirs and old not in mine and new not in mapping and old not in mapping.values():
+            mapping[new] = old
+    return ast.unparse(Renamer(mapping).visit(ast.parse(code))) if mapping else code
 
 
 def ranks(probs: np.ndarray, labels: list[str], gold: list[str]) -> list[int]:
@@ -157,9 +203,9 @@ class FaultLocTask(CodeTask):
                 reason = "format"
             else:
                 rendered = completed(code, problem.reference, problem.entry_point)
-                changed = changed_lines(problem.reference, rendered)
+                changed = changed_lines(problem.reference, _named_as(rendered, problem.reference))
                 if not changed:
-                    reason = "unchanged"  # a copy of the reference
+                    reason = "unchanged"  # a copy of the reference, perhaps with renamed variables
                 elif len(changed) > 1:
                     reason = "not_one_line"  # changed in several places
                 elif changed[0] > self.cfg.max_lines or not self.cfg.min_chars <= len(rendered) <= self.cfg.max_chars:
