@@ -98,3 +98,20 @@ def test_a_seeds_round_0_student_is_trained_once_and_reused():
     assert first.state_digest() != second.state_digest()
     first.fit(gold)
     assert calls == [12, 13] and fits.hits == 2
+
+
+def test_partial_results_are_saved_with_their_table_and_plot(tmp_path):
+    """After every run the JSON carries the summary of the runs so far and the plot is redrawn, so an
+    interrupted benchmark still has its figures."""
+    import json
+
+    from loop.bench.efficiency import _save
+
+    out = tmp_path / "efficiency-x.json"
+    partial = [r for r in runs() if r["seed"] == 0 and r["strategy"] != "targeted"]
+    _save({"task": "x", "metric": "macro_f1", "budgets": [1000, 2000], "rounds": 3, "settings": "k",
+           "runs": partial}, out)
+    saved = json.loads(out.read_text())
+    assert set(saved["summary"]["table"]) == {"none", "random"} and saved["summary"]["table"]["random"]["1000"]["seeds"] == 1
+    assert "targeted_final" not in saved["summary"]  # no ratio without both strategies
+    assert out.with_suffix(".png").stat().st_size > 1000

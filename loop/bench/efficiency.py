@@ -256,12 +256,16 @@ def run_bench(cfg: Config, strategies: list[str], seeds: list[int], budgets: lis
                      len(todo))
             row = run_one(run_cfg, teacher, embedder, work_dir, run_id, fits)
             result["runs"].append({"strategy": strategy, "seed": seed, **row})
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(result, indent=1))
+            _save(result, out)  # an interrupted benchmark keeps its table and plot so far
     finally:
         if teacher is not None:
             teacher.unload()
-    result["summary"] = summarise(result["runs"], budgets)
+    _save(result, out)
+    return result
+
+
+def _save(result: dict, out: Path) -> None:
+    result["summary"] = summarise(result["runs"], result["budgets"])
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     plot(result, out.with_suffix(".png"))
-    return result
