@@ -17,8 +17,6 @@ from loop.teachers.base import GenRequest
 
 from conftest import ScriptedTeacher
 
-PY_BLOCK = re.compile(r"```python\n(.*?)```", re.S)
-
 
 def _task(code_config, **over):
     task = build_task(code_config("faultloc", **{"data.train_size": 8, "data.dev_size": 8, "data.test_size": 8,
@@ -39,112 +37,102 @@ def test_examples_are_failing_one_line_mutants_split_by_problem(code_config):
             assert changed_lines(task.problems[ex.group].reference, ex.text) == [int(ex.label)]
 
 
-def _cand(code, line, problem):
-    return Candidate(text=code, label="", request_id="r", kind="targeted",
-                     meta={"problem": problem, "stated_line": line})
+def _edit(line, original, faulty, problem):
+    return Candidate(text=f"line {line}", label="", request_id="r", kind="targeted",
+                     meta={"problem": problem, "stated_line": line, "original": original, "faulty": faulty})
 
 
-def test_teacher_variants_are_checked_by_diff_and_tests(code_config):
-    task, splits = _task(code_config)
-    pid = splits["train"][0].group
-    ref = task.problems[pid].reference
+def _fault(task, pid):
+    """A failing one-line mutant of problem `pid` (not renamed): its line, the original and the faulty text."""
     bad = next(v for v in task.problems[pid].variants if not v["passed"] and len(v["lines"]) == 1
                and v["kind"] == "mutant:" + v["kind"].split(":")[1])
     line = bad["lines"][0]
-    lines = ref.split("\n")
-    two = lines[:]
-    two[line - 1], two[-1] = bad["code"].split("\n")[line - 1], two[-1] + "  # x"
-    cands = [_cand(bad["code"], line, pid),                      # right line
-             _cand(bad["code"], line + 1, pid),                  # wrong stated line
-             _cand(ref, 1, pid),                                 # nothing changed
-             _cand("def broken(:\n  pass", 1, pid),              # not Python
-             _cand(bad["code"], line, "HumanEval/none")]         # unknown problem
-    # a comment is no change once normalised; an equivalent rewrite of a line keeps the tests passing
-    same = lines[:]
-    same[line - 1] = same[line - 1] + "  # harmless"
-    cands.append(_cand("\n".join(same), line, pid))
-    ret = next(i for i, text in enumerate(lines) if text.strip().startswith("return "))
-    equivalent = lines[:]
-    indent = lines[ret][:len(lines[ret]) - len(lines[ret].lstrip())]
-    equivalent[ret] = f"{indent}return ({lines[ret].strip()[7:]}) if True else None"
-    cands.append(_cand("\n".join(equivalent), ret + 1, pid))
+    return bad, line, task.problems[pid].reference.split("\n")[line - 1], bad["code"].split("\n")[line - 1]
+
+
+def test_teacher_edits_are_applied_and_checked_by_diff_and_tests(code_config):
+    task, splits = _task(code_config)
+    pid = splits["train"][0].group
+    bad, line, original, faulty = _fault(task, pid)
+    lines = task.problems[pid].reference.split("\n")
+    ret = next(i for i, text in enumerate(lines, 1) if text.strip().startswith("return "))
+    other = next(i for i, text in enumerate(lines, 1) if i != line and text.strip() and text.strip() != original.strip())
+    cands = [_edit(line, original, faulty, pid),                      # right
+             _edit(line, original.strip(), faulty.strip(), pid),      # indentation is the original line's
+             _edit(other, original, faulty, pid),                     # wrong number, but the text names one line
+             _edit(line, "x = undefined_thing", faulty, pid),         # the original text is not in the solution
+             _edit(line, original, original + "  # <- fault", pid),   # a comment is no change
+             _edit(line, original, "def broken(:", pid),              # not Python
+             _edit(line, original, "a = 1\nb = 2", pid),              # two lines
+             _edit(line, original, faulty, "HumanEval/none"),         # unknown problem
+             _edit(ret, lines[ret - 1], f"return ({lines[ret - 1].strip()[7:]}) if True else None", pid)]
     task.verify(cands)
     got = [(c.verdict, c.reason, c.label) for c in cands]
-    assert got[0] == ("pending", "", str(line))
-    assert got[1][:2] == ("rejected", "line_mismatch")
-    assert got[2][:2] == ("rejected", "unchanged")
-    assert got[3][:2] == ("rejected", "syntax")
-    assert got[4][:2] == ("rejected", "format")
-    assert got[5][:2] == ("rejected", "unchanged")  # a comment is not a code change after normalising
-    assert got[6][:2] == ("rejected", "passes_tests")  # not a bug: the tests decide
+    assert got[0] == ("pending", "", str(line)) and cands[0].text == bad["code"]  # the mutant, rebuilt
+    assert got[1] == ("pending", "", str(line)) and cands[1].text == bad["code"]
+    if sum(1 for text in lines if text.strip() == original.strip()) == 1:
+        assert got[2] == ("pending", "", str(line))  # located by its text
+    assert got[3][:2] == ("rejected", "line_mismatch")
+    assert got[4][:2] == ("rejected", "unchanged")
+    assert got[5][:2] == ("rejected", "syntax")
+    assert got[6][:2] == ("rejected", "not_one_line")
+    assert got[7][:2] == ("rejected", "format")
+    assert got[8][:2] == ("rejected", "passes_tests")  # an equivalent rewrite is not a bug: the tests decide
 
 
-def test_a_stated_line_counts_in_the_teachers_own_code(code_config):
-    """The teacher leaves out the docstring: its line numbers are its own; the label is the computed one."""
-    import ast
+def test_an_ambiguous_original_needs_the_right_number_and_numbers_copied_from_the_prompt_are_dropped(code_config):
+    from loop.tasks.faultloc import locate, numbered
 
-    task, splits = _task(code_config)
-    pid = splits["train"][0].group
-    bad = next(v for v in task.problems[pid].variants if not v["passed"] and len(v["lines"]) == 1)
-    tree = ast.parse(bad["code"])
-    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == task.problems[pid].entry_point)
-    if isinstance(fn.body[0], ast.Expr) and isinstance(getattr(fn.body[0], "value", None), ast.Constant):
-        fn.body = fn.body[1:]
-    bare = ast.unparse(tree)
-    changed_text = bad["code"].split("\n")[bad["lines"][0] - 1].strip()
-    own = next(i for i, l in enumerate(bare.split("\n"), 1) if l.strip() == changed_text)
-    cands = [_cand(bare, own, pid)]
-    task.verify(cands)
-    assert (cands[0].verdict, cands[0].label) == ("pending", str(bad["lines"][0]))
+    ref = "def f(x):\n    y = x + 1\n    if y > 2:\n        y = x + 1\n    return y"
+    assert locate(ref, 4, "y = x + 1") == 4 and locate(ref, 2, "y = x + 1") == 2
+    assert locate(ref, 3, "y = x + 1") == 0  # on two lines, neither the stated one
+    assert locate(ref, 9, " 3 | if y > 2:") == 3  # the prompt's numbering copied along
+    assert numbered(ref).split("\n")[2] == "3 |     if y > 2:"
+    assert locate(ref, 3, "if y > 2") == 3  # a header copied without its colon
+    from loop.tasks.faultloc import edited
+    assert edited(ref, 3, "if y >= 2").split("\n")[2] == "    if y >= 2:"
 
 
-def test_a_stated_line_counts_in_the_references_numbering_too(code_config):
-    """Told to leave the docstring out, the teacher may still number lines as in the reference it was
-    shown: that number names the changed line of the completed function, so it matches; another does not."""
-    import ast
+def test_prompts_show_the_numbered_solution_and_the_faults_as_edits(code_config):
+    from loop.plan import _request
 
     task, splits = _task(code_config)
-    pid = splits["train"][0].group
-    bad = next(v for v in task.problems[pid].variants if not v["passed"] and len(v["lines"]) == 1)
-    tree = ast.parse(bad["code"])
-    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == task.problems[pid].entry_point)
-    assert isinstance(fn.body[0], ast.Expr)  # HumanEval functions carry a docstring
-    fn.body = fn.body[1:]
-    bare = ast.unparse(tree)
-    line = bad["lines"][0]
-    wrong = next(n for n in range(1, 40) if n != line and (n > len(bare.split("\n"))
-                                                          or bare.split("\n")[n - 1].strip()
-                                                          != bad["code"].split("\n")[line - 1].strip()))
-    cands = [_cand(bare, line, pid), _cand(bare, wrong, pid), _cand(bare + "\n\n" + bad["code"], line, pid)]
-    task.verify(cands)
-    assert (cands[0].verdict, cands[0].label) == ("pending", str(line))
-    assert (cands[1].verdict, cands[1].reason) == ("rejected", "line_mismatch")
-    assert (cands[2].verdict, cands[2].reason, cands[2].label) == ("pending", "", str(line))  # the last counts
+    ex = splits["train"][0]
+    bad, line, original, faulty = _fault(task, ex.group)
+    shown = type(ex)(bad["code"], str(line), group=ex.group)
+    for kind, variables in (("targeted", {"exemplars": [shown]}), ("self_revise", {"example": shown, "predicted": "1"})):
+        req = _request(task, task.full, kind, 0, {}, **variables)
+        text = req.messages[-1]["content"]
+        assert f"`{original.strip()}` became `{faulty.strip()}`" in text
+        assert f"{line} | {original}" in text.replace(f" {line} |", f"{line} |")
+        assert req.meta["problem"] == ex.group
+        assert set(req.json_schema["properties"]["samples"]["items"]["required"]) == {"line", "original", "faulty"}
+    other = next(e for e in splits["train"] if e.group != ex.group)
+    req = _request(task, task.full, "targeted", 0, {}, exemplars=[shown, other])
+    assert [line[:5] for line in req.messages[-1]["content"].split("\n")[1:3]] == ["- in ", "- in "]  # a line each
 
 
-def test_a_marked_line_states_it_and_a_renamed_copy_is_a_correct_base(code_config):
-    """The teacher may mark its changed line with the prompts' `# <- fault` comment instead of counting;
-    a variant of the renamed copy an example was shown in differs from that copy on one line."""
+def test_an_edit_of_another_shown_faults_solution_is_checked_against_that_problem(code_config):
+    """The teacher may write its new fault on the line of a shown fault from another problem: the edit is
+    applied to that problem's reference and its tests decide."""
+    from loop.plan import _request
+
     task, splits = _task(code_config)
-    problem = next(p for p in task.problems.values()
-                   if any(v["kind"] == "renamed" for v in p.variants)
-                   and any(v["kind"].endswith("+renamed") and not v["passed"] and len(v["lines"]) == 1
-                           for v in p.variants))
-    bad = next(v for v in problem.variants
-               if v["kind"].endswith("+renamed") and not v["passed"] and len(v["lines"]) == 1)
-    line = bad["lines"][0]
-    lines = bad["code"].split("\n")
-    marked = lines[:]
-    marked[line - 1] += "    # <- fault"
-    wrong_mark = lines[:]
-    other = next(i for i, text in enumerate(lines) if i != line - 1 and text.strip() and not text.strip().startswith(
-        ('"', "'")) and text.strip() != lines[line - 1].strip() and i > 0)
-    wrong_mark[other] += "  # <- fault"
-    cands = [_cand("\n".join(marked), 99, problem.task_id), _cand("\n".join(wrong_mark), 99, problem.task_id)]
-    task.verify(cands)
-    assert (cands[0].verdict, cands[0].reason, cands[0].label) == ("pending", "", str(line))
-    assert "<- fault" not in cands[0].text  # comments do not reach the example
-    assert (cands[1].verdict, cands[1].reason) == ("rejected", "line_mismatch")
+    a = splits["train"][0]
+    b = next(e for e in splits["train"] if e.group != a.group and changed_lines(task.problems[e.group].reference,
+                                                                               e.text) == [int(e.label)])
+    bad, line, original, faulty = _fault(task, b.group)
+    req = _request(task, task.full, "targeted", 0, {}, exemplars=[a, b])
+    assert req.meta["problem"] == a.group and req.meta["shown"] == [b.group]
+    cand = _edit(line, original, faulty, a.group)
+    cand.meta.update(req.meta)
+    task.verify([cand])
+    assert original.strip() not in task.problems[a.group].reference  # (else the edit would name a's line)
+    assert (cand.verdict, cand.label, cand.meta["problem"]) == ("pending", str(line), b.group)
+    assert cand.text == bad["code"]
+    lone = _edit(line, original, faulty, a.group)  # not shown: nothing names problem b
+    task.verify([lone])
+    assert (lone.verdict, lone.reason) == ("rejected", "line_mismatch")
 
 
 def test_topk_and_mean_first_rank():
@@ -210,18 +198,22 @@ def test_plain_jsonl_with_code_and_fault_lines(code_config, tmp_path):
 
 
 class MutantTeacher(ScriptedTeacher):
-    """Answers with one-line mutants of the reference in the prompt, stating the changed line, plus
-    one with a wrong stated line."""
+    """Answers with one-line mutants of the numbered reference in the prompt as edits, stating the changed
+    line, plus one with a wrong stated line and original text."""
 
     name = "scripted-faultloc"
 
     def _default(self, req: GenRequest) -> str:
         self.counter += 1
-        ref = PY_BLOCK.findall(req.messages[-1]["content"])[-1]
-        out = [{"code": v.code, "line": v.lines[0]} for v in mutants(ref, random.Random(self.counter), 3)
-               if len(v.lines) == 1]
+        block = re.findall(r"```\n(.*?)```", req.messages[-1]["content"], re.S)[-1]
+        ref = "\n".join(line.split(" | ", 1)[1] if " | " in line else "" for line in block.rstrip("\n").split("\n"))
+        out = []
+        for v in mutants(ref, random.Random(self.counter), 3):
+            if len(v.lines) == 1:
+                n = v.lines[0]
+                out.append({"line": n, "original": ref.split("\n")[n - 1], "faulty": v.code.split("\n")[n - 1]})
         if out:
-            out.append({"code": out[0]["code"], "line": out[0]["line"] + 2})
+            out.append({**out[0], "line": out[0]["line"] + 2, "original": "zzz = 0"})
         return json.dumps({"samples": out})
 
 

@@ -178,20 +178,19 @@ class CodeTask:
                               reason="parse")]
         out = []
         for item in items:
-            extra = self.read_item(item)
-            ok = extra is not None
-            cand = Candidate(text=unescaped(item["code"]) if ok else str(item)[:500], label="", request_id=req.id,
-                             kind=req.kind, meta={**req.meta, **(extra or {})})
-            if not ok:
+            read = self.read_item(item)
+            text, extra = read if read is not None else (str(item)[:500], {})
+            cand = Candidate(text=text, label="", request_id=req.id, kind=req.kind, meta={**req.meta, **extra})
+            if read is None:
                 cand.verdict, cand.reason = "rejected", "schema"
             out.append(cand)
         return out
 
-    def read_item(self, item: Any) -> dict | None:
-        """The meta a reply item carries besides its code, or None if the item breaks the schema."""
+    def read_item(self, item: Any) -> tuple[str, dict] | None:
+        """A reply item's code and the meta it carries besides, or None if the item breaks the schema."""
         if not (isinstance(item, dict) and isinstance(item.get("code"), str)):
             return None
-        return {"intent": item.get("intent")}
+        return unescaped(item["code"]), {"intent": item.get("intent")}
 
     def verify(self, cands: list[Candidate]) -> None:
         """Syntax, entry point and length checks; then the tests decide each label (one sandbox batch)."""

@@ -6,15 +6,13 @@ mutation (the one line that differs from the reference). The label is that line'
 (1-based, in the function as shown, docstring included), so a line is a class: the
 student scores every line and the metrics are Top-1/3/5 and the mean first rank.
 
-The teacher writes new buggy variants of a problem's reference, stating the line it
-changed. A variant is completed from the reference (a left-out docstring, helper or import goes
-back; a function written twice keeps its last definition) and accepted only if it parses, keeps
-the entry point, differs from the reference on exactly one line (once variables it merely renamed
-are named back), that line is the one it stated (by its number in the code the teacher wrote or in
-the reference, or by a `# <- fault` comment on it; compared as code, so the teacher's formatting
-does not matter), and the problem's tests fail. The label is the
-computed line, never the stated one. Self-revision rewrites a mislocalized example into a
-variant with a fault of the same kind on another line.
+The teacher writes faults into a problem's reference, shown with numbered lines, as line edits:
+the line's number, the original line and the faulty line that replaces it. The loop applies the
+edit: the original text must be on the stated line (or on exactly one line, when the number is
+off) of that reference, or of the reference of a fault the prompt showed; the faulty text must
+be one line that parses and changes the code; and the problem's tests must fail. The label is
+the line the diff shows, computed, never the stated one. Self-revision asks for a fault of the
+same kind as a mislocalized example's, on another line.
 
 Any JSONL whose rows have `code` and `fault_lines` (1-based line numbers; the first is the
 label; an optional `group` keeps related rows in one split) works as `data.source` too. Such
@@ -24,14 +22,10 @@ rows carry no tests, so generated variants of them cannot be checked and are rej
 
 from __future__ import annotations
 
-import ast
-import difflib
 import io
-import keyword
 import random
 import re
 import tokenize
-from collections import Counter
 
 import numpy as np
 
@@ -39,12 +33,12 @@ from loop.config import Config
 from loop.data import Candidate, Example, iter_jsonl
 from loop.errors import DataError
 from loop.humaneval import Problem
-from loop.mutation import Renamer, changed_lines, normalize
+from loop.mutation import changed_lines, normalize
 from loop.sandbox import run_many
-from loop.tasks.code import CodeTask, completed, defines
+from loop.tasks.code import CodeTask
 
 
-MARKER = re.compile(r"#\s*<-\s*fault")  # how the prompts mark a faulty line; the teacher may mark its own
+NUMBERED = re.compile(r"^\s*\d+\s*\|\s?")  # a line copied with the number the prompt showed it with
 
 
 def _without_comment(line: str) -> str:
@@ -67,40 +61,37 @@ def _line_form(line: str) -> str:
     return normalize(text) or " ".join(text.split())
 
 
-def _same(a: str, b: str) -> bool:
-    return _line_form(a) == _line_form(b)
+def _bare(line: str) -> str:
+    return NUMBERED.sub("", line, count=1).strip()
 
 
-def _states(raw: str, stated: int, rendered: str, changed: int) -> bool:
-    """Whether the teacher stated the line that changed: by its number in the code the teacher wrote (a
-    line with the changed text), by the changed line's number in the completed function (the numbering of
-    the solution the teacher was shown, which a left-out docstring or helper shifts), or by marking the
-    line with `# <- fault` as the prompts' examples do."""
-    lines, text = raw.split("\n"), rendered.split("\n")[changed - 1]
-    return (stated == changed or (0 < stated <= len(lines) and _same(lines[stated - 1], text))
-            or any(MARKER.search(line) and _same(line, text) for line in lines))
+def numbered(code: str) -> str:
+    """Code with its 1-based line numbers in front, as the prompts show a solution."""
+    lines = code.split("\n")
+    width = len(str(len(lines)))
+    return "\n".join(f"{i:>{width}} | {line}" for i, line in enumerate(lines, 1))
 
 
-def _names(code: str) -> list[str]:
-    return [t.string for t in tokenize.generate_tokens(io.StringIO(code).readline)
-            if t.type == tokenize.NAME and not keyword.iskeyword(t.string)]
+def locate(reference: str, stated: int, original: str) -> int:
+    """The reference line an edit names: the stated number where the original text is on that line, else
+    the one line that holds the original text (a miscounted number), else 0 (the edit names no line)."""
+    text = _bare(original)
+    if not text:
+        return 0
+    forms = {_line_form(text), _line_form(text + ":")}  # a block header copied without its colon
+    hits = [i for i, line in enumerate(reference.split("\n"), 1) if line.strip() and _line_form(line) in forms]
+    return stated if stated in hits else hits[0] if len(hits) == 1 else 0
 
 
-def _named_as(code: str, reference: str) -> str:
-    """`code` with the variables it renamed given the reference's names back (examples are shown with
-    renamed locals, and the teacher may copy them). Only a true renaming is undone: a name the reference
-    does not use, in the place of one the code does not use, so a wrong-variable fault stays a fault.
-    Renaming keeps every line where it is."""
-    mine, theirs = _names(code), _names(reference)
-    votes: Counter = Counter()
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=mine, b=theirs, autojunk=False).get_opcodes():
-        if tag == "replace" and i2 - i1 == j2 - j1:
-            votes.update(zip(mine[i1:i2], theirs[j1:j2]))
-    mapping: dict[str, str] = {}
-    for (new, old), _ in votes.most_common():
-        if new not in theirs and old not in mine and new not in mapping and old not in mapping.values():
-            mapping[new] = old
-    return ast.unparse(Renamer(mapping).visit(ast.parse(code))) if mapping else code
+def edited(reference: str, line: int, faulty: str) -> str:
+    """The reference with line `line` replaced by `faulty`, indented as the line it replaces (and ending in
+    a colon where that line is a block header and the teacher left the colon out)."""
+    lines = reference.split("\n")
+    old, new = lines[line - 1], _bare(faulty)
+    if _without_comment(old).endswith(":") and not _without_comment(new).endswith(":"):
+        new = _without_comment(new) + ":"
+    lines[line - 1] = old[:len(old) - len(old.lstrip())] + new
+    return "\n".join(lines)
 
 
 def ranks(probs: np.ndarray, labels: list[str], gold: list[str]) -> list[int]:
@@ -163,63 +154,102 @@ class FaultLocTask(CodeTask):
         picked = rng.sample(bad, min(2 * self.full.data.variants_per_label, len(bad)))
         return [Example(v["code"], str(v["lines"][0]), group=problem.task_id) for v in picked]
 
+    def fault(self, ex: Example) -> dict:
+        """How an example's fault reads in a prompt: its problem, line number and faulty line, and the
+        reference's line it replaced (empty where the example differs from its reference elsewhere too,
+        as a mutant with renamed locals does)."""
+        lines, n = ex.text.split("\n"), int(ex.label)
+        problem = self.problems.get(ex.group)
+        original = ""
+        if problem is not None and changed_lines(problem.reference, ex.text) == [n]:
+            original = problem.reference.split("\n")[n - 1].strip()
+        return {"problem": ex.group, "entry_point": problem.entry_point if problem else "", "line": n,
+                "original": original, "faulty": lines[n - 1].strip() if 0 < n <= len(lines) else ""}
+
     def request_vars(self, kind: str, variables: dict) -> tuple[dict, dict]:
+        """The problem's reference with numbered lines, and the faults to show: the mislocalized one
+        (self-revision) or the neighbourhood's (targeted)."""
         extra, meta = super().request_vars(kind, variables)
-        if kind == "self_revise" and variables.get("example") is not None:
-            ex = variables["example"]
-            lines = ex.text.split("\n")
-            line = int(ex.label)
-            extra["fault_line"] = lines[line - 1].strip() if 0 < line <= len(lines) else ""
+        extra["numbered"] = numbered(extra["reference"]) if extra["reference"] else ""
+        shown = [variables["example"]] if kind == "self_revise" else variables.get("exemplars") or []
+        extra["faults"] = [self.fault(ex) for ex in shown if ex is not None and ex.label]
+        others = [f["problem"] for f in extra["faults"] if f["original"] and f["problem"] != meta.get("problem")]
+        if others and meta:
+            meta["shown"] = list(dict.fromkeys(others))  # their lines are in the prompt too
         return extra, meta
 
     def json_schema(self, n: int, kind: str = "targeted") -> dict:
-        item = {"type": "object", "properties": {"code": {"type": "string"}, "line": {"type": "integer"}},
-                "required": ["code", "line"], "additionalProperties": False}
+        item = {"type": "object", "properties": {"line": {"type": "integer"}, "original": {"type": "string"},
+                                                  "faulty": {"type": "string"}},
+                "required": ["line", "original", "faulty"], "additionalProperties": False}
         return {"type": "object", "properties": {"samples": {"type": "array", "items": item,
                                                             "minItems": 1, "maxItems": n}},
                 "required": ["samples"], "additionalProperties": False}
 
-    def read_item(self, item) -> dict | None:
-        line = item.get("line") if isinstance(item, dict) else None
-        if not (isinstance(item, dict) and isinstance(item.get("code"), str) and isinstance(line, int)
-                and not isinstance(line, bool)):
+    def read_item(self, item) -> tuple[str, dict] | None:
+        """An edit: the stated line number, the original line and the faulty line that replaces it. The
+        candidate's text is the edit until `verify` applies it to the reference."""
+        if not isinstance(item, dict):
             return None
-        return {"stated_line": line}
+        line, original, faulty = item.get("line"), item.get("original"), item.get("faulty")
+        if not (isinstance(line, int) and not isinstance(line, bool) and isinstance(original, str)
+                and isinstance(faulty, str)):
+            return None
+        return (f"line {line}: {original.strip()} -> {faulty.strip()}",
+                {"stated_line": line, "original": original, "faulty": faulty})
+
+    def _target(self, cand: Candidate) -> tuple[Problem | None, int]:
+        """The problem and line an edit names: the request's problem, or another whose fault line the prompt
+        showed (the teacher may write a new fault on that line); (None, 0) for an unknown problem, line 0
+        where the original text is not found."""
+        problem = self.problems.get(cand.meta.get("problem", ""))
+        if problem is None:
+            return None, 0
+        stated, original = cand.meta.get("stated_line") or 0, str(cand.meta.get("original", ""))
+        for p in [problem] + [self.problems[k] for k in cand.meta.get("shown", []) if k in self.problems]:
+            line = locate(p.reference, stated, original)
+            if line:
+                if p is not problem:
+                    cand.meta["problem"] = p.task_id
+                return p, line
+        return problem, 0
 
     def verify(self, cands: list[Candidate]) -> None:
-        """Parse, one changed line, the stated line, then the tests must fail (one sandbox batch)."""
+        """Apply each edit to the reference: the original text must be on the stated line (or on exactly
+        one line, when the number is off), the faulty text must be one line that parses and changes the
+        code; then the tests must fail (one sandbox batch). The label is the line the diff shows."""
         todo = []
         for cand in cands:
             if cand.verdict != "pending":
                 continue
-            problem = self.problems.get(cand.meta.get("problem", ""))
-            code = normalize(cand.text)
-            reason, rendered, changed = "", "", []
+            problem, line = self._target(cand)
+            faulty = str(cand.meta.get("faulty", "")).strip()
+            reason, code, changed = "", None, []
             if problem is None:
                 reason = "format"
-            elif code is None:
+            elif not line:
+                reason = "line_mismatch"  # the original line is not where the teacher said, nor anywhere once
+            elif "\n" in faulty:
+                reason = "not_one_line"
+            elif (code := normalize(edited(problem.reference, line, faulty))) is None:
                 reason = "syntax"
-            elif not defines(code, problem.entry_point):
-                reason = "format"
             else:
-                rendered = completed(code, problem.reference, problem.entry_point)
-                changed = changed_lines(problem.reference, _named_as(rendered, problem.reference))
+                cand.text = code
+                changed = changed_lines(problem.reference, code)
                 if not changed:
-                    reason = "unchanged"  # a copy of the reference, perhaps with renamed variables
-                elif len(changed) > 1:
-                    reason = "not_one_line"  # changed in several places
-                elif changed[0] > self.cfg.max_lines or not self.cfg.min_chars <= len(rendered) <= self.cfg.max_chars:
+                    reason = "unchanged"  # the same line again, perhaps reformatted or with a comment
+                elif changed != [line]:
+                    reason = "not_one_line"  # e.g. two statements on one line, which become two
+                elif line > self.cfg.max_lines or not self.cfg.min_chars <= len(code) <= self.cfg.max_chars:
                     reason = "length"
-                elif not _states(cand.text, cand.meta.get("stated_line") or 0, rendered, changed[0]):
-                    reason = "line_mismatch"  # the stated line is not the one that changed
             if reason:
                 cand.verdict, cand.reason = "rejected", reason
             else:
-                todo.append((cand, rendered, problem, changed[0]))
+                todo.append((cand, code, problem, line))
         outcomes = run_many([(code, p.test, p.entry_point) for _, code, p, _ in todo], self.limits)
-        for (cand, rendered, problem, line), outcome in zip(todo, outcomes):
+        for (cand, code, problem, line), outcome in zip(todo, outcomes):
             cand.meta["execution"] = outcome.status
-            cand.text, cand.label = rendered, str(line)
+            cand.label = str(line)
             if outcome.passed:
                 cand.verdict, cand.reason = "rejected", "passes_tests"  # not a bug
 
