@@ -161,3 +161,30 @@ def test_defects_round_through_vllm_serve(tmp_path, vllm_server, _problems):
             assert label == ("correct" if meta["execution"] == "passed" else "buggy")
         else:
             assert verdict == "rejected" and reason in ("parse", "schema", "syntax", "format", "length")
+
+
+def test_faultloc_round_through_vllm_serve(tmp_path, vllm_server, _problems):
+    """Line edits from a real model: every one that reached the tests was applied on the line it names, and
+    the label is that line."""
+    import json
+
+    from loop.tasks.faultloc import _bare, _line_form
+
+    db = small_round(tmp_path, "--config", str(ROOT / "configs" / "faultloc.yaml"),
+                     "--teacher", "openai", "--teacher-url", vllm_server, "--teacher-model", "smol",
+                     "--set", f"teacher.tokenizer={SMOL}", "--set", f"data.source={_problems[0]}",
+                     "--set", "data.train_size=8", "--set", "data.dev_size=8", "--set", "data.test_size=8",
+                     "--set", "student.max_length=128", "--set", "teacher.max_tokens=300",
+                     "--set", "teacher.max_model_len=2048")
+    assert db.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 4
+    rows = db.execute("SELECT verdict, reason, label, text, meta FROM candidates").fetchall()
+    assert rows and all(v in ("accepted", "rejected") for v, _, _, _, _ in rows)
+    for verdict, reason, label, text, meta in rows:
+        meta = json.loads(meta)
+        if "execution" in meta:  # applied, one line changed, and run: the tests decided
+            faulty = _bare(meta["faulty"])
+            assert _line_form(text.split("\n")[int(label) - 1]) in {_line_form(faulty), _line_form(faulty + ":")}
+            assert (reason == "passes_tests") == (meta["execution"] == "passed")
+        else:
+            assert verdict == "rejected" and reason in ("parse", "schema", "syntax", "format", "length",
+                                                        "line_mismatch", "not_one_line", "unchanged")
