@@ -141,16 +141,21 @@ def test_round_through_transformers(tmp_path):
     assert n == 4 and 0 < tokens <= 6000
 
 
+def code_round(tmp_path, config: str, server: str, problems_file):
+    """One small round of a code task (configs/<config>.yaml) through the served SmolLM2, on the test
+    problems file (the model cache stays the real one: variants of its 24 problems join it)."""
+    return small_round(tmp_path, "--config", str(ROOT / "configs" / f"{config}.yaml"),
+                       "--teacher", "openai", "--teacher-url", server, "--teacher-model", "smol",
+                       "--set", f"teacher.tokenizer={SMOL}", "--set", f"data.source={problems_file}",
+                       "--set", "data.train_size=8", "--set", "data.dev_size=8", "--set", "data.test_size=8",
+                       "--set", "student.max_length=128", "--set", "teacher.max_tokens=300",
+                       "--set", "teacher.max_model_len=2048")
+
+
 def test_defects_round_through_vllm_serve(tmp_path, vllm_server, _problems):
     import json
 
-    problems_file = _problems[0]  # the model cache stays the real one (variants of 24 problems join it)
-    db = small_round(tmp_path, "--config", str(ROOT / "configs" / "defects.yaml"),
-                     "--teacher", "openai", "--teacher-url", vllm_server, "--teacher-model", "smol",
-                     "--set", f"teacher.tokenizer={SMOL}", "--set", f"data.source={problems_file}",
-                     "--set", "data.train_size=8", "--set", "data.dev_size=8", "--set", "data.test_size=8",
-                     "--set", "student.max_length=128", "--set", "teacher.max_tokens=300",
-                     "--set", "teacher.max_model_len=2048")
+    db = code_round(tmp_path, "defects", vllm_server, _problems[0])
     n = db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
     assert n == 4
     rows = db.execute("SELECT verdict, reason, label, meta FROM candidates").fetchall()
@@ -170,12 +175,7 @@ def test_faultloc_round_through_vllm_serve(tmp_path, vllm_server, _problems):
 
     from loop.tasks.faultloc import _bare, _line_form
 
-    db = small_round(tmp_path, "--config", str(ROOT / "configs" / "faultloc.yaml"),
-                     "--teacher", "openai", "--teacher-url", vllm_server, "--teacher-model", "smol",
-                     "--set", f"teacher.tokenizer={SMOL}", "--set", f"data.source={_problems[0]}",
-                     "--set", "data.train_size=8", "--set", "data.dev_size=8", "--set", "data.test_size=8",
-                     "--set", "student.max_length=128", "--set", "teacher.max_tokens=300",
-                     "--set", "teacher.max_model_len=2048")
+    db = code_round(tmp_path, "faultloc", vllm_server, _problems[0])
     assert db.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 4
     rows = db.execute("SELECT verdict, reason, label, text, meta FROM candidates").fetchall()
     assert rows and all(v in ("accepted", "rejected") for v, _, _, _, _ in rows)
