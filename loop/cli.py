@@ -136,9 +136,11 @@ def run(config, rounds, strategy, teacher_backend, teacher_model, teacher_urls, 
             overrides[key] = value
     cfg = _load(config, overrides)
     from loop.components import assemble, check_names
+    from loop.config import check_run_dir
     from loop.controller import run_loop
 
     check_names(cfg)
+    check_run_dir(cfg)  # before a dry run ends: it must find what the real run would fail on
     if dry_run:
         _forecast(cfg)
         return

@@ -13,11 +13,12 @@ from pathlib import Path
 from loop.budget import Spend
 from loop.data import Candidate, Example
 from loop.errors import RunStateError
+from loop.redact import redact
 from loop.teachers.base import GenRequest, GenResult
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, created REAL, config TEXT, mlflow_run_id TEXT,
-                                 status TEXT);
+                                 status TEXT, base_dir TEXT);
 CREATE TABLE IF NOT EXISTS rounds (run_id TEXT, round INTEGER, status TEXT, metrics TEXT,
                                    mlflow_run_id TEXT, finished REAL, PRIMARY KEY (run_id, round));
 CREATE TABLE IF NOT EXISTS requests (id TEXT, run_id TEXT, round INTEGER, kind TEXT, messages TEXT,
@@ -50,10 +51,16 @@ class RunStore:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
+            self._migrate()
         except sqlite3.DatabaseError as exc:
             self.db.close()
             raise RunStateError(f"{path}: the run store fails its integrity check ({exc}); move it aside to "
                                 "start afresh (its runs cannot be resumed)") from None
+
+    def _migrate(self) -> None:
+        """Stores written before runs kept their config's base folder gain the column (NULL for old runs)."""
+        if "base_dir" not in {row[1] for row in self.db.execute("PRAGMA table_info(runs)")}:
+            self.db.execute("ALTER TABLE runs ADD COLUMN base_dir TEXT")
 
     def _write(self, sql: str, rows: list[tuple]) -> None:
         with self.db:
@@ -61,12 +68,13 @@ class RunStore:
             self.db.executemany(sql, rows)
 
     def start_run(self, run_id: str, config: dict) -> None:
-        self._write("INSERT OR IGNORE INTO runs VALUES (?,?,?,?,?)",
-                    [(run_id, time.time(), json.dumps(config), None, "running")])
+        """Record a run and its resolved config (a run already recorded keeps its own)."""
+        self._write("INSERT OR IGNORE INTO runs (id, created, config, mlflow_run_id, status) VALUES (?,?,?,?,?)",
+                    [(run_id, time.time(), redact(json.dumps(config)), None, "running")])
 
     def set_run(self, run_id: str, **fields) -> None:
         for key, value in fields.items():
-            assert key in ("mlflow_run_id", "status")
+            assert key in ("mlflow_run_id", "status", "base_dir")
             self._write(f"UPDATE runs SET {key}=? WHERE id=?", [(value, run_id)])
 
     def add_requests(self, run_id: str, rnd: int, reqs: list[GenRequest], prompt_tokens: list[int],
@@ -153,11 +161,22 @@ class RunStore:
 
     def run_info(self, run_id: str) -> dict | None:
         """The run's stored config, MLflow parent run and status, or None if there is no such run."""
-        row = self.db.execute("SELECT config, mlflow_run_id, status, created FROM runs WHERE id=?",
+        row = self.db.execute("SELECT config, mlflow_run_id, status, created, base_dir FROM runs WHERE id=?",
                               (run_id,)).fetchone()
         if row is None:
             return None
-        return {"config": json.loads(row[0]), "mlflow_run_id": row[1], "status": row[2], "created": row[3]}
+        return {"config": json.loads(row[0]), "mlflow_run_id": row[1], "status": row[2], "created": row[3],
+                "base_dir": row[4]}
+
+    def started(self, run_id: str) -> bool:
+        """Whether the run got as far as its MLflow run, a request or a round (else it failed while loading)."""
+        row = self.db.execute("SELECT mlflow_run_id FROM runs WHERE id=?", (run_id,)).fetchone()
+        return bool(row and row[0]) or any(self.count(table, run_id) for table in ("requests", "rounds"))
+
+    def forget_unstarted(self, run_id: str) -> None:
+        """Drop the record of a run that never started, so its name can be used afresh."""
+        assert not self.started(run_id), run_id
+        self._write("DELETE FROM runs WHERE id=?", [(run_id,)])
 
     def discard_unfinished(self, run_id: str) -> int:
         """Forget the verdicts of rounds that did not finish (they are screened again on resume; their

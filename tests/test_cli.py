@@ -54,7 +54,8 @@ def test_a_teacher_that_is_down_stops_the_run_with_the_resume_command(tmp_path, 
 
     closed = []
     parts = types.SimpleNamespace(store=types.SimpleNamespace(path=tmp_path / "store.sqlite",
-                                                              close=lambda: closed.append("store")),
+                                                              close=lambda: closed.append("store"),
+                                                              set_run=lambda run_id, **fields: None),
                                   teacher=types.SimpleNamespace(unload=lambda: closed.append("teacher")),
                                   tracker=types.SimpleNamespace(uri="sqlite:///x"))
     monkeypatch.setattr(loop.components, "assemble", lambda cfg, run_dir: parts)

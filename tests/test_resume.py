@@ -3,7 +3,7 @@ accepted sample exactly once, and ends where an uninterrupted run ends."""
 
 import pytest
 
-from loop.cli import check_resumable, run_lock
+from loop.runs import check_resumable, run_lock
 from loop.controller import Parts, run_loop
 from loop.data import load_splits
 from loop.errors import RunStateError

@@ -38,3 +38,32 @@ def test_a_damaged_store_is_refused_on_open(tmp_path):
     garbage.write_bytes(b"this is not a database" * 100)
     with pytest.raises(RunStateError, match="integrity check"):
         RunStore(garbage)
+
+
+def test_an_old_store_gains_base_dir_and_unstarted_runs_can_be_forgotten(tmp_path):
+    import sqlite3
+
+    import pytest
+
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)  # the runs table as stores written before base_dir had it
+    db.execute("CREATE TABLE runs (id TEXT PRIMARY KEY, created REAL, config TEXT, mlflow_run_id TEXT, status TEXT)")
+    db.execute("INSERT INTO runs VALUES ('old', 1.0, '{}', NULL, 'running')")
+    db.commit()
+    db.close()
+    store = RunStore(path)
+    assert store.run_info("old")["base_dir"] is None
+    store.start_run("new", {"a": 1})
+    store.set_run("new", base_dir="/somewhere")
+    assert store.run_info("new")["base_dir"] == "/somewhere"
+    assert not store.started("new")
+    store.forget_unstarted("new")
+    assert store.run_info("new") is None
+    store.start_run("busy", {})
+    store.set_run("busy", mlflow_run_id="abc")
+    assert store.started("busy")
+    with pytest.raises(AssertionError):
+        store.forget_unstarted("busy")
+    store.start_run("ran", {})
+    store.finish_round("ran", 0, {}, None)
+    assert store.started("ran")

@@ -6,7 +6,8 @@ with exponential backoff and jitter; after `max_retries` the request fails and t
 raises a TeacherError that carries every result already received. After `down_after`
 failed attempts in a row (across requests and servers) the teacher is marked down: no
 more attempts, and a TeacherDown stops the run with what arrived saved. The API key is read
-from the environment variable named by `teacher.api_key_env` and never stored or logged.
+from the environment variable named by `teacher.api_key_env` and never stored or logged: it is
+registered as a secret, so a server that quotes it back has it redacted from messages and logs.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 
 from loop.config import TeacherConfig
 from loop.errors import TeacherDown, TeacherError
+from loop.redact import redact, register
 from loop.teachers.base import GenRequest, GenResult, PromptCounter
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,8 @@ class OpenAITeacher:
         self._schema_ok = cfg.guided_json
         self._next = 0
         self._fails, self._down = 0, ""  # consecutive failed attempts; why the teacher is down
+        if cfg.api_key_env:
+            register(os.environ.get(cfg.api_key_env))
 
     def _headers(self) -> dict:
         headers = {"Content-Type": "application/json"}
@@ -58,6 +62,7 @@ class OpenAITeacher:
             key = os.environ.get(self.cfg.api_key_env)
             if not key:
                 raise TeacherError(f"teacher.api_key_env: environment variable {self.cfg.api_key_env} is not set")
+            register(key)
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
@@ -87,7 +92,8 @@ class OpenAITeacher:
             self._schema_ok = False
             raise _Retry("response_format unsupported", 0.0)
         if resp.status_code >= 400:
-            raise TeacherError(f"{url}: HTTP {resp.status_code}: {resp.text[:300]}")
+            # redacted before it is cut: a server may quote the key back, and a cut key would escape redaction
+            raise TeacherError(f"{url}: HTTP {resp.status_code}: {redact(resp.text)[:300]}")
         try:
             data = json.loads(resp.content)
             choice = data["choices"][0]
