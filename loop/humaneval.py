@@ -24,7 +24,8 @@ from loop.mutation import mutants, normalize, rename_locals
 from loop.sandbox import Limits, run_many
 
 log = logging.getLogger(__name__)
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2  # 2: verdicts from the judge (a pass is proven, helpers from the reference)
+GENERATED = "generated/"  # task ids of problems a teacher wrote
 FIELDS = ("task_id", "prompt", "canonical_solution", "test", "entry_point")
 
 
@@ -37,6 +38,12 @@ class Problem:
     entry_point: str
     reference: str = ""  # prompt + canonical solution, normalised
     variants: list[dict] = field(default_factory=list)  # {code, kind, lines, passed}
+
+
+def support(problem: Problem) -> str:
+    """The trusted code a problem's tests take their helpers from: its reference, unless the problem
+    was written by a teacher (then the tests may only call the function under test)."""
+    return "" if problem.task_id.startswith(GENERATED) else problem.reference
 
 
 def _packaged() -> Path:
@@ -96,7 +103,7 @@ def build_variants(path: Path, problems: list[Problem], seed: int = 0, mutants_p
     for problem in problems:
         problem.variants = _variants(problem, seed, mutants_per_problem)
         for v in problem.variants:
-            jobs.append((v["code"], problem.test, problem.entry_point))
+            jobs.append((v["code"], problem.test, problem.entry_point, support(problem)))
             owners.append(v)
     log.info("executing %d program variants of %d problems in the sandbox (once; cached)", len(jobs), len(problems))
     for v, outcome in zip(owners, run_many(jobs, limits)):

@@ -1,49 +1,52 @@
-"""Run untrusted Python (teacher-written programs, mutants) and its tests, contained.
+"""Run untrusted Python (teacher-written programs, mutants, the student's samples) against tests.
 
-Each program runs in its own subprocess (`python -I -S -B`, no user site, no inherited
-environment: a scrubbed one with PATH, HOME and LANG only), in a fresh temporary
-directory that is removed afterwards, in its own session (the whole process group is
-killed on timeout), with limits on CPU seconds, memory, file size, open files and
-processes, without network (a private network namespace where the kernel allows it,
-and socket creation blocked in any case), as `nobody` when loop runs as root. See
-`sandbox_child.py` for the inside.
+A run is three processes: loop (here), the judge and the program, the last two inside the
+sandbox (`loop.isolation`: bubblewrap where available). The judge runs the tests and calls the
+program's functions in the program's own process, getting only plain values back (see
+`sandbox_inside/judge.py`). A pass is proven positively: the judge writes a verdict carrying a
+per-run random token, after `check` returned, to a pipe only it holds; anything else (an exit,
+a crash, a kill, a timeout, a forged verdict) is not a pass, and its cause is recorded.
 
-`run_tests` runs a HumanEval-style test (`def check(candidate): assert ...`) against
-a program; `run_many` runs a batch in parallel, one subprocess per job.
+Output is read with a cap (the excess is discarded and the outcome says `output_truncated`);
+the whole sandbox dies at the time limit; nothing is left behind.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
+import selectors
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-CHILD = Path(__file__).with_name("sandbox_child.py")
+from loop import isolation
+
+STATUSES = ("passed", "failed", "crash", "exit_before_tests", "not_plain", "timeout", "completed")
 
 
 @dataclass(frozen=True)
 class Limits:
-    timeout_s: float = 10.0  # wall clock
-    cpu_s: int = 5
-    memory_mb: int = 512
-    file_mb: int = 4
-    processes: int = 8
-    require_netns: bool = False  # fail rather than run where no private network namespace can be made
+    timeout_s: float = 10.0  # wall clock, for the whole run
+    cpu_s: int = 5  # per process
+    memory_mb: int = 512  # address space, per process
+    file_mb: int = 4  # largest file
+    disk_mb: int = 16  # all files together (the private tmpfs, under bubblewrap)
+    output_kb: int = 64  # stdout + stderr kept; the rest is discarded
+    require_seccomp: bool = False  # refuse to run a program where the seccomp filter cannot be installed
 
 
 @dataclass
 class Outcome:
-    status: str  # passed | failed | timeout
-    output: str  # last characters of stdout + stderr
+    status: str  # one of STATUSES
+    output: str  # the verdict's detail, then the last characters of stdout + stderr
     seconds: float
+    output_truncated: bool = False
 
     @property
     def passed(self) -> bool:
@@ -54,52 +57,118 @@ def _env(home: str) -> dict:
     return {"PATH": "/usr/bin:/bin", "HOME": home, "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
 
 
-def run_program(source: str, limits: Limits = Limits()) -> Outcome:
-    """Run `source` as a script in the sandbox; 'passed' means exit status 0."""
-    tmp = tempfile.mkdtemp(prefix="loop-sandbox-")
-    try:
-        os.chmod(tmp, 0o777)  # the child may run as nobody
-        prog = Path(tmp) / "program.py"
-        prog.write_text(source, encoding="utf-8")
-        os.chmod(prog, 0o644)
-        cmd = [sys.executable, "-I", "-S", "-B", str(CHILD), json.dumps(asdict(limits)), str(prog)]
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=tmp, env=_env(tmp), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            out, _ = proc.communicate(timeout=limits.timeout_s)
-            _kill_group(proc)  # stragglers the program may have left behind
-            # the CPU limit ends a busy loop with SIGXCPU (then SIGKILL)
-            status = ("passed" if proc.returncode == 0 else
-                      "timeout" if proc.returncode in (-signal.SIGXCPU, -signal.SIGKILL) else "failed")
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            out, _ = proc.communicate()
-            status = "timeout"
-        text = (out or b"").decode("utf-8", "replace")
-        return Outcome(status=status, output=text[-2000:], seconds=time.perf_counter() - start)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+def _read_capped(proc: subprocess.Popen, verdict_fd: int, limits: Limits) -> tuple[bytes, bytes, bool, bool]:
+    """(output tail, verdict, truncated, timed out): both pipes drained until EOF or the deadline."""
+    cap = limits.output_kb * 1024
+    out, verdict, truncated = bytearray(), bytearray(), False
+    deadline = time.monotonic() + limits.timeout_s
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ, "out")
+    sel.register(verdict_fd, selectors.EVENT_READ, "verdict")
+    while sel.get_map():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return bytes(out), bytes(verdict), truncated, True
+        for key, _ in sel.select(timeout=left):
+            chunk = os.read(key.fd, 65536)
+            if not chunk:
+                sel.unregister(key.fileobj)
+            elif key.data == "verdict":
+                verdict += chunk[:cap - len(verdict)]
+            else:
+                out += chunk
+                if len(out) > cap:  # keep the tail, where tracebacks are
+                    del out[:len(out) - cap]
+                    truncated = True
+    return bytes(out), bytes(verdict), truncated, False
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _kill(proc: subprocess.Popen) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.kill()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:  # a stuck bubblewrap: leave it to its own die-with-parent
         pass
 
 
-def with_tests(program: str, test: str, entry_point: str) -> str:
-    """A script that defines the program, then runs the problem's `check` on its entry point."""
-    return f"{program}\n\n{test}\n\ncheck({entry_point})\n"
+def _status(verdict: bytes, token: str, timed_out: bool) -> tuple[str, str]:
+    if timed_out:
+        return "timeout", "the time limit was reached"
+    try:
+        got = json.loads(verdict.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return "crash", "the judge ended without a verdict"
+    if not isinstance(got, dict) or got.get("token") != token or got.get("status") not in STATUSES:
+        return "crash", "a verdict without this run's token"
+    return got["status"], str(got.get("detail", ""))
 
 
-def run_tests(program: str, test: str, entry_point: str, limits: Limits = Limits()) -> Outcome:
-    return run_program(with_tests(program, test, entry_point), limits)
+def _job(program: str, test: str | None, entry_point: str, support: str, limits: Limits, token: str,
+         fd: int) -> bytes:
+    return json.dumps({"program": program, "test": test, "entry_point": entry_point, "support": support,
+                       "token": token, "verdict_fd": fd, "limits": asdict(limits)}).encode("utf-8", "surrogatepass")
 
 
-def run_many(jobs: list[tuple[str, str, str]], limits: Limits = Limits(), workers: int | None = None) -> list[Outcome]:
-    """`run_tests` for each (program, test, entry_point), in parallel subprocesses, results in order."""
+def execute(program: str, test: str | None, entry_point: str = "", limits: Limits = Limits(),
+            support: str = "") -> Outcome:
+    """Run one program (and, with `test`, its `check`) in the sandbox; never raises for what the program does.
+
+    `support` is trusted code (a problem's reference) the tests' helpers come from; without it the
+    tests may call the program's entry point by name."""
+    start = time.perf_counter()
+    token = secrets.token_hex(16)
+    boxed = isolation.backend() == "bwrap"
+    tmp = None if boxed else tempfile.mkdtemp(prefix="loop-sandbox-")
+    read_fd, write_fd = os.pipe()
+    inside_fd = write_fd  # pass_fds keeps the number: the judge writes its verdict there
+    try:
+        if tmp:
+            os.chmod(tmp, 0o777)  # the program may run as nobody
+        cmd = isolation.bwrap_command(limits) if boxed else isolation.fallback_command()
+        proc = subprocess.Popen(cmd, cwd=tmp or "/", env=_env(tmp or "/tmp"), stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=(write_fd,),
+                                start_new_session=True)
+        os.close(write_fd)
+        write_fd = -1
+        try:
+            proc.stdin.write(_job(program, test, entry_point, support, limits, token, inside_fd))
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        out, verdict, truncated, timed_out = _read_capped(proc, read_fd, limits)
+        _kill(proc)
+        proc.stdout.close()
+        status, detail = _status(verdict, token, timed_out)
+        text = (detail + "\n" if detail else "") + out.decode("utf-8", "replace")
+        return Outcome(status, text[-4000:], time.perf_counter() - start, truncated)
+    finally:
+        for fd in (read_fd, write_fd):
+            if fd >= 0:
+                os.close(fd)
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_program(source: str, limits: Limits = Limits()) -> Outcome:
+    """Run a script with no tests: 'completed' when it ran to its end. Never 'passed': only tests pass."""
+    return execute(source, None, "", limits)
+
+
+def run_tests(program: str, test: str, entry_point: str, limits: Limits = Limits(), support: str = "") -> Outcome:
+    """Run a HumanEval-style test (`def check(candidate): assert ...`) against `program`'s `entry_point`."""
+    return execute(program, test, entry_point, limits, support)
+
+
+def run_many(jobs: list[tuple], limits: Limits = Limits(), workers: int | None = None) -> list[Outcome]:
+    """`run_tests` for each (program, test, entry_point[, support]), in parallel sandboxes, results in order."""
     workers = workers or max(1, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda job: run_tests(*job, limits=limits), jobs))
+        return list(pool.map(lambda job: run_tests(*job[:3], limits=limits, support=_at(job, 3)), jobs))
+
+
+def _at(job: tuple, i: int) -> str:
+    return job[i] if len(job) > i else ""
