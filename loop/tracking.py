@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import posixpath
+import re
 import tempfile
 from pathlib import Path
 
@@ -27,6 +29,38 @@ def _flatten(d: dict, prefix: str = "") -> dict:
         else:
             out[name] = value
     return out
+
+
+# what MLflow takes in a metric name (on POSIX), and its longest name
+_NOT_IN_NAME = re.compile(r"[^/\w.\- :]")
+MAX_NAME = 250
+
+
+def _safe(key: str) -> str:
+    name = _NOT_IN_NAME.sub("_", key)
+    # MLflow also refuses a name that reads as another path ('a/', 'a//b', 'x/../y', '/a')
+    if posixpath.normpath(name) != name or name.startswith(("/", "..")) or name == ".":
+        name = name.replace("/", "_")
+        name = "_" + name if name.startswith(".") else name
+    return name[:MAX_NAME]
+
+
+def metric_names(keys, taken: dict[str, str] | None = None) -> dict[str, str]:
+    """An MLflow metric name for each key: the key itself where MLflow takes it, else the key with the
+    characters MLflow refuses replaced by '_' (a label may hold any: Banking77's 'reverted_card_payment?'),
+    with a suffix where two keys would share a name. `taken` (earlier answers) keeps a key's name the same
+    across rounds; the answer does not depend on the order of the keys."""
+    names = dict(taken or {})
+    used = set(names.values())
+    fresh = sorted({k for k in keys if k not in names})
+    for key in sorted(fresh, key=lambda k: _safe(k) != k):  # keys MLflow takes keep their names first
+        name, base, n = _safe(key), _safe(key), 1
+        while name in used:
+            n += 1
+            name = f"{base[:MAX_NAME - len(str(n)) - 1]}_{n}"
+        names[key] = name
+        used.add(name)
+    return {k: names[k] for k in keys}
 
 
 def confusion_png(pred: list[str], gold: list[str], labels: list[str], path: Path, title: str) -> np.ndarray:
@@ -110,6 +144,11 @@ class Tracker:
             mlflow.create_experiment(experiment, artifact_location=location)
         mlflow.set_experiment(experiment)
         self.parent_id: str | None = None
+        self.names: dict[str, str] = {}  # metric key -> the name MLflow knows it by
+
+    def _names(self, keys) -> dict[str, str]:
+        self.names.update(metric_names(keys, self.names))
+        return {k: self.names[k] for k in keys}
 
     @contextlib.contextmanager
     def parent(self, name: str, config: dict, tags: dict, resume_id: str | None = None):
@@ -139,15 +178,20 @@ class Tracker:
             yield run
 
     def log_round(self, rnd: int, metrics: dict[str, float]) -> None:
-        """Metrics into the child run, and the same curve points into the parent."""
+        """Metrics into the child run, and the same curve points into the parent. Metric names MLflow
+        refuses are renamed; metric_names.json in the child run maps each such name to its key."""
         clean = {k: float(v) for k, v in metrics.items() if v is not None}
-        self.mlflow.log_metrics(clean, step=rnd)
+        names = self._names(clean)
+        self.mlflow.log_metrics({names[k]: v for k, v in clean.items()}, step=rnd)
+        renamed = {name: key for key, name in names.items() if name != key}
+        if renamed:
+            self.mlflow.log_dict(renamed, "metric_names.json")
         client = self.mlflow.tracking.MlflowClient()
         curves = ("accuracy", "macro_f1", "pass_at_1", "top1")
         for key, value in clean.items():
             split, _, name = key.partition("_")
             if key in ("tokens_spent_total", "accepted_total") or (split in ("stop", "test") and name in curves):
-                client.log_metric(self.parent_id, key, value, step=rnd)
+                client.log_metric(self.parent_id, names[key], value, step=rnd)
 
     def log_table(self, rows: list[dict], name: str) -> None:
         """A table artifact (JSON, shown as a table in the MLflow UI), skipped when empty."""
@@ -170,8 +214,9 @@ class Tracker:
 
     def log_parent_summary(self, summary: dict) -> None:
         client = self.mlflow.tracking.MlflowClient()
+        names = self._names(summary)
         for key, value in summary.items():
             if isinstance(value, (int, float)):
-                client.log_metric(self.parent_id, key, float(value))
+                client.log_metric(self.parent_id, names[key], float(value))
             else:
-                client.set_tag(self.parent_id, key, str(value))
+                client.set_tag(self.parent_id, names[key], str(value))

@@ -1,23 +1,15 @@
 """A corpus of bad configs and bad data files through the CLI: each gets a clear error naming the
-file, line or key, and none a traceback."""
+file, line or key, and none a traceback (an awkward but ordinary file, marked None, is read)."""
 
-import json
 import time
 
 import pytest
-from click.testing import CliRunner
-
-from loop.cli import main
 
 from loop.bench.hostile import (CONFIGS, DATA, LABELS, config_handled, data_handled, replies, reply_handled,
-                                rows as _rows, screen_reply)
+                                screen_reply)
 from loop.tasks.classify import ClassifyTask
 
 from conftest import HashEmbedder
-
-
-def _invoke(*args):
-    return CliRunner().invoke(main, list(args))
 
 
 @pytest.mark.parametrize("case", sorted(CONFIGS))
@@ -30,15 +22,6 @@ def test_bad_configs(tmp_path, case):
 def test_bad_data_files(tmp_path, case):
     ok, output = data_handled(*DATA[case], tmp_path)
     assert ok, output
-
-
-def test_a_10_mb_line_is_read_not_fatal(tmp_path):
-    p = tmp_path / "data.jsonl"
-    p.write_text(_rows(30) + json.dumps({"text": "w " * 5_000_000, "label": "neutral"}) + "\n")
-    res = _invoke("run", "--dry-run", "--set", f"data.source={p}", "--set", f"run.dir={tmp_path}/runs",
-                  "--set", "data.train_size=9", "--set", "data.dev_size=6", "--set", "data.test_size=6",
-                  "--set", "teacher.model=no-such-model")
-    assert res.exit_code == 0 and "per round" in res.output, res.output
 
 
 def _hostile_setup(cfg, task, embedder):
@@ -73,3 +56,12 @@ def test_hostile_replies_to_a_code_task_are_counted_rejections(code_config):
     for name, text in replies("defects", echo, task.labels).items():
         cands = screen_reply(task, text, req, known, evaluation, cfg)
         assert reply_handled(cands), (name, [(c.verdict, c.reason, c.text[:60]) for c in cands])
+
+
+def test_a_real_run_checks_the_run_folder_before_anything_else(tmp_path):
+    """An unwritable run.dir was a FileNotFoundError traceback in a real run (and passed the dry run)."""
+    from loop.bench.hostile import cli
+
+    res = cli("run", "--set", "run.dir=/dev/null/runs", "--set", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db")
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit), res.output
+    assert "ConfigError: run.dir: cannot write /dev/null/runs (/dev/null is not a folder)" in res.output

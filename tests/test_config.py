@@ -1,7 +1,11 @@
+from pathlib import Path
+
 import pytest
 
 from loop.config import explain, load_config
 from loop.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def write(tmp_path, text):
@@ -65,3 +69,118 @@ def test_explain_covers_every_key():
     keys = {row[0] for row in explain()}
     assert {"budget.tokens", "teacher.model", "mining.threshold", "generation.strategy"} <= keys
     assert all(help_ for _, _, help_ in explain())
+
+
+@pytest.mark.parametrize("text,message", [
+    ("task:\n  labels: [[negative], [positive]]\n", r"task\.labels\[0\]: expected str, got list \['negative'\]"),
+    ("task:\n  labels: [1, 2, 3]\n", r"task\.labels\[0\]: expected str, got int 1 \(quote it"),
+    ("task:\n  labels: [a, '']\n", r"task\.labels\[1\]: must not be empty"),
+    ("filters:\n  contamination_splits: [[test]]\n", r"filters\.contamination_splits\[0\]: must be one of "
+                                                      r"dev_mine, dev_stop, test, got list"),
+    ("filters:\n  contamination_splits: [train]\n", r"filters\.contamination_splits\[0\]: must be one of"),
+    ("teacher:\n  base_urls: [3]\n", r"teacher\.base_urls\[0\]: expected str, got int 3"),
+    ("teacher:\n  base_urls: http://x\n", r"teacher\.base_urls: expected list, got str"),
+])
+def test_list_elements_are_type_checked(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))
+
+
+def test_generic_container_types():
+    from typing import Literal, Optional
+
+    from loop.config_check import check_type as _check_type
+
+    assert _check_type([1, "a"], tuple[int, str], "k") == (1, "a")
+    assert _check_type(["a", "b", "c"], tuple[str, ...], "k") == ("a", "b", "c")
+    assert _check_type({"a": 1}, dict[str, int], "k") == {"a": 1}
+    assert _check_type(None, Optional[list[str]], "k") is None
+    with pytest.raises(ConfigError, match=r"k\[1\]: expected str, got int 2"):
+        _check_type([1, 2], tuple[int, str], "k")
+    with pytest.raises(ConfigError, match=r"k: expected 2 items, got 3"):
+        _check_type([1, "a", "b"], tuple[int, str], "k")
+    with pytest.raises(ConfigError, match=r"k\.a: expected int, got str"):
+        _check_type({"a": "x"}, dict[str, int], "k")
+    with pytest.raises(ConfigError, match=r"k: must be one of x, y, got str 'z'"):
+        _check_type("z", Literal["x", "y"], "k")
+
+
+@pytest.mark.parametrize("text,message", [
+    ("generation:\n  exemplars: -1\n", r"generation\.exemplars: must be >= 1, got -1"),
+    ("generation:\n  contrasts: -3\n", r"generation\.contrasts: must be >= 0, got -3"),
+    ("teacher:\n  top_p: 1.5\n", r"teacher\.top_p: must be within \(0, 1\], got 1\.5"),
+    ("teacher:\n  gpu_memory_utilization: 0\n", r"teacher\.gpu_memory_utilization: must be within \(0, 1\]"),
+    ("filters:\n  contamination_cosine: 2\n", r"filters\.contamination_cosine: must be within \(0, 1\]"),
+    ("student:\n  batch_size: 0\n", r"student\.batch_size: must be >= 1"),
+    ("student:\n  learning_rate: -0.1\n", r"student\.learning_rate: must be > 0"),
+    ("mining:\n  top_k: -2\n", r"mining\.top_k: must be >= 0"),
+    ("budget:\n  price_prompt_per_1k: -1\n", r"budget\.price_prompt_per_1k: must be >= 0"),
+    ("data:\n  max_record_chars: 0\n", r"data\.max_record_chars: must be >= 1"),
+])
+def test_ranges_are_checked(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))
+
+
+def test_every_number_declares_its_range():
+    """Ranges are declared on the fields; only seeds may be any integer."""
+    import dataclasses
+
+    from loop.config import Config
+
+    for section in dataclasses.fields(Config):
+        if section.metadata.get("internal"):
+            continue
+        for f in dataclasses.fields(section.default_factory()):
+            numeric = any(t in str(f.type) for t in ("int", "float")) and "list" not in str(f.type)
+            if numeric and f.name != "seed":
+                assert {"ge", "gt"} & set(f.metadata), f"{section.name}.{f.name} declares no range"
+
+
+@pytest.mark.parametrize("text,message", [
+    ("task:\n  min_chars: 100\n  max_chars: 5\n", r"task\.min_chars: must be <= task\.max_chars \(100 > 5\)"),
+    ("generation:\n  cluster_floor: 5\n  cluster_cap: 2\n", r"generation\.cluster_floor: must be <= "
+                                                           r"generation\.cluster_cap"),
+    ("task:\n  samples: 2\n  pass_k: 3\n  temperature: 0.8\n", r"task\.pass_k: must be <= task\.samples"),
+])
+def test_ordered_pairs(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))
+
+
+@pytest.mark.parametrize("text,message", [
+    ("budget:\n  tokens: 5\n  tokens: 6\n", r"c\.yaml:3: duplicate key 'tokens' at line 3 \(first at line 2\)"),
+    ("budget:\n  tokens: 5\nloop:\n  rounds: 1\nbudget:\n  samples: 3\n",
+     r"c\.yaml:5: duplicate key 'budget' at line 5 \(first at line 1\)"),
+    ("task: {labels: [a, b], labels: [c, d]}\n", r"duplicate key 'labels' at line 1 \(first at line 1\)"),
+])
+def test_duplicate_keys_name_both_lines(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))
+
+
+def test_yaml_merge_keys_may_still_be_overridden(tmp_path):
+    path = write(tmp_path, "budget:\n  <<: {tokens: 5, samples: 3}\n  tokens: 7\n")
+    cfg = load_config(path)
+    assert (cfg.budget.tokens, cfg.budget.samples) == (7, 3)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs").glob("*.yaml")))
+def test_shipped_configs_load(name):
+    load_config(str(ROOT / "configs" / name))
+
+
+def test_run_dir_must_be_writable(tmp_path):
+    import os
+
+    from loop.config import check_run_dir
+
+    check_run_dir(load_config(None, {"run.dir": str(tmp_path / "new" / "runs")}))
+    assert not (tmp_path / "new").exists()  # checked, not created
+    with pytest.raises(ConfigError, match=r"run\.dir: cannot write /dev/null/runs \(/dev/null is not a folder\)"):
+        check_run_dir(load_config(None, {"run.dir": "/dev/null/runs"}))
+    if os.geteuid() != 0:  # root writes into read-only folders
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o500)
+        with pytest.raises(ConfigError, match=r"run\.dir: cannot write .*ro/runs"):
+            check_run_dir(load_config(None, {"run.dir": str(ro / "runs")}))

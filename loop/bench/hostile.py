@@ -1,7 +1,8 @@
 """A corpus of bad input: configs, data files and teacher replies, each with how it must be handled.
 
 Bad configs and data files go through the CLI (`loop run --dry-run`) and must end in a
-clean error that names the key, file or line, never a traceback. Hostile teacher replies go
+clean error that names the key, file or line, never a traceback (a data file marked None, such
+as a spreadsheet's CSV with a byte-order mark, must be read). Hostile teacher replies go
 through the same parsing, checks and filters as a real round and must end as counted
 rejections, nothing accepted and nothing raised. The tests and `loop bench reliability` both
 use this corpus.
@@ -10,10 +11,13 @@ use this corpus.
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
 LABELS = ("negative", "neutral", "positive")
+# real templates, so a bad value gets as far as it would in a real project (the dry run renders prompts)
+PROMPTS = json.dumps(str(Path(__file__).resolve().parents[2] / "prompts" / "classify"))  # quoted for YAML
 
 # name: (config text, what the error must say)
 CONFIGS = {
@@ -29,6 +33,18 @@ CONFIGS = {
     "missing prompts": ("task:\n  prompts: /nonexistent/prompts\n", "not found"),
     "codegen with encoder": ("task:\n  name: codegen\n  labels: [pass, fail]\n", "student.name"),
     "teacher never down": ("teacher:\n  down_after: 0\n", "teacher.down_after: must be >= 1"),
+    "labels as lists": ("task:\n  labels: [[negative], [positive]]\n", "task.labels[0]: expected str, got list"),
+    "splits as lists": ("filters:\n  contamination_splits: [[test]]\n",
+                        "filters.contamination_splits[0]: must be one of"),
+    "labels as numbers": (f"task:\n  labels: [1, 2, 3]\n  prompts: {PROMPTS}\n", "task.labels[0]: expected str"),
+    "negative exemplars": (f"generation:\n  exemplars: -1\ntask:\n  prompts: {PROMPTS}\n",
+                           "generation.exemplars: must be >= 1"),
+    "negative contrasts": (f"generation:\n  contrasts: -3\ntask:\n  prompts: {PROMPTS}\n",
+                           "generation.contrasts: must be >= 0"),
+    "unwritable run folder": (f"run:\n  dir: /dev/null/runs\ntask:\n  prompts: {PROMPTS}\n", "run.dir: cannot write"),
+    "duplicate key": ("budget:\n  tokens: 5000\n  tokens: 6000\n",
+                      "duplicate key 'tokens' at line 3 (first at line 2)"),
+    "min above max": ("task:\n  min_chars: 100\n  max_chars: 5\n", "task.min_chars: must be <= task.max_chars"),
 }
 
 
@@ -36,7 +52,28 @@ def rows(n: int) -> str:
     return "".join(json.dumps({"text": f"row {i} words here", "label": LABELS[i % 3]}) + "\n" for i in range(n))
 
 
-# name: (file content, what the error must say)
+def _csv_with_bom(folder: Path) -> Path:
+    """What a spreadsheet's "CSV UTF-8" export writes: a byte-order mark before the header."""
+    path = folder / "data.csv"
+    body = "text,label\n" + "".join(f"row {i} words here,{LABELS[i % 3]}\n" for i in range(30))
+    path.write_bytes(b"\xef\xbb\xbf" + body.encode())
+    return path
+
+
+def _long_line(megabytes: int):
+    """A writer of 30 good rows, then one row `megabytes` long (written in pieces, never held whole)."""
+    def write(folder: Path) -> Path:
+        path = folder / "data.jsonl"
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(rows(30) + '{"text": "')
+            for _ in range(megabytes):
+                fh.write("w " * 500_000)
+            fh.write('", "label": "neutral"}\n')
+        return path
+    return write
+
+
+# name: (file content or a function writing the file into a folder, what the error must say; None: accepted)
 DATA = {
     "empty file": (b"", "no rows"),
     "wrong encoding": ("caf\u00e9 row\n".encode("latin-1") * 3, "UTF-8"),
@@ -44,6 +81,9 @@ DATA = {
     "missing column": (rows(5).encode() + b'{"text": "no label"}\n', ":6"),
     "label not in set": (rows(5).encode() + json.dumps({"text": "x y", "label": "furious"}).encode() + b"\n",
                          "furious"),
+    "CSV with a byte-order mark": (_csv_with_bom, None),
+    "a 10 MB line": (_long_line(10), "data.jsonl:31: record longer than"),
+    "a 100 MB line": (_long_line(100), "data.jsonl:31: record longer than"),
 }
 
 
@@ -58,17 +98,25 @@ def cli(*args: str):
 def config_handled(text: str, message: str, folder: Path) -> tuple[bool, str]:
     path = folder / "bad.yaml"
     path.write_text(text)
-    res = cli("run", "--dry-run", "--config", str(path), "--set", f"run.dir={folder}/runs")
+    # a case about the run folder keeps its own; the others write under the temporary folder
+    own_dir = text.startswith("run:") or "\nrun:" in text
+    res = cli("run", "--dry-run", "--config", str(path), *([] if own_dir else ["--set", f"run.dir={folder}/runs"]))
     ok = res.exit_code == 1 and message in res.output and "Traceback" not in res.output \
         and isinstance(res.exception, SystemExit)
     return ok, res.output
 
 
-def data_handled(content: bytes, message: str, folder: Path) -> tuple[bool, str]:
-    path = folder / "data.jsonl"
-    path.write_bytes(content)
+def data_handled(content, message: str | None, folder: Path) -> tuple[bool, str]:
+    """A bad file must end in a DataError saying `message`; a file with message None must be accepted."""
+    if callable(content):
+        path = content(folder)
+    else:
+        path = folder / "data.jsonl"
+        path.write_bytes(content)
     res = cli("run", "--dry-run", "--set", f"data.source={path}", "--set", f"run.dir={folder}/runs",
-              "--set", "data.train_size=2", "--set", "data.dev_size=2", "--set", "data.test_size=1")
+              "--set", "data.train_size=3", "--set", "data.dev_size=2", "--set", "data.test_size=1")
+    if message is None:
+        return res.exit_code == 0 and "per round" in res.output, res.output
     ok = res.exit_code == 1 and "DataError" in res.output and message in res.output and "Traceback" not in res.output
     return ok, res.output
 
@@ -135,6 +183,7 @@ def run_corpus(cfg) -> dict:
     for name, (content, message) in DATA.items():
         (folder / f"data-{name}").mkdir()
         out["data"].append({"name": name, "handled": data_handled(content, message, folder / f"data-{name}")[0]})
+        shutil.rmtree(folder / f"data-{name}", ignore_errors=True)  # the long-line files are 10 and 100 MB
     task = build_task(cfg)
     splits = task.load_splits()
     embedder = SentenceEmbedder(cfg.filters.embedder)
