@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
@@ -14,7 +13,10 @@ from pathlib import Path
 import click
 import yaml
 
-from loop.errors import ConfigError, LoopError, RunStateError, TeacherError
+from loop.errors import ConfigError, LoopError, TeacherError
+from loop.redact import install as redact_logs
+from loop.redact import redact
+from loop.runs import check_new, resume_command, resume_config, run_lock
 
 log = logging.getLogger("loop")
 DEFAULT_CONFIG = "configs/default.yaml"
@@ -35,17 +37,18 @@ def _logging(verbose: bool) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("transformers", "mlflow", "alembic", "urllib3", "httpx", "filelock", "faiss"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    redact_logs()
 
 
 def handle_errors(fn):
-    """Turn LoopError into a clean CLI error (exit code 1, no traceback)."""
+    """Turn LoopError into a clean CLI error (exit code 1, no traceback), secrets redacted."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except LoopError as exc:
-            raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+            raise click.ClickException(redact(f"{type(exc).__name__}: {exc}")) from None
 
     return wrapper
 
@@ -60,12 +63,14 @@ def _parse_sets(values: tuple[str, ...]) -> dict:
     return out
 
 
+def _default_config() -> str | None:
+    return DEFAULT_CONFIG if Path(DEFAULT_CONFIG).is_file() else None
+
+
 def _load(config: str | None, overrides: dict):
     from loop.config import load_config
 
-    if config is None and Path(DEFAULT_CONFIG).is_file():
-        config = DEFAULT_CONFIG
-    return load_config(config, overrides)
+    return load_config(config or _default_config(), overrides)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -126,18 +131,18 @@ def run(config, rounds, strategy, teacher_backend, teacher_model, teacher_urls, 
         run_name, resume_id, dry_run, sets, verbose):
     """Run the closed loop: baseline, then ROUNDS rounds of mine -> generate -> screen -> retrain."""
     _logging(verbose)
-    overrides = _parse_sets(sets)
+    flags = _parse_sets(sets)
     for key, value in (("loop.rounds", rounds), ("generation.strategy", strategy),
                        ("teacher.backend", teacher_backend), ("teacher.model", teacher_model),
                        ("teacher.base_urls", list(teacher_urls) or None), ("teacher.cassette", cassette),
                        ("teacher.record", record),
                        ("budget.tokens", budget_tokens), ("run.name", run_name)):
         if value is not None:
-            overrides[key] = value
-    cfg = _load(config, overrides)
-    from loop.components import assemble, check_names
+            flags[key] = value
+    # a resumed run takes its config from the store; flags given again must match it
+    cfg = resume_config(resume_id, config, flags, _default_config()) if resume_id else _load(config, flags)
+    from loop.components import check_names
     from loop.config import check_run_dir
-    from loop.controller import run_loop
 
     check_names(cfg)
     check_run_dir(cfg)  # before a dry run ends: it must find what the real run would fail on
@@ -146,21 +151,7 @@ def run(config, rounds, strategy, teacher_backend, teacher_model, teacher_urls, 
         return
     run_id = resume_id or cfg.run.name or time.strftime("%Y%m%d-%H%M%S") + f"-{cfg.generation.strategy}"
     run_dir = cfg.resolve(cfg.run.dir) / run_id
-    if resume_id:
-        check_resumable(cfg, run_id, cfg.resolve(cfg.run.dir) / "store.sqlite")
-    with run_lock(run_dir):
-        parts = assemble(cfg, run_dir)
-        log.info("run %s: store %s, MLflow %s (experiment '%s')", run_id, parts.store.path, parts.tracker.uri,
-                 cfg.tracking.experiment)
-        try:
-            summary = run_loop(cfg, parts, run_id, run_dir, resume=bool(resume_id))
-        except TeacherError as exc:
-            again = f"loop run{f' --config {config}' if config else ''} --resume {run_id}"
-            raise type(exc)(f"{exc}\nEverything received so far is stored and paid once; continue the run "
-                            f"with: {again}") from None
-        finally:
-            parts.teacher.unload()
-            parts.store.close()
+    summary, parts = _run_locked(cfg, run_id, run_dir, bool(resume_id))
     metric = cfg.loop.metric
     click.echo(f"done: {summary['rounds_run']} round(s), stopped by {summary['stop_reason']}; best round "
                f"{summary['best_round']}: stop {metric} {summary[f'best_stop_{metric}']:.4f}, test {metric} "
@@ -168,6 +159,29 @@ def run(config, rounds, strategy, teacher_backend, teacher_model, teacher_urls, 
                f"tokens {summary['tokens_spent']} / {cfg.budget.tokens}; accepted {summary['accepted_total']}")
     click.echo(f"store: {parts.store.path} (run id {run_id})  best student: {run_dir / 'student-best'}")
     click.echo(f"MLflow run {summary['mlflow_run_id']}: mlflow ui --backend-store-uri {parts.tracker.uri}")
+
+
+def _run_locked(cfg, run_id: str, run_dir: Path, resume: bool):
+    """Assemble the parts and run the loop, holding the run's lock; a new run may not reuse a name."""
+    from loop.components import assemble
+    from loop.controller import run_loop
+
+    with run_lock(run_dir):
+        if not resume:
+            check_new(run_id, run_dir.parent / "store.sqlite")
+        parts = assemble(cfg, run_dir)
+        if not resume:  # where its relative paths resolve from, for `loop run --resume` in any folder
+            parts.store.set_run(run_id, base_dir=cfg.base_dir)
+        log.info("run %s: store %s, MLflow %s (experiment '%s')", run_id, parts.store.path, parts.tracker.uri,
+                 cfg.tracking.experiment)
+        try:
+            return run_loop(cfg, parts, run_id, run_dir, resume=resume), parts
+        except TeacherError as exc:
+            raise type(exc)(f"{exc}\nEverything received so far is stored and paid once; continue the run "
+                            f"with: {resume_command(cfg, run_id, _default_config())}") from None
+        finally:
+            parts.teacher.unload()
+            parts.store.close()
 
 
 def _forecast(cfg) -> None:
@@ -185,44 +199,6 @@ def _forecast(cfg) -> None:
     finally:
         if store is not None:
             store.close()
-
-
-def check_resumable(cfg, run_id: str, store_path: Path) -> None:
-    """A run can be resumed only from its store, with the config it was started with (rounds aside)."""
-    from loop.store import RunStore
-    from loop.tracking import _flatten
-
-    if not store_path.is_file():
-        raise RunStateError(f"--resume {run_id}: no run store at {store_path}")
-    store = RunStore(store_path)
-    try:
-        info = store.run_info(run_id)
-    finally:
-        store.close()
-    if info is None:
-        raise RunStateError(f"--resume {run_id}: no such run in {store_path}")
-    if info["status"] == "done" and cfg.loop.rounds <= info["config"]["loop"]["rounds"]:
-        raise RunStateError(f"--resume {run_id}: the run has finished (raise --rounds to extend it)")
-    old, new = _flatten(info["config"]), _flatten(cfg.to_dict())
-    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k != "loop.rounds")
-    if changed:
-        raise RunStateError(f"--resume {run_id}: the config differs from the run's in {', '.join(changed)} "
-                          "(resume with the config it was started with)")
-
-
-@contextlib.contextmanager
-def run_lock(run_dir: Path):
-    """One process per run: a second `loop run` on a run in use is refused."""
-    import fcntl
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / ".lock", "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunStateError(f"run {run_dir.name} is in use by another loop process "
-                                f"({run_dir / '.lock'})") from None
-        yield
 
 
 @main.command("mine")

@@ -288,6 +288,9 @@ def _validate(cfg: Config, where: str) -> None:
         (cfg.task.temperature > 0 or cfg.task.samples == 1, "task.samples", "must be 1 when temperature is 0"),
         (cfg.teacher.backend != "openai" or bool(cfg.teacher.base_urls), "teacher.base_urls",
          "the openai back-end needs at least one URL (or --teacher-url)"),
+        (cfg.teacher.api_key_env is None or (cfg.teacher.api_key_env.isascii()
+                                             and cfg.teacher.api_key_env.isidentifier()), "teacher.api_key_env",
+         "must be the name of the environment variable holding the key, not the key"),
         (cfg.teacher.backend != "replay" or bool(cfg.teacher.cassette), "teacher.cassette",
          "the replay back-end needs a cassette file"),
     ]
