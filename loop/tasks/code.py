@@ -23,7 +23,7 @@ from typing import Any
 from loop.config import Config
 from loop.data import PAIR_SEP, Candidate, Example
 from loop.errors import ConfigError
-from loop.humaneval import Problem, build_variants, read_problems, split_problems
+from loop.humaneval import Problem, build_variants, read_problems, split_problems, support
 from loop.mutation import normalize
 from loop.prompts import Prompts
 from loop.sandbox import Limits, run_many
@@ -190,7 +190,8 @@ class CodeTask:
         """A reply item's code and the meta it carries besides, or None if the item breaks the schema."""
         if not (isinstance(item, dict) and isinstance(item.get("code"), str)):
             return None
-        return unescaped(item["code"]), {"intent": item.get("intent")}
+        intent = item.get("intent")  # a hint only; kept when it is text (the store writes meta as JSON)
+        return unescaped(item["code"]), {"intent": intent if isinstance(intent, str) else None}
 
     def verify(self, cands: list[Candidate]) -> None:
         """Syntax, entry point and length checks; then the tests decide each label (one sandbox batch)."""
@@ -210,7 +211,7 @@ class CodeTask:
                 cand.verdict, cand.reason = "rejected", "length"
             else:
                 todo.append((cand, completed(code, problem.reference, problem.entry_point), problem))
-        outcomes = run_many([(code, p.test, p.entry_point) for _, code, p in todo], self.limits)
+        outcomes = run_many([(code, p.test, p.entry_point, support(p)) for _, code, p in todo], self.limits)
         for (cand, code, problem), outcome in zip(todo, outcomes):
             cand.label = self.LABELS[0] if outcome.passed else self.LABELS[1]
             cand.meta["execution"] = outcome.status

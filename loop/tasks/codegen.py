@@ -30,15 +30,19 @@ import numpy as np
 from loop.config import Config
 from loop.data import PAIR_SEP, Candidate, Example, pair_sides
 from loop.errors import ConfigError
-from loop.humaneval import Problem, build_variants, read_problems, split_problems
+from loop.humaneval import Problem, build_variants, read_problems, split_problems, support
 from loop.prompts import Prompts
 from loop.sandbox import Limits, Outcome, run_many
 from loop.students.base import Predictions
 from loop.tasks.classify import extract_json
+from loop.tasks.strength import mutant_jobs, weak_reason
 from loop.teachers.base import GenRequest
 
 PASS, FAIL = "pass", "fail"
 CODE_FENCE = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.S)
+# what ast.parse raises on hostile code: SyntaxError, ValueError (null bytes, lone surrogates), RecursionError
+# (a chain of thousands of unary operators, e.g. `return ----...1`)
+UNPARSABLE = (SyntaxError, ValueError, RecursionError)
 
 
 @dataclass
@@ -77,7 +81,7 @@ def body_of(code: str, name: str) -> str | None:
     when the code does not parse, lacks the function, or defines other functions."""
     try:
         tree = ast.parse(code)
-    except (SyntaxError, ValueError):
+    except UNPARSABLE:
         return None
     fn = _entry(tree, name)
     if fn is None or sum(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) for n in tree.body) > 1:
@@ -95,7 +99,7 @@ def split_function(code: str) -> tuple[str, str, str] | None:
     the rest of it, and its name; None if it does not parse or has no docstring or body."""
     try:
         tree = ast.parse(code)
-    except (SyntaxError, ValueError):
+    except UNPARSABLE:
         return None
     fn = _entry(tree, None)
     if fn is None or len(fn.body) < 2 or not _has_docstring(fn):
@@ -112,7 +116,7 @@ def check_source(tests: list[str]) -> str | None:
     for line in tests:
         try:
             tree = ast.parse(line.strip())
-        except (SyntaxError, ValueError):
+        except UNPARSABLE:
             return None
         if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assert):
             return None
@@ -158,8 +162,8 @@ class CodegenTask:
         prompts = [pair_sides(e.text)[0] for e in examples]
         self._calls += 1
         outs = student.sample(prompts, n, temp, seed=self.full.student.seed * 1000 + self._calls) if examples else []
-        jobs = [(prompt + body, self.problems[e.group].test, self.problems[e.group].entry_point)
-                for e, prompt, bodies in zip(examples, prompts, outs) for body in bodies]
+        jobs = [(prompt + body, self.problems[e.group].test, self.problems[e.group].entry_point,
+                 support(self.problems[e.group])) for e, prompt, bodies in zip(examples, prompts, outs) for body in bodies]
         flat = iter(run_many(jobs, self.limits))
         outcomes = [[next(flat) for _ in bodies] for bodies in outs]
         rates = np.array([sum(o.passed for o in outs_) / len(outs_) for outs_ in outcomes], np.float32)
@@ -255,7 +259,13 @@ class CodegenTask:
             cand.text, cand.verdict, cand.reason = item["function"][:2000], "rejected", "format"
             return cand
         prompt, body, name = parts
-        task_id = "generated/" + hashlib.sha1((prompt + body + test).encode()).hexdigest()[:12]
+        weak = weak_reason(item["tests"], name)
+        if weak:
+            cand.text, cand.verdict, cand.reason = item["function"][:2000], "rejected", "weak_tests"
+            cand.meta["weak_tests"] = weak
+            return cand
+        digest = hashlib.sha1((prompt + body + test).encode("utf-8", "surrogatepass"))  # lone surrogates hash too
+        task_id = "generated/" + digest.hexdigest()[:12]
         cand.text = prompt + PAIR_SEP + body
         cand.meta.update(problem=task_id, entry_point=name, test=test)
         return cand
@@ -274,18 +284,32 @@ class CodegenTask:
             elif new and name in self.held_out:  # a new problem must not be an evaluation problem again
                 cand.verdict, cand.reason = "rejected", "contamination"
             else:
-                test = cand.meta.pop("test") if new else self.problems[cand.meta["problem"]].test
-                todo.append((cand, prompt + body, test, name))
-        outcomes = run_many([(program, test, name) for _, program, test, name in todo], self.limits)
-        for (cand, program, test, name), outcome in zip(todo, outcomes):
+                problem = None if new else self.problems[cand.meta["problem"]]
+                test = cand.meta.pop("test") if new else problem.test
+                todo.append((cand, prompt + body, test, name, support(problem) if problem else ""))
+        outcomes = run_many([job[1:] for job in todo], self.limits)
+        for (cand, program, test, name, _), outcome in zip(todo, outcomes):
             cand.meta["execution"] = outcome.status
             cand.label = PASS if outcome.passed else FAIL
             if not outcome.passed:
                 cand.verdict, cand.reason = "rejected", "tests_failed"
-            elif cand.kind != "self_revise":
-                prompt, body = pair_sides(cand.text)
-                self.problems[cand.meta["problem"]] = Problem(cand.meta["problem"], prompt, body, test, name,
-                                                              reference=program)
+        self._check_power([(c, program, test, name) for c, program, test, name, _ in todo
+                           if c.verdict == "pending" and c.kind != "self_revise"])
+
+    def _check_power(self, new: list[tuple[Candidate, str, str, str]]) -> None:
+        """A new problem's tests must fail at least one mutant of its solution, or they are `weak_tests`;
+        the problems that keep them join the task's problems."""
+        jobs = [mutant_jobs(program, test, name, cand.meta["problem"]) for cand, program, test, name in new]
+        flat = iter(run_many([job for js in jobs for job in js], self.limits))
+        for (cand, program, test, name), js in zip(new, jobs):
+            caught = sum(not next(flat).passed for _ in js)
+            cand.meta["mutants_caught"] = f"{caught}/{len(js)}"
+            if not caught:
+                cand.verdict, cand.reason = "rejected", "weak_tests"
+                continue
+            prompt, body = pair_sides(cand.text)
+            self.problems[cand.meta["problem"]] = Problem(cand.meta["problem"], prompt, body, test, name,
+                                                          reference=program)
 
     def artifacts(self, preds: dict, splits: dict, mined) -> dict[str, list[dict]]:
         """Per-round tables: the failing training problems with one failing program and its test output."""

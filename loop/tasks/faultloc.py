@@ -32,7 +32,7 @@ import numpy as np
 from loop.config import Config
 from loop.data import Candidate, Example, iter_jsonl
 from loop.errors import DataError
-from loop.humaneval import Problem
+from loop.humaneval import Problem, support
 from loop.mutation import changed_lines, normalize
 from loop.sandbox import run_many
 from loop.tasks.code import CodeTask
@@ -246,7 +246,7 @@ class FaultLocTask(CodeTask):
                 cand.verdict, cand.reason = "rejected", reason
             else:
                 todo.append((cand, code, problem, line))
-        outcomes = run_many([(code, p.test, p.entry_point) for _, code, p, _ in todo], self.limits)
+        outcomes = run_many([(code, p.test, p.entry_point, support(p)) for _, code, p, _ in todo], self.limits)
         for (cand, code, problem, line), outcome in zip(todo, outcomes):
             cand.meta["execution"] = outcome.status
             cand.label = str(line)
