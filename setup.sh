@@ -19,6 +19,16 @@ for arg in "$@"; do
   esac
 done
 
+# bubblewrap isolates generated code (see the README's sandbox section); without it the built-in sandbox is used
+if ! command -v bwrap >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get install -y -q bubblewrap >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q bubblewrap >/dev/null; } \
+      || echo "warning: could not install bubblewrap; generated code will run in the built-in sandbox" >&2
+  else
+    echo "note: install bubblewrap (e.g. sudo apt-get install bubblewrap) to run generated code under it" >&2
+  fi
+fi
+
 python3 -m venv .venv
 . .venv/bin/activate
 # torch first and pinned: any looser spec pulls a multi-GB CUDA build

@@ -426,7 +426,7 @@ def bench_seed(config, seeds, rounds, out, sets, verbose):
 @bench.command("reliability")
 @click.option("--config", "-c", type=click.Path(dir_okay=False), help="Config (default: the built-in defaults, "
               "shrunk so the trials fit in minutes).")
-@click.option("--trials", type=int, default=20, show_default=True, help="Kill-and-resume trials.")
+@click.option("--trials", type=int, default=20, show_default=True, help="Kill-and-resume trials (0: the corpora only).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the kill points and delays.")
 @click.option("--workers", type=int, default=1, show_default=True, help="Trials run at once.")
 @click.option("--cassette", type=click.Path(dir_okay=False, exists=True),
@@ -437,7 +437,8 @@ def bench_seed(config, seeds, rounds, out, sets, verbose):
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
 @handle_errors
 def bench_reliability(config, trials, seed, workers, cassette, out, sets, verbose):
-    """SIGKILL runs at random points and resume them; then the bad-input corpus. Prints what survived."""
+    """SIGKILL runs at random points and resume them (--trials 0 skips them); then the bad-input and
+    hostile-program corpora. Prints what survived."""
     from loop.bench.reliability import report, run_bench
 
     _logging(verbose)

@@ -204,7 +204,42 @@ def run_hostile(limits=None) -> dict:
         siblings = sibling_harm(limits)
     finally:
         host.close()
-    return {"backend": isolation.backend(), "false_pass_programs": len(FALSE_PASSES), "false_passes": false,
+    return {"backend": isolation.backend(), "uid": os.getuid(), "false_pass_programs": len(FALSE_PASSES), "false_passes": false,
             "correct_program_passes": honest, "escape_programs": len(escapes(host)) + 1,
             "escapes": leaks | ({"kill siblings": siblings} if siblings else {}),
             "seconds": round(time.perf_counter() - start, 1)}
+
+
+def run_backends() -> dict:
+    """`run_hostile` under bubblewrap (where it works here) and under the built-in fallback."""
+    from loop import isolation
+
+    out = {}
+    saved = os.environ.get("LOOP_SANDBOX")
+    try:
+        for name in ("bwrap", "builtin"):
+            os.environ["LOOP_SANDBOX"] = ""
+            if name == "bwrap" and isolation.backend() != "bwrap":
+                out[name] = {"skipped": "bubblewrap does not run here"}
+                continue
+            os.environ["LOOP_SANDBOX"] = name
+            out[name] = run_hostile()
+    finally:
+        if saved is None:
+            os.environ.pop("LOOP_SANDBOX", None)
+        else:
+            os.environ["LOOP_SANDBOX"] = saved
+    return out
+
+
+def report_lines(result: dict) -> list[str]:
+    lines = []
+    for name, got in result.items():
+        if "skipped" in got:
+            lines.append(f"hostile programs ({name}): skipped, {got['skipped']}")
+            continue
+        lines.append(f"hostile programs ({name}, as uid {got.get('uid', '?')}): {got['false_pass_programs']} false-pass "
+                     f"tricks, {len(got['false_passes'])} passed; {got['escape_programs']} escape programs, "
+                     f"{len(got['escapes'])} escaped; a correct program passes: {got['correct_program_passes']} "
+                     f"({got['seconds']} s)")
+    return lines

@@ -389,15 +389,19 @@ BENCH_OVERRIDES = {"data.train_size": 60, "data.dev_size": 200, "data.test_size"
 def run_bench(config: str | None, overrides: dict, trials: int, seed: int, workers: int, cassette: str | None,
               out: Path, work_dir: Path) -> dict:
     from loop.bench.hostile import run_corpus
+    from loop.bench.programs import run_backends
     from loop.config import load_config
 
     settings = {**BENCH_OVERRIDES, **overrides}
     started = time.perf_counter()
-    result = run(config, settings, work_dir, trials, seed, cassette=cassette, workers=workers,
-                 env={"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // max(1, workers)))})
+    result = {}
+    if trials:  # --trials 0: the corpora only
+        result = run(config, settings, work_dir, trials, seed, cassette=cassette, workers=workers,
+                     env={"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // max(1, workers)))})
     result["seconds"] = time.perf_counter() - started
     corpus = run_corpus(load_config(config, settings))
     result["bad_inputs"] = corpus
+    result["hostile_programs"] = run_backends()
     result["settings"] = {"config": config or "<defaults>", "overrides": settings, "trials": trials, "seed": seed,
                           "workers": workers}
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -407,9 +411,15 @@ def run_bench(config: str | None, overrides: dict, trials: int, seed: int, worke
 
 def report(result: dict) -> list[str]:
     """The figures, as printed and as in the README."""
-    s, clean = result["summary"], result["clean"]
+    from loop.bench.programs import report_lines
+
     kinds = {k: (sum(r["handled"] for r in v), len(v)) for k, v in result["bad_inputs"].items()}
     handled, tried = sum(h for h, _ in kinds.values()), sum(n for _, n in kinds.values())
+    corpora = [f"bad inputs handled: {handled} / {tried} (" + ", ".join(f"{k} {h}/{n}" for k, (h, n) in kinds.items())
+               + ")"] + report_lines(result.get("hostile_programs", {}))
+    if "summary" not in result:
+        return corpora
+    s, clean = result["summary"], result["clean"]
     return [
         f"trials survived: {s['survived']} / {s['trials']} (each killed at least once: {s['killed']}; "
         f"{s['kills']} SIGKILLs in all: " + ", ".join(f"{POINT_NAMES[p]} {n}" for p, n in s["by_point"].items()) + ")",
@@ -418,5 +428,4 @@ def report(result: dict) -> list[str]:
         f"responses paid twice: {s['paid_twice']}",
         f"samples lost: {s['lost']}, duplicated: {s['duplicated']}",
         f"budget overshoot: {s['overshoot']}",
-        f"bad inputs handled: {handled} / {tried} (" + ", ".join(f"{k} {h}/{n}" for k, (h, n) in kinds.items()) + ")",
-    ]
+    ] + corpora

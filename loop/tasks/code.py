@@ -26,6 +26,7 @@ from loop.errors import ConfigError
 from loop.humaneval import Problem, build_variants, read_problems, split_problems, support
 from loop.mutation import normalize
 from loop.prompts import Prompts
+from loop import isolation
 from loop.sandbox import Limits, run_many
 from loop.tasks.classify import extract_json, scores
 from loop.teachers.base import GenRequest
@@ -117,6 +118,7 @@ class CodeTask:
         self.prompts = Prompts(cfg.resolve(cfg.task.prompts))
         self.problems: dict[str, Problem] = {}
         self.limits = Limits(timeout_s=10, cpu_s=4)
+        isolation.backend()  # decided, and said, once at start
 
     # -- data -------------------------------------------------------------------------------------
     def load_splits(self) -> dict[str, list[Example]]:

@@ -32,6 +32,7 @@ from loop.data import PAIR_SEP, Candidate, Example, pair_sides
 from loop.errors import ConfigError
 from loop.humaneval import Problem, build_variants, read_problems, split_problems, support
 from loop.prompts import Prompts
+from loop import isolation
 from loop.sandbox import Limits, Outcome, run_many
 from loop.students.base import Predictions
 from loop.tasks.classify import extract_json
@@ -137,6 +138,7 @@ class CodegenTask:
         self.held_out: set[str] = set()  # entry points of the evaluation problems
         self.attempts: dict[str, list[tuple[str, Outcome]]] = {}  # example id -> last sampled programs
         self.limits = Limits(timeout_s=10, cpu_s=4)
+        isolation.backend()  # decided, and said, once at start
         self._calls = 0
 
     # -- data -------------------------------------------------------------------------------------
