@@ -14,6 +14,7 @@ import hashlib
 import json
 import random
 import re
+import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +44,33 @@ def pair_sides(text: str) -> tuple[str, str]:
 
 
 def text_id(text: str) -> str:
-    return hashlib.sha1(text.strip().lower().encode("utf-8")).hexdigest()[:16]
+    """A short id of a text, equal for texts that differ only in case or surrounding whitespace."""
+    # surrogatepass: a reply can decode to a lone surrogate (JSON "\ud800"); it still needs an id, and
+    # every valid text keeps the id it always had
+    return hashlib.sha1(text.strip().lower().encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+SURROGATE = re.compile(r"[\ud800-\udfff]")
+# characters that show nothing on their own: format characters (zero-width space and joiners, BOM, word
+# joiner, bidi marks), fillers that render blank (Hangul fillers, braille blank) and combining marks with
+# nothing to combine with; a text made only of these and whitespace is empty
+_BLANK = {"\u115f", "\u1160", "\u3164", "\uffa0", "\u2800"}
+_UNSEEN = {"Cc", "Cf", "Cs", "Mn", "Me", "Zs", "Zl", "Zp"}  # Unicode categories that render nothing alone
+
+
+def _shows(ch: str) -> bool:
+    return ch not in _BLANK and unicodedata.category(ch) not in _UNSEEN
+
+
+def clean_text(text: str) -> str:
+    """Whitespace collapsed to single spaces; '' for a text in which nothing is visible."""
+    text = " ".join(text.split())
+    return text if any(map(_shows, text)) else ""
+
+
+def storable(text: str) -> str:
+    """The text with lone surrogates replaced by U+FFFD: UTF-8 (SQLite, JSON files) cannot hold them."""
+    return SURROGATE.sub("\ufffd", text)
 
 
 @dataclass
@@ -227,7 +254,7 @@ def _dedup(rows: list[tuple[int, str, str]]) -> list[Example]:
     seen: set[str] = set()
     out = []
     for _, text, label in rows:
-        text = " ".join(text.split())
+        text = clean_text(text)
         if not text:
             continue
         ex = Example(text=text, label=label)

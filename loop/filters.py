@@ -17,12 +17,14 @@ from typing import Callable, Optional
 import numpy as np
 
 from loop.config import FilterConfig
-from loop.data import Candidate, Example, generated_side, text_id
+from loop.data import Candidate, Example, clean_text, generated_side, text_id
 from loop.index import VectorIndex, max_similarity
 
 
-# control characters other than tab and newlines: terminal escapes, NULs, C1 codes
-CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# characters no sample may hold: control characters other than tab and newlines (terminal escapes, NULs,
+# C1 codes); bidi embeddings, overrides and isolates, which make text (and code: "Trojan Source") read
+# differently from what it is; and lone surrogates, which are not text at all (UTF-8 cannot hold them)
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 class Reference:
@@ -110,17 +112,26 @@ def _diversity(pending: list[Candidate], vecs: np.ndarray, cfg: FilterConfig) ->
         kept_ids.add(tid)
 
 
+def reject_unsafe(cands: list[Candidate]) -> None:
+    """Pending candidates holding characters no sample may hold ('control_chars'), or nothing visible ('length')."""
+    for cand in cands:
+        if cand.verdict != "pending":
+            continue
+        if CONTROL.search(cand.text) or CONTROL.search(cand.label):
+            _reject(cand, "control_chars")
+        elif not clean_text(generated_side(cand.text)):
+            _reject(cand, "length")
+
+
 def screen(cands: list[Candidate], known: Reference, evaluation: Reference, cfg: FilterConfig,
            samples_left: int, agree: Optional[Callable[[list[Candidate]], None]] = None) -> None:
     """Set verdicts on pending candidates; accepted ones are added to `known`.
 
-    Order: references (contamination, duplicate, near_duplicate) -> in-round diversity ->
-    `agree` (the optional blind second labelling, which rejects disagreements) -> the
+    Order: characters (`reject_unsafe`) -> references (contamination, duplicate, near_duplicate) ->
+    in-round diversity -> `agree` (the optional blind second labelling, which rejects disagreements) -> the
     sample cap: at most `samples_left` are accepted, later passing ones are 'budget'.
     """
-    for cand in cands:
-        if cand.verdict == "pending" and CONTROL.search(cand.text):
-            _reject(cand, "control_chars")
+    reject_unsafe(cands)
     pending = [c for c in cands if c.verdict == "pending"]
     if not pending:
         return

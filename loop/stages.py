@@ -8,15 +8,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from loop.budget import Budget
 from loop.config import Config
-from loop.data import Candidate, Example
-from loop.errors import TeacherError
-from loop.filters import Reference, screen
+from loop.data import Candidate, Example, storable
+from loop.errors import LoopError, TeacherError
+from loop.filters import Reference, reject_unsafe, screen
 from loop.mining import HardCase, Neighbourhood, build_neighbourhoods, find_hard_cases
 from loop.plan import plan_random, plan_targeted
 from loop.store import RunStore
@@ -168,6 +168,7 @@ def generate(teacher, requests: list[GenRequest], budget: Budget, store: RunStor
         if res is None:
             budget.release(pt, req.max_tokens)
             continue
+        res.text = storable(res.text)  # a back-end may decode JSON '\ud800' into text UTF-8 cannot store
         cost = budget.settle(pt, req.max_tokens, res.prompt_tokens, res.completion_tokens)
         store.add_response(run_id, rnd, res, cost, cache_key=key, teacher=teacher.name)
         out.pairs.append((req, res))
@@ -226,20 +227,89 @@ def oversize(req: GenRequest) -> int:
     return 8 * req.max_tokens + 4096
 
 
+ENVIRONMENT = (LoopError, OSError)  # failures of the machine, not of one reply: they stop the round
+
+
+def _rejected(req: GenRequest, text: str, reason: str, **meta) -> Candidate:
+    """A whole reply as one rejected candidate (its first 500 characters kept, storable)."""
+    return Candidate(text=storable(text[:500]), label="", request_id=req.id, kind=req.kind, verdict="rejected",
+                     reason=reason, meta={**req.meta, **meta})
+
+
+def _failed(exc: Exception, what: str, req_id: str) -> str:
+    """The exception's type name, logged: the record names the failure and the round goes on."""
+    log.warning("%s of the reply to %s raised %s: %.200s", what, req_id, type(exc).__name__, exc)
+    return type(exc).__name__
+
+
+def parse_reply(task, req: GenRequest, res: GenResult) -> list[Candidate]:
+    """One reply's candidates, with the characters no sample may hold rejected before anything encodes,
+    embeds or runs them. Whatever parsing raises (deep nesting, huge numbers, bad Unicode, a parser bug)
+    makes the reply one 'malformed' rejection naming the exception, so a resumed run that replays the
+    stored reply gets the same verdict rather than the same crash."""
+    if len(res.text) > oversize(req):
+        return [_rejected(req, res.text, "oversize")]
+    try:
+        cands = task.parse(res.text, req)
+        for cand in cands:
+            cand.meta.update(req.meta)
+        reject_unsafe(cands)
+        return cands
+    except LoopError:  # raised on purpose (a wrong config, say): not about this reply
+        raise
+    except Exception as exc:  # noqa: BLE001 -- the boundary: a failure on one reply is that reply's rejection
+        return [_rejected(req, res.text, "malformed", error=_failed(exc, "parsing", req.id))]
+
+
+def _restore(cand: Candidate, saved: Candidate) -> None:
+    cand.text, cand.label, cand.verdict, cand.reason = saved.text, saved.label, saved.verdict, saved.reason
+    cand.meta = dict(saved.meta)
+
+
+def verify_replies(task, groups: list[list[Candidate]], req_ids: list[str]) -> None:
+    """`task.verify` over all replies' candidates at once (one sandbox batch). If it raises, the candidates
+    are put back as they were and verified reply by reply: the pending candidates of a reply that makes
+    it raise are rejected 'malformed', naming the exception, and the other replies keep their verdicts.
+    Errors of the machine rather than of a reply (`LoopError`, `OSError`: no sandbox, a full disk) propagate."""
+    flat = [c for group in groups for c in group]
+    saved = [replace(c, meta=dict(c.meta)) for c in flat]
+    try:
+        task.verify(flat)
+        return
+    except ENVIRONMENT:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- the boundary; the batch is retried reply by reply
+        _failed(exc, "verifying (batch)", "the round")
+    before = iter(saved)
+    for group, req_id in zip(groups, req_ids):
+        mine = [next(before) for _ in group]
+        for cand, old in zip(group, mine):
+            _restore(cand, old)
+        try:
+            task.verify(group)
+        except ENVIRONMENT:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- the boundary: only this reply is rejected
+            error = _failed(exc, "verifying", req_id)
+            for cand, old in zip(group, mine):
+                _restore(cand, old)
+                if cand.verdict == "pending":
+                    cand.verdict, cand.reason, cand.meta["error"] = "rejected", "malformed", error
+
+
 def screen_candidates(pairs: list[tuple[GenRequest, GenResult]], task, known: Reference, evaluation: Reference,
                       cfg: Config, samples_left: int, agree: BlindLabeller | None = None) -> list[Candidate]:
-    """Parse every response and run every check; each candidate ends accepted or rejected with a reason."""
-    cands: list[Candidate] = []
-    for req, res in pairs:
-        if len(res.text) > oversize(req):
-            cands.append(Candidate(text=res.text[:500], label="", request_id=req.id, kind=req.kind,
-                                   verdict="rejected", reason="oversize"))
-            continue
-        for cand in task.parse(res.text, req):
-            cand.meta.update(req.meta)
-            cands.append(cand)
-    task.verify(cands)
+    """Parse every response and run every check; each candidate ends accepted or rejected with a reason.
+
+    No reply can crash the round: parsing and checking are screened reply by reply (`parse_reply`,
+    `verify_replies`), and every text that leaves here can be stored.
+    """
+    groups = [parse_reply(task, req, res) for req, res in pairs]
+    verify_replies(task, groups, [req.id for req, _ in pairs])
+    cands = [c for group in groups for c in group]
     screen(cands, known, evaluation, cfg.filters, samples_left, agree)
+    for cand in cands:  # rejected texts are stored and shown as they came, less what UTF-8 cannot hold
+        cand.text, cand.label = storable(cand.text), storable(cand.label)
     return cands
 
 

@@ -145,6 +145,14 @@ def replies(task: str, echo: str, labels: list[str]) -> dict[str, str]:
         "wrong language": (sample("function f(x) {\n  return x + 1;\n}\n") if code
                            else "Voici trois exemples de tweets, mais sans JSON : j'adore, je déteste, bof."),
         "wrong key": json.dumps({"samples": [{key + "_": "value", "label": good_label}]}),
+        # poison that once crashed the round, and, stored, every resumed attempt of it
+        "nesting in a sample": '{"samples": [{"' + key + '": ' + "[" * 1500,
+        "huge integer": sample("def f(x):\n    return x\n" if code else "a fine day")[:-3] + ', "n": ' + "9" * 4400
+        + "}]}",
+        "lone surrogate": sample("def f(x):\n    return '\ud800'\n" if code else "a fine day \ud800 indeed"),
+        "unary chain": sample("def f(x):\n    return " + "-" * 4000 + "1\n" if code else "-" * 4000),
+        "bidi override": sample("def f(x):\n    return x  # \u202e)x(f nruter\n" if code else "a fine \u202eyad"),
+        "only invisible characters": sample("\u200b\u200d\ufeff\u2060" * 10),
     }
     return out
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from loop.config import Config
-from loop.data import Candidate
+from loop.data import Candidate, clean_text
 from loop.prompts import Prompts
 from loop.teachers.base import GenRequest
 
@@ -18,6 +18,9 @@ FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
 
 
 MAX_STARTS = 64  # '{' / '[' positions tried in a reply with prose around its JSON
+# what json raises on hostile but well-formed-looking text besides JSONDecodeError (a ValueError): RecursionError
+# for absurdly deep nesting, ValueError for an integer over Python's 4,300-digit int(str) limit
+UNDECODABLE = (ValueError, RecursionError)
 
 
 def extract_json(text: str) -> Any:
@@ -26,14 +29,14 @@ def extract_json(text: str) -> Any:
     for chunk in candidates:
         try:
             return json.loads(chunk)
-        except (json.JSONDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
+        except UNDECODABLE:
             pass
     decoder = json.JSONDecoder()
     starts = (i for i, ch in enumerate(text) if ch in "{[")
     for i in itertools.islice(starts, MAX_STARTS):
         try:
             return decoder.raw_decode(text, i)[0]
-        except (json.JSONDecodeError, RecursionError):
+        except UNDECODABLE:
             continue
     return None
 
@@ -45,7 +48,7 @@ def salvage_items(text: str) -> list[dict]:
     for m in re.finditer(r"\{\s*\"text\"", text):
         try:
             obj = decoder.raw_decode(text, m.start())[0]
-        except json.JSONDecodeError:
+        except UNDECODABLE:
             continue
         if isinstance(obj, dict):
             items.append(obj)
@@ -116,7 +119,7 @@ class ClassifyTask:
         if not isinstance(item, dict) or not isinstance(item.get("text"), str) or not isinstance(item.get("label"), str):
             return Candidate(text=str(item)[:500], label="", request_id=req.id, kind=req.kind,
                              verdict="rejected", reason="schema")
-        text = " ".join(item["text"].split())
+        text = clean_text(item["text"])  # '' when only invisible characters: rejected as 'length'
         label = self._lower.get(item["label"].strip().lower())
         cand = Candidate(text=text, label=label or item["label"][:50], request_id=req.id, kind=req.kind,
                          meta=dict(req.meta))
