@@ -52,13 +52,30 @@ class Outcome:
     def passed(self) -> bool:
         return self.status == "passed"
 
+    def record(self) -> dict:
+        """What a candidate's record keeps of the run: its status and whether its output was cut."""
+        return {"execution": self.status, **({"output_truncated": True} if self.output_truncated else {})}
+
 
 def _env(home: str) -> dict:
     return {"PATH": "/usr/bin:/bin", "HOME": home, "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
 
 
-def _read_capped(proc: subprocess.Popen, verdict_fd: int, limits: Limits) -> tuple[bytes, bytes, bool, bool]:
-    """(output tail, verdict, truncated, timed out): both pipes drained until EOF or the deadline."""
+def _folder_mb(folder: str) -> float:
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total / (1024 * 1024)
+
+
+def _read_capped(proc: subprocess.Popen, verdict_fd: int, limits: Limits,
+                 folder: str | None = None) -> tuple[bytes, bytes, bool, str]:
+    """(output tail, verdict, truncated, why it was stopped or ''): both pipes drained until EOF, the
+    deadline, or (with `folder`, the built-in sandbox's working folder on the host's disk) the disk cap."""
     cap = limits.output_kb * 1024
     out, verdict, truncated = bytearray(), bytearray(), False
     deadline = time.monotonic() + limits.timeout_s
@@ -68,8 +85,10 @@ def _read_capped(proc: subprocess.Popen, verdict_fd: int, limits: Limits) -> tup
     while sel.get_map():
         left = deadline - time.monotonic()
         if left <= 0:
-            return bytes(out), bytes(verdict), truncated, True
-        for key, _ in sel.select(timeout=left):
+            return bytes(out), bytes(verdict), truncated, "timeout"
+        if folder and _folder_mb(folder) > limits.disk_mb:
+            return bytes(out), bytes(verdict), truncated, "disk"
+        for key, _ in sel.select(timeout=min(left, 0.25) if folder else left):
             chunk = os.read(key.fd, 65536)
             if not chunk:
                 sel.unregister(key.fileobj)
@@ -80,7 +99,7 @@ def _read_capped(proc: subprocess.Popen, verdict_fd: int, limits: Limits) -> tup
                 if len(out) > cap:  # keep the tail, where tracebacks are
                     del out[:len(out) - cap]
                     truncated = True
-    return bytes(out), bytes(verdict), truncated, False
+    return bytes(out), bytes(verdict), truncated, ""
 
 
 def _kill(proc: subprocess.Popen) -> None:
@@ -95,9 +114,11 @@ def _kill(proc: subprocess.Popen) -> None:
         pass
 
 
-def _status(verdict: bytes, token: str, timed_out: bool) -> tuple[str, str]:
-    if timed_out:
+def _status(verdict: bytes, token: str, stopped: str) -> tuple[str, str]:
+    if stopped == "timeout":
         return "timeout", "the time limit was reached"
+    if stopped == "disk":
+        return "crash", "the disk cap was reached"
     try:
         got = json.loads(verdict.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
@@ -139,10 +160,10 @@ def execute(program: str, test: str | None, entry_point: str = "", limits: Limit
             proc.stdin.close()
         except BrokenPipeError:
             pass
-        out, verdict, truncated, timed_out = _read_capped(proc, read_fd, limits)
+        out, verdict, truncated, stopped = _read_capped(proc, read_fd, limits, tmp)
         _kill(proc)
         proc.stdout.close()
-        status, detail = _status(verdict, token, timed_out)
+        status, detail = _status(verdict, token, stopped)
         text = (detail + "\n" if detail else "") + out.decode("utf-8", "replace")
         return Outcome(status, text[-4000:], time.perf_counter() - start, truncated)
     finally:

@@ -146,7 +146,7 @@ def escapes(host: Host) -> dict[str, str]:
         "sleep past the limit": "import time\ntime.sleep(60)\n",
         "output flood": "import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n",
         "disk flood": ("import os\nn = 0\ntry:\n    for i in range(100000):\n"
-                       "        with open(f'/tmp/f{i}', 'wb') as fh:\n            fh.write(b'x' * (1 << 20))\n"
+                       "        with open(f'f{i}', 'wb') as fh:\n            fh.write(b'x' * (1 << 20))\n"
                        "        n += 1\nexcept OSError:\n    pass\nprint('WROTE', n, flush=True)\n"),
         "memory bomb": "x = bytearray(8 * 1024 ** 3)\nprint('ESCAPED memory')\n",
     }

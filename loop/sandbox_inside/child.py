@@ -36,23 +36,27 @@ def limit(lim: dict) -> None:
         resource.setrlimit(res, (value, value))
 
 
-def private_scratch() -> None:
-    """Outside bubblewrap, as root: private network and mount namespaces, with empty tmpfs mounts on the
-    shared scratch folders (/tmp, /var/tmp, /dev/shm, /run/lock), so nothing written there is seen by
-    others or outlives the run. The working folder stays reachable: it is the cwd."""
+def private_scratch(disk_mb: int) -> None:
+    """Outside bubblewrap, as root: private network and mount namespaces; the working folder becomes a
+    tmpfs of `disk_mb` (the total disk cap), and the shared scratch folders (/tmp, /var/tmp, /dev/shm,
+    /run/lock) empty tmpfs mounts, so nothing written there is seen by others or outlives the run."""
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
     libc.unshare(0x40000000)  # CLONE_NEWNET
-    if libc.unshare(0x00020000) == 0 and libc.mount(b"none", b"/", None, 0x4000 | 0x40000, None) == 0:
-        for scratch in (b"/tmp", b"/var/tmp", b"/dev/shm", b"/run/lock"):
-            if os.path.isdir(scratch):
-                libc.mount(b"tmpfs", scratch, b"tmpfs", 0, b"size=8m,mode=1777")
+    if libc.unshare(0x00020000) != 0 or libc.mount(b"none", b"/", None, 0x4000 | 0x40000, None) != 0:
+        return
+    cwd = os.getcwd().encode()
+    if libc.mount(b"tmpfs", cwd, b"tmpfs", 0, f"size={disk_mb}m,mode=0777".encode()) == 0:
+        os.chdir(cwd)  # into the new mount
+    for scratch in (b"/tmp", b"/var/tmp", b"/dev/shm", b"/run/lock"):
+        if os.path.isdir(scratch):
+            libc.mount(b"tmpfs", scratch, b"tmpfs", 0, b"size=1m,mode=1777")
 
 
-def drop_root() -> None:
+def drop_root(disk_mb: int) -> None:
     if os.getuid() == 0:
-        private_scratch()
+        private_scratch(disk_mb)
         os.setgroups([])
         os.setgid(65534)
         os.setuid(65534)
@@ -116,7 +120,7 @@ def main() -> None:
     for name in PRELOAD:
         __import__(name)
     limit(lim)
-    drop_root()
+    drop_root(lim["disk_mb"])
     kind, source = wire.recv(read_fd)
     problem = guard()
     if problem:

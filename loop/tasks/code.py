@@ -216,7 +216,7 @@ class CodeTask:
         outcomes = run_many([(code, p.test, p.entry_point, support(p)) for _, code, p in todo], self.limits)
         for (cand, code, problem), outcome in zip(todo, outcomes):
             cand.label = self.LABELS[0] if outcome.passed else self.LABELS[1]
-            cand.meta["execution"] = outcome.status
+            cand.meta.update(outcome.record())
             cand.meta["intent_agrees"] = cand.meta.get("intent") == cand.label
             cand.text = self.render(code, problem)
 

@@ -291,7 +291,7 @@ class CodegenTask:
                 todo.append((cand, prompt + body, test, name, support(problem) if problem else ""))
         outcomes = run_many([job[1:] for job in todo], self.limits)
         for (cand, program, test, name, _), outcome in zip(todo, outcomes):
-            cand.meta["execution"] = outcome.status
+            cand.meta.update(outcome.record())
             cand.label = PASS if outcome.passed else FAIL
             if not outcome.passed:
                 cand.verdict, cand.reason = "rejected", "tests_failed"

@@ -248,7 +248,7 @@ class FaultLocTask(CodeTask):
                 todo.append((cand, code, problem, line))
         outcomes = run_many([(code, p.test, p.entry_point, support(p)) for _, code, p, _ in todo], self.limits)
         for (cand, code, problem, line), outcome in zip(todo, outcomes):
-            cand.meta["execution"] = outcome.status
+            cand.meta.update(outcome.record())
             cand.label = str(line)
             if outcome.passed:
                 cand.verdict, cand.reason = "rejected", "passes_tests"  # not a bug
