@@ -103,6 +103,26 @@ def _replay(cfg: Config, rows: list[dict]) -> tuple:
 
 
 def run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path, resume: bool = False) -> dict:
+    """`_run_loop`, with the run marked `failed` (or `interrupted`) in the store when it ends early."""
+    try:
+        return _run_loop(cfg, parts, run_id, run_dir, resume)
+    except Exception:
+        _mark(parts.store, run_id, "failed")
+        raise
+    except BaseException:  # Ctrl-C, SIGTERM
+        _mark(parts.store, run_id, "interrupted")
+        raise
+
+
+def _mark(store, run_id: str, status: str) -> None:
+    """Best effort: the store itself may be what failed, and its error is the one to report."""
+    try:
+        store.set_run(run_id, status=status)
+    except Exception as exc:  # noqa: BLE001
+        log.debug("could not mark run %s %s: %s", run_id, status, exc)
+
+
+def _run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path, resume: bool = False) -> dict:
     """Run baseline + `cfg.loop.rounds` rounds; returns the run summary.
 
     With `resume`, finished rounds (in the store) are not redone: the student is retrained on

@@ -173,9 +173,22 @@ class Tracker:
 
     @contextlib.contextmanager
     def round(self, rnd: int):
-        with self.mlflow.start_run(run_name=f"round-{rnd}", nested=True) as run:
+        """The round's child run; an attempt that died (killed, or failed) is continued, not repeated."""
+        earlier = self._unfinished_child(rnd)
+        start = (self.mlflow.start_run(run_id=earlier, nested=True) if earlier
+                 else self.mlflow.start_run(run_name=f"round-{rnd}", nested=True))
+        with start as run:
             self.mlflow.set_tag("round", rnd)
             yield run
+
+    def _unfinished_child(self, rnd: int) -> str | None:
+        if self.parent_id is None:
+            return None
+        exp = self.mlflow.get_experiment_by_name(self.experiment)
+        runs = self.mlflow.tracking.MlflowClient().search_runs(
+            [exp.experiment_id], f"tags.mlflow.parentRunId = '{self.parent_id}' and tags.round = '{rnd}'")
+        left = [r for r in runs if r.info.status != "FINISHED"]
+        return left[0].info.run_id if left else None
 
     def log_round(self, rnd: int, metrics: dict[str, float]) -> None:
         """Metrics into the child run, and the same curve points into the parent. Metric names MLflow

@@ -68,6 +68,7 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tiny_config, tmp_path
     _bomb(getattr(crashed, owner), name, at)
     with pytest.raises(Crash):
         run_loop(cfg, crashed, "r", tmp_path / "crash" / "runs" / "r")
+    assert crashed.store.run_info("r")["status"] == "failed"  # not left 'running'
     crashed.store.close()
     mlflow_parent = crashed.tracker.parent_id
 
@@ -82,6 +83,10 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tiny_config, tmp_path
     exp = client.get_experiment_by_name("loop").experiment_id
     parents = [p for p in client.search_runs([exp], "tags.run_id = 'r'") if p.info.run_id != CLEAN["parent"]]
     assert len(parents) == 1
+    assert resumed.store.run_info("r")["status"] == "done"
+    children = client.search_runs([exp], f"tags.mlflow.parentRunId = '{mlflow_parent}'")
+    rounds = sorted(int(c.data.tags["round"]) for c in children)
+    assert rounds == [0, 1, 2, 3] and all(c.info.status == "FINISHED" for c in children)  # one child per round
 
 
 def test_resume_refuses_unknown_changed_finished_or_busy_runs(tiny_config, tmp_path):
