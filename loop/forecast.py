@@ -48,7 +48,7 @@ def completion_share(store) -> float | None:
 
 
 def forecast(cfg: Config, task, splits: dict, store=None) -> Forecast:
-    g, t = cfg.generation, cfg.teacher
+    g = cfg.generation
     rounds = cfg.loop.rounds
     reqs = [] if g.strategy == "none" else plan_random(splits["train"], task, cfg, 1)
     counter = _counter(cfg)

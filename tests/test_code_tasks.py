@@ -2,18 +2,12 @@
 
 import json
 
-import pytest
 
 from loop.components import build_task
-from loop.controller import Parts, run_loop
 from loop.data import PAIR_SEP, Candidate
-from loop.errors import ConfigError, DataError
 from loop.sandbox import run_tests
-from loop.store import RunStore
 from loop.teachers.base import GenRequest
-from loop.tracking import Tracker
 
-from conftest import CodeTeacher, HashEmbedder, TinyStudent
 
 
 def test_defect_splits_are_by_problem_and_labelled_by_tests(code_config):

@@ -10,7 +10,7 @@ import pytest
 from loop.components import build_task
 from loop.config import load_config
 from loop.controller import Parts, run_loop
-from loop.data import PAIR_SEP, Example
+from loop.data import PAIR_SEP
 from loop.errors import ConfigError
 from loop.sandbox import run_tests
 from loop.store import RunStore

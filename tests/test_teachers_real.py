@@ -11,7 +11,6 @@ import sys
 
 import pytest
 
-from loop.assets import resolve_model
 from loop.config import TeacherConfig
 from loop.teachers.openai import OpenAITeacher
 
