@@ -116,7 +116,12 @@ def convert_gguf(gguf: Path, name: str | None = None) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=name + ".", dir=target.parent))
     plain.save_pretrained(tmp)
     tok.save_pretrained(tmp)
-    tmp.rename(target)
+    try:
+        tmp.rename(target)
+    except OSError:
+        if not (target / "config.json").is_file():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)  # another process converted it at the same time: keep theirs
     return target
 
 
