@@ -5,7 +5,7 @@ A problem row needs `task_id`, `prompt`, `canonical_solution`, `test` and `entry
 For every problem the reference (prompt + canonical solution, normalised) is run against
 its tests, then renamed copies and one-site mutants; each variant keeps its verdict.
 The variants depend only on the problems and `builder seed`, so they are built once and
-cached under $LOOP_CACHE/data/ (a few hundred sandboxed runs; about a minute on 2 cores).
+cached under $LOOP_CACHE/data/ (1,381 sandboxed runs for HumanEval; about 100 s on 2 cores).
 """
 
 from __future__ import annotations
