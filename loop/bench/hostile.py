@@ -45,6 +45,7 @@ CONFIGS = {
     "duplicate key": ("budget:\n  tokens: 5000\n  tokens: 6000\n",
                       "duplicate key 'tokens' at line 3 (first at line 2)"),
     "min above max": ("task:\n  min_chars: 100\n  max_chars: 5\n", "task.min_chars: must be <= task.max_chars"),
+    "API key as the variable name": ("teacher:\n  api_key_env: sk-live-9f8e7d6c5b4a\n", "teacher.api_key_env"),
 }
 
 
@@ -102,7 +103,7 @@ def config_handled(text: str, message: str, folder: Path) -> tuple[bool, str]:
     own_dir = text.startswith("run:") or "\nrun:" in text
     res = cli("run", "--dry-run", "--config", str(path), *([] if own_dir else ["--set", f"run.dir={folder}/runs"]))
     ok = res.exit_code == 1 and message in res.output and "Traceback" not in res.output \
-        and isinstance(res.exception, SystemExit)
+        and isinstance(res.exception, SystemExit) and "9f8e7d6c5b4a" not in res.output  # a key is never echoed
     return ok, res.output
 
 
