@@ -100,16 +100,20 @@ def backend() -> str:
 @functools.lru_cache(maxsize=1)
 def _backend() -> str:
     """'bwrap' when bubblewrap runs a program here, else 'builtin' (said once, with the reason)."""
-    if shutil.which("bwrap") is None:
-        reason = "bubblewrap is not installed (apt-get install bubblewrap)"
-    else:
-        reason = _probe()
-        if not reason:
-            log.info("sandbox: bubblewrap (namespaces, read-only interpreter, private tmpfs, seccomp)")
-            return "bwrap"
+    reason = bwrap_problem()
+    if not reason:
+        log.info("sandbox: bubblewrap (namespaces, read-only interpreter, private tmpfs, seccomp, Landlock)")
+        return "bwrap"
     log.warning("sandbox: %s; using the built-in sandbox (seccomp, Landlock where the kernel has it, and "
                 "limits; no PID namespace)", reason)
     return "builtin"
+
+
+def bwrap_problem() -> str:
+    """'' when bubblewrap is installed and can start the interpreter here, else why not."""
+    if shutil.which("bwrap") is None:
+        return "bubblewrap is not installed (apt-get install bubblewrap)"
+    return _probe()
 
 
 def _probe() -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from loop import isolation
 from loop.bench.programs import ADD, CHECK, FALSE_PASSES, run_escapes
 from loop.sandbox import Limits, run_many, run_program, run_tests
 
@@ -21,8 +22,8 @@ BACKENDS = ["bwrap", "builtin"]
 
 @pytest.fixture(params=BACKENDS)
 def backend(request, monkeypatch):
-    if request.param == "bwrap" and shutil.which("bwrap") is None:
-        pytest.skip("bubblewrap is not installed")
+    if request.param == "bwrap" and isolation.bwrap_problem():
+        pytest.skip(isolation.bwrap_problem())
     monkeypatch.setenv("LOOP_SANDBOX", request.param)
     return request.param
 
@@ -125,8 +126,8 @@ def test_corpora_as_a_non_root_user(mode):
     python = _nobody_can_run_python()
     if not python:
         pytest.skip("this runner cannot run Python as nobody")
-    if mode == "bwrap" and shutil.which("bwrap") is None:
-        pytest.skip("bubblewrap is not installed")
+    if mode == "bwrap" and isolation.bwrap_problem():
+        pytest.skip(isolation.bwrap_problem())
     import tempfile
 
     tmp_path = Path(tempfile.mkdtemp(prefix="loop-nobody-"))  # pytest's tmp_path sits in a root-only folder
