@@ -49,9 +49,13 @@ def _hood_rows(mined, cands: list[Candidate]) -> list[dict]:
     return rows
 
 
+DETAILS = ("execution", "output_truncated", "error", "weak_tests", "mutants_caught")  # why, where a check says
+
+
 def _candidate_rows(cands: list[Candidate], verdict: str) -> list[dict]:
     return [{"kind": c.kind, "label": c.label, "text": c.text, "reason": c.reason,
-             "neighbourhood": c.meta.get("neighbourhood"), "request_id": c.request_id}
+             "neighbourhood": c.meta.get("neighbourhood"), "request_id": c.request_id,
+             **{k: c.meta[k] for k in DETAILS if k in c.meta}}
             for c in cands if c.verdict == verdict]
 
 
