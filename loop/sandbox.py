@@ -188,8 +188,4 @@ def run_many(jobs: list[tuple], limits: Limits = Limits(), workers: int | None =
     """`run_tests` for each (program, test, entry_point[, support]), in parallel sandboxes, results in order."""
     workers = workers or max(1, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda job: run_tests(*job[:3], limits=limits, support=_at(job, 3)), jobs))
-
-
-def _at(job: tuple, i: int) -> str:
-    return job[i] if len(job) > i else ""
+        return list(pool.map(lambda job: run_tests(*job[:3], limits=limits, support=job[3] if len(job) > 3 else ""), jobs))

@@ -33,6 +33,14 @@ def _setup(cfg, task):
     return {r.kind: r for r in reqs}, known, Reference(emb, splits["dev_stop"] + splits["test"])
 
 
+def code_task(code_config, name):
+    """(task, config, setup) for one of CODE_TASKS."""
+    config, overrides = CODE_TASKS[name]
+    cfg = code_config(config, **overrides)
+    task = build_task(cfg)
+    return task, cfg, _setup(cfg, task)
+
+
 def _screen(task, cfg, setup, text, kind="targeted"):
     reqs, known, evaluation = setup
     req = reqs[kind]
@@ -76,10 +84,7 @@ def test_huge_integer_in_a_classify_reply(classify):
 
 @pytest.mark.parametrize("name", sorted(CODE_TASKS))
 def test_huge_integer_in_a_code_task_reply(code_config, name):
-    config, overrides = CODE_TASKS[name]
-    cfg = code_config(config, **overrides)
-    task = build_task(cfg)
-    setup = _setup(cfg, task)
+    task, cfg, setup = code_task(code_config, name)
     for kind in ("targeted", "self_revise"):
         assert len(BIG_REPLY) < oversize(setup[0][kind])  # the parser sees it
         assert _all_rejected(_screen(task, cfg, setup, BIG_REPLY, kind)), (name, kind)

@@ -8,12 +8,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loop.components import build_task
 from loop.data import clean_text, generated_side
 from loop.filters import CONTROL
 from loop.tasks.classify import ClassifyTask
 
-from test_screen_boundary import CODE_TASKS, _screen, _setup
+from test_screen_boundary import CODE_TASKS, _screen, _setup, code_task
 
 # characters that broke or fooled the parsers and filters: surrogates, bidi overrides and isolates,
 # zero-width and other invisible characters, controls
@@ -102,10 +101,7 @@ def test_classify_screening_never_raises(tiny_config):
 
 @pytest.mark.parametrize("name", sorted(CODE_TASKS))
 def test_code_task_screening_never_raises(code_config, name):
-    config, overrides = CODE_TASKS[name]
-    cfg = code_config(config, **overrides)
-    task = build_task(cfg)
-    setup = _setup(cfg, task)
+    task, cfg, setup = code_task(code_config, name)
     problem = task.problems[setup[0]["self_revise"].meta["problem"]]
     family = name if name in ("faultloc", "codegen") else "code"
     lines = tuple(problem.reference.split("\n")) if name == "faultloc" else ()

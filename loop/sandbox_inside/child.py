@@ -10,11 +10,11 @@ speak for the tests: they run in the judge, which it cannot reach.
 
 import json
 import os
-import resource
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import landlock  # noqa: E402
+import rlimits  # noqa: E402
 import seccomp  # noqa: E402
 import wire  # noqa: E402
 
@@ -22,18 +22,10 @@ import wire  # noqa: E402
 PRELOAD = ("array", "bisect", "collections", "copy", "dataclasses", "datetime", "decimal", "enum", "fractions",
            "functools", "hashlib", "heapq", "itertools", "json", "math", "numbers", "operator", "random", "re",
            "statistics", "string", "textwrap", "time", "typing", "unicodedata", "threading", "traceback",
-           "posix", "_posixsubprocess", "ctypes", "platform", "landlock")
+           "posix", "_posixsubprocess", "ctypes", "platform", "landlock", "rlimits")
 SPAWN = ("fork", "forkpty", "system", "popen", "execv", "execve", "execvp", "execvpe", "execl", "execle", "execlp",
          "execlpe", "spawnv", "spawnve", "spawnvp", "spawnvpe", "posix_spawn", "posix_spawnp", "kill", "killpg",
          "setsid", "setpgid", "setpgrp", "pidfd_open", "register_at_fork")
-
-
-def limit(lim: dict) -> None:
-    mb = 1024 * 1024
-    for res, value in ((resource.RLIMIT_CPU, lim["cpu_s"]), (resource.RLIMIT_AS, lim["memory_mb"] * mb),
-                       (resource.RLIMIT_FSIZE, lim["file_mb"] * mb), (resource.RLIMIT_NOFILE, 64),
-                       (resource.RLIMIT_CORE, 0)):
-        resource.setrlimit(res, (value, value))
 
 
 def private_scratch(disk_mb: int) -> None:
@@ -119,7 +111,7 @@ def main() -> None:
     read_fd, write_fd, lim = int(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3])
     for name in PRELOAD:
         __import__(name)
-    limit(lim)
+    rlimits.apply(lim, open_files=64)
     drop_root(lim["disk_mb"])
     kind, source = wire.recv(read_fd)
     problem = guard()

@@ -18,13 +18,13 @@ before the tests did) | not_plain (a result that is not a plain value) | timeout
 import builtins
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import rlimits  # noqa: E402
 import wire  # noqa: E402
 
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "child.py")
@@ -119,13 +119,6 @@ def _nondumpable() -> None:
         pass
 
 
-def _limits(lim: dict) -> None:
-    mb = 1024 * 1024
-    for res, value in ((resource.RLIMIT_CPU, lim["cpu_s"]), (resource.RLIMIT_AS, lim["memory_mb"] * mb),
-                       (resource.RLIMIT_FSIZE, lim["file_mb"] * mb), (resource.RLIMIT_CORE, 0)):
-        resource.setrlimit(res, (value, value))
-
-
 def judge(job: dict, program: Program) -> tuple[str, str]:
     """Define the program, then (when there are tests) run `check` on its entry point."""
     try:
@@ -163,7 +156,7 @@ def main() -> None:
     sys.stdin.close()
     _nondumpable()
     program = Program(job["limits"])
-    _limits(job["limits"])
+    rlimits.apply(job["limits"])
     try:
         status, detail = judge(job, program)
     except MemoryError:

@@ -30,7 +30,7 @@ import numpy as np
 from loop.config import Config
 from loop.data import PAIR_SEP, Candidate, Example, pair_sides
 from loop.errors import ConfigError
-from loop.humaneval import Problem, build_variants, read_problems, split_problems, support
+from loop.humaneval import GENERATED, Problem, build_variants, read_problems, split_problems, support
 from loop.prompts import Prompts
 from loop import isolation
 from loop.sandbox import Limits, Outcome, run_many
@@ -267,7 +267,7 @@ class CodegenTask:
             cand.meta["weak_tests"] = weak
             return cand
         digest = hashlib.sha1((prompt + body + test).encode("utf-8", "surrogatepass"))  # lone surrogates hash too
-        task_id = "generated/" + digest.hexdigest()[:12]
+        task_id = GENERATED + digest.hexdigest()[:12]
         cand.text = prompt + PAIR_SEP + body
         cand.meta.update(problem=task_id, entry_point=name, test=test)
         return cand
