@@ -353,7 +353,8 @@ def bench_mining(pools, hard_cases, data, index_kind, nprobe, seed, out):
 
 @bench.command("efficiency")
 @CONFIG_OPT
-@click.option("--strategies", default="none,random,targeted", show_default=True, help="Comma-separated.")
+@click.option("--strategies", default="none,random,targeted", show_default=True,
+              help="Comma-separated arms: none, all_labels, random, targeted, real, active, crossval.")
 @click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seed offsets.")
 @click.option("--budgets", default="8000,16000,24000", show_default=True,
               help="Comma-separated token budgets; each run spends up to the largest.")
@@ -364,7 +365,7 @@ def bench_mining(pools, hard_cases, data, index_kind, nprobe, seed, out):
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
 @handle_errors
 def bench_efficiency(config, strategies, seeds, budgets, rounds, out, sets, verbose):
-    """Test metric vs teacher tokens for none / random / targeted, over budgets and seeds."""
+    """Test metric vs teacher tokens per arm over budgets and seeds, with paired differences and intervals."""
     from loop.bench.efficiency import run_bench
 
     _logging(verbose)
@@ -378,17 +379,45 @@ def bench_efficiency(config, strategies, seeds, budgets, rounds, out, sets, verb
     result = run_bench(cfg, [s.strip() for s in strategies.split(",") if s.strip()], ints(seeds),
                        sorted(ints(budgets)), rounds or cfg.loop.rounds, out_path,
                        cfg.resolve(cfg.run.dir) / "bench-efficiency")
-    summary, metric = result["summary"], result["metric"]
-    click.echo(f"test {metric}, mean ± std over seeds (last round within the budget):")
-    click.echo(f"{'strategy':10}" + "".join(f"{b:>18}" for b in result["budgets"]))
-    for strategy, row in summary["table"].items():
-        click.echo(f"{strategy:10}" + "".join(f"{row[str(b)]['mean']:>11.4f} ± {row[str(b)]['std']:.3f}"
-                                              for b in result["budgets"]))
-    for key in ("random_tokens_to_targeted_final", "targeted_tokens_to_random_best", "random_tokens_to_random_best",
-                "targeted_ge_random_every_budget", "targeted_half_tokens_for_random_best", "both_above_none"):
-        if key in summary:
-            click.echo(f"{key}: {summary[key]}")
+    from loop.bench.paired import table_lines
+
+    for line in table_lines(result, result["summary"]):
+        click.echo(line)
     click.echo(f"written: {out_path} and {out_path.with_suffix('.png')}")
+
+
+@bench.command("noise")
+@CONFIG_OPT
+@click.option("--seeds", default="0,1,2,3,4", show_default=True, help="Comma-separated student seed offsets.")
+@click.option("--variant", "variants", multiple=True, metavar="'KEY=VALUE ...'",
+              help="student.* overrides fitted as one variant ('baseline': none); repeatable "
+                   "(default: baseline, warmup, average_last, select_epoch).")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="JSON to write (default: bench/results/noise-<config name>.json).")
+@SET_OPT
+@click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
+@handle_errors
+def bench_noise(config, seeds, variants, out, sets, verbose):
+    """Spread of the student's test metric over seeds on identical data, per training variant."""
+    import shlex
+
+    from loop.bench.noise import DEFAULT_VARIANTS, check_variants, run_bench
+
+    _logging(verbose)
+    overrides = {v.strip() or "baseline": _parse_sets(tuple(w for w in shlex.split(v) if w != "baseline"))
+                 for v in (variants or DEFAULT_VARIANTS)}
+    check_variants(overrides)
+    base = _parse_sets(sets)
+    cfgs = {name: _load(config, {**base, **ov}) for name, ov in overrides.items()}  # all validated before a fit
+    name = Path(config).stem if config else "default"
+    out_path = Path(out or f"bench/results/noise-{name}.json")
+    result = run_bench(cfgs, overrides, [int(x) for x in seeds.split(",") if x.strip()], out_path)
+    click.echo(f"test {result['metric']} over seeds {result['seeds']} ({result['train']} training examples):")
+    click.echo(f"{'variant':40}{'mean':>8}{'std':>8}{'min':>8}{'max':>8}{'range':>8}{'s/fit':>8}")
+    for variant, row in result["summary"].items():
+        click.echo(f"{variant:40}{row['mean']:8.4f}{row['std']:8.4f}{row['min']:8.4f}{row['max']:8.4f}"
+                   f"{row['range']:8.4f}{row['fit_s']:8.1f}")
+    click.echo(f"written: {out_path}")
 
 
 @bench.command("seed")

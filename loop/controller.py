@@ -56,7 +56,8 @@ def augment(cfg: Config, parts: Parts, run_id: str, rnd: int, budget: Budget, kn
     # what may seed generation: gold only, or also accepted samples
     seeds = splits["train"] + (accepted if cfg.mining.seed_from == "gold+generated" else [])
     with r.timer("mine"):
-        r.mined = mine(parts.student, task, cfg, splits["dev_mine"] + splits["pool"], seeds, rnd, parts.embedder)
+        r.mined = mine(parts.student, task, cfg, splits["dev_mine"] + splits["pool"], seeds, rnd, parts.embedder,
+                       accepted)
         r.fixed = followup(previous, r.mined)
     with r.timer("plan"):
         requests = plan(cfg.generation.strategy, r.mined, seeds, task, cfg, rnd)

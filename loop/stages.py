@@ -69,14 +69,48 @@ def _status(examples: list[Example], hard: list[HardCase]) -> list[str]:
     return [kind.get(e.id, "correct") for e in examples]
 
 
+def crossval_predict(cfg: Config, gold: list[Example], extra: list[Example]) -> tuple[list[str], np.ndarray]:
+    """Out-of-fold labels and probabilities of `gold`: each of `mining.folds` stratified folds is predicted by a
+    fresh student trained on the other folds and `extra` (the accepted samples)."""
+    from loop.components import build_student
+
+    order = sorted(range(len(gold)), key=lambda i: (gold[i].label, gold[i].id))
+    fold_of = {i: n % cfg.mining.folds for n, i in enumerate(order)}
+    labels, probs = [""] * len(gold), [None] * len(gold)
+    for fold in range(cfg.mining.folds):
+        held = [i for i in range(len(gold)) if fold_of[i] == fold]
+        student = build_student(cfg)
+        student.fit([gold[i] for i in range(len(gold)) if fold_of[i] != fold] + list(extra))
+        pred = student.predict([gold[i] for i in held])
+        for j, i in enumerate(held):
+            labels[i], probs[i] = pred.labels[j], pred.probs[j]
+        del student
+    return labels, np.stack(probs)
+
+
+def _mined_predictions(student, task, cfg: Config, mine_split: list[Example], pool: list[Example],
+                       accepted: list[Example]) -> tuple[list[Example], object]:
+    """What is mined and the student's view of it: the mining split (and unlabelled pool); with crossval,
+    also the gold training examples, judged by students that did not train on them."""
+    if cfg.mining.source != "crossval":
+        return mine_split, task.predict(student, mine_split, mining=True)
+    gold = [e for e in pool if e.source == "gold"]
+    labels, probs = crossval_predict(cfg, gold, accepted)
+    own = task.predict(student, gold + mine_split, mining=True)  # embeddings in the current student's space
+    if mine_split:
+        labels, probs = labels + own.labels[len(gold):], np.concatenate([probs, own.probs[len(gold):]])
+    return gold + mine_split, replace(own, labels=labels, probs=probs)
+
+
 def mine(student, task, cfg: Config, mine_split: list[Example], pool: list[Example], rnd: int,
-         embedder=None) -> MineResult:
+         embedder=None, accepted: list[Example] = ()) -> MineResult:
     """Hard cases on the mining split (and unlabelled pool) and their neighbourhoods in the training pool.
 
     Neighbourhoods live in the student's own embedding space by default (where the student
     is confused); with mining.embedder 'fixed', in the fixed sentence embedder's (cached by text).
+    With mining.source crossval, the gold training examples are mined too, from out-of-fold predictions.
     """
-    pred = task.predict(student, mine_split, mining=True)
+    mine_split, pred = _mined_predictions(student, task, cfg, mine_split, pool, list(accepted))
     hard = find_hard_cases(mine_split, pred.probs, task.labels, cfg.mining)
     if cfg.mining.embedder == "fixed":
         vectors, pool_vecs = embedder.encode([e.text for e in mine_split]), embedder.encode([e.text for e in pool])

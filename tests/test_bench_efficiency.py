@@ -1,6 +1,7 @@
 """The efficiency benchmark's bookkeeping: budget checkpoints, means, and the token ratios."""
 
-from loop.bench.efficiency import at_budget, seeded, summarise, tokens_to_reach
+from loop.bench.efficiency import at_budget, seeded
+from loop.bench.paired import summary
 from loop.config import load_config
 
 
@@ -26,16 +27,15 @@ def test_at_budget_takes_the_last_round_that_fits():
 
 
 def test_summary_ratios():
-    s = summarise(runs(), [1000, 2000, 3000])
+    s = summary({"budgets": [1000, 2000, 3000], "runs": runs()})
     t = s["table"]
     assert abs(t["targeted"]["3000"]["mean"] - 0.60) < 1e-9 and abs(t["random"]["1000"]["mean"] - 0.52) < 1e-9
     assert t["random"]["1000"]["std"] > 0 and t["none"]["1000"]["seeds"] == 3
-    assert s["targeted_ge_random_every_budget"] and s["both_above_none"]
-    assert s["random_tokens_to_targeted_final"] is None  # random never reaches 0.60 within 3000 tokens
-    # random's best (0.56) needs ~2900 tokens; targeted gets there by ~950
-    assert s["random_tokens_to_random_best"] >= 2900 - 3000 // 16 and s["targeted_tokens_to_random_best"] <= 1000
-    assert s["targeted_half_tokens_for_random_best"]
-    assert tokens_to_reach([r for r in runs() if r["strategy"] == "random"], 0.52, 100, 3000) == 900
+    # targeted leads random by 0.04 on every seed at every budget: a paired interval of exactly that
+    lead = s["paired"]["targeted-random"]["3000"]
+    assert abs(lead["mean"] - 0.04) < 1e-9 and abs(lead["low"] - 0.04) < 1e-9 and lead["seeds"] == 3
+    assert s["verdicts"]["targeted_above_random_at_max"]
+    assert not s["token_ratio"]["reached"]  # random never reaches 0.60 within 3000 tokens: a lower bound
 
 
 def test_seeded_runs_differ_only_in_selection_and_seed():
@@ -113,5 +113,5 @@ def test_partial_results_are_saved_with_their_table_and_plot(tmp_path):
            "runs": partial}, out)
     saved = json.loads(out.read_text())
     assert set(saved["summary"]["table"]) == {"none", "random"} and saved["summary"]["table"]["random"]["1000"]["seeds"] == 1
-    assert "targeted_final" not in saved["summary"]  # no ratio without both strategies
+    assert saved["summary"]["token_ratio"] == {} and "targeted-random" not in saved["summary"]["paired"]
     assert out.with_suffix(".png").stat().st_size > 1000

@@ -12,10 +12,10 @@ def test_version_names_the_declared_version_and_hashes_every_template(tmp_path):
     folder = tmp_path / "p"
     shutil.copytree(ROOT / "prompts" / "classify", folder)
     before = Prompts(folder).version
-    assert before.startswith("classify-v2@")
+    assert before.startswith("classify-v3@")
     (folder / "label.j2").write_text((folder / "label.j2").read_text() + "\nBe brief.")
     after = Prompts(folder).version
-    assert after != before and after.startswith("classify-v2@")  # an edit without a bump still shows
+    assert after != before and after.startswith("classify-v3@")  # an edit without a bump still shows
 
 
 def test_kind_specific_system_message_and_missing_template(tmp_path):

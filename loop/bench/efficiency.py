@@ -20,19 +20,28 @@ import dataclasses
 import hashlib
 import json
 import logging
-import statistics
 from pathlib import Path
 
 from loop.config import Config
+from loop.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 
-def seeded(cfg: Config, strategy: str, seed: int, budget: int, rounds: int) -> Config:
-    """The config of one benchmark run."""
+# arm -> (generation.strategy, mining.source); `real` and `active` buy gold labels instead (loop/bench/oracle.py)
+ARMS = {"none": ("none", "dev"), "all_labels": ("none", "crossval"), "targeted": ("targeted", "dev"),
+        "random": ("random", "dev"), "real": ("none", "dev"), "active": ("none", "dev"),
+        "crossval": ("targeted", "crossval")}
+
+
+def seeded(cfg: Config, arm: str, seed: int, budget: int, rounds: int) -> Config:
+    """The config of one benchmark run. `all_labels` is `none` with the mining split in training (what
+    mining.source crossval does to the splits); `crossval` is `targeted` mining out-of-fold errors there."""
+    strategy, source = ARMS[arm]
     return dataclasses.replace(
         cfg,
         data=dataclasses.replace(cfg.data, seed=cfg.data.seed + seed),
+        mining=dataclasses.replace(cfg.mining, source=source),
         student=dataclasses.replace(cfg.student, seed=cfg.student.seed + seed),
         # no response cache: a resumed benchmark pays again rather than counting free tokens
         teacher=dataclasses.replace(cfg.teacher, seed=cfg.teacher.seed + seed, cache=False),
@@ -109,6 +118,17 @@ class FitCache:
         return student
 
 
+def run_oracle_arm(cfg: Config, arm: str, targeted: dict, fits: FitCache | None = None) -> dict:
+    """A `real` or `active` run, after the `targeted` run of the same seed."""
+    from loop.bench.oracle import run_oracle
+    from loop.components import build_student, build_task
+
+    task, student = build_task(cfg), build_student(cfg)
+    if fits is not None:
+        student = fits.wrap(student, cfg)
+    return run_oracle(cfg, arm, targeted["rounds"], task, student, task.load_splits())
+
+
 def run_one(cfg: Config, teacher, embedder, run_dir: Path, run_id: str, fits: FitCache | None = None) -> dict:
     """One benchmark run; returns its per-round curve."""
     from loop.components import build_student, build_task
@@ -148,86 +168,6 @@ def at_budget(curve: list[dict], budget: int) -> dict:
     return {"test": last["test"], "tokens": last["tokens"], "round": last["round"], "selected_test": best["test"]}
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
-def tokens_to_reach(runs: list[dict], target: float, step: int, limit: int) -> int | None:
-    """Fewest tokens (on a grid of `step`) at which the seeds' mean test metric reaches `target`."""
-    for tokens in range(0, limit + 1, step):
-        if statistics.fmean(at_budget(r["rounds"], tokens)["test"] for r in runs) >= target - 1e-12:
-            return tokens
-    return None
-
-
-def summarise(runs: list[dict], budgets: list[int]) -> dict:
-    """Mean ± std per strategy and budget, and the token ratios the claim is about."""
-    by = {s: [r for r in runs if r["strategy"] == s] for s in ("none", "random", "targeted")}
-    table = {}
-    for strategy, rs in by.items():
-        if not rs:
-            continue
-        table[strategy] = {}
-        for b in budgets:
-            points = [at_budget(r["rounds"], b) for r in rs]
-            mean, std = _mean_std([p["test"] for p in points])
-            smean, sstd = _mean_std([p["selected_test"] for p in points])
-            table[strategy][str(b)] = {"mean": mean, "std": std, "selected_mean": smean, "selected_std": sstd,
-                                       "tokens_mean": statistics.fmean(p["tokens"] for p in points),
-                                       "seeds": len(points)}
-    out = {"table": table}
-    if by["random"] and by["targeted"]:
-        top, step = max(budgets), max(1, min(budgets) // 16)
-        targeted_final = table["targeted"][str(top)]["mean"]
-        random_best = max(v["mean"] for v in table["random"].values())
-        need_r = tokens_to_reach(by["random"], targeted_final, step, top)
-        need_t = tokens_to_reach(by["targeted"], random_best, step, top)
-        have_r = tokens_to_reach(by["random"], random_best, step, top)
-        out.update({
-            "targeted_final": targeted_final, "random_best": random_best,
-            "random_tokens_to_targeted_final": need_r,
-            "random_over_targeted_tokens": (need_r / top) if need_r else None,  # None: not reached within budget
-            "targeted_tokens_to_random_best": need_t, "random_tokens_to_random_best": have_r,
-            "targeted_ge_random_every_budget": all(table["targeted"][str(b)]["mean"] >= table["random"][str(b)]["mean"]
-                                                   for b in budgets),
-            "targeted_half_tokens_for_random_best": bool(need_t is not None and have_r and need_t <= have_r / 2),
-        })
-        if by["none"]:
-            base = table["none"][str(top)]["mean"]
-            out["both_above_none"] = all(table[s][str(b)]["mean"] > base for s in ("random", "targeted")
-                                         for b in budgets)
-    return out
-
-
-def plot(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    budgets = result["budgets"]
-    xs = [0] + budgets
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for strategy, colour in (("targeted", "tab:red"), ("random", "tab:blue"), ("none", "tab:gray")):
-        rs = [r for r in result["runs"] if r["strategy"] == strategy]
-        if not rs:
-            continue
-        pts = [[at_budget(r["rounds"], b)["test"] for r in rs] for b in xs]
-        mean = [statistics.fmean(p) for p in pts]
-        std = [statistics.stdev(p) if len(p) > 1 else 0.0 for p in pts]
-        ax.plot(xs, mean, marker="o", color=colour, label=f"{strategy} (n={len(rs)})")
-        ax.fill_between(xs, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
-                        color=colour, alpha=0.15)
-    ax.set_xlabel("teacher tokens spent (budget)")
-    ax.set_ylabel(f"test {result['metric']}")
-    ax.set_title(f"{result['task']}: test {result['metric']} vs tokens (mean ± std over seeds)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def run_bench(cfg: Config, strategies: list[str], seeds: list[int], budgets: list[int], rounds: int,
               out: Path, work_dir: Path) -> dict:
     """Run every missing (strategy, seed), writing the JSON after each; then summarise and plot."""
@@ -243,9 +183,15 @@ def run_bench(cfg: Config, strategies: list[str], seeds: list[int], budgets: lis
             result["runs"] = old["runs"]
         else:
             log.info("%s holds results of other settings: starting afresh", out)
+    unknown = [s for s in strategies if s not in ARMS]
+    if unknown:
+        raise ConfigError(f"--strategies: unknown arm(s) {', '.join(unknown)} (arms: {', '.join(ARMS)})")
+    if {"real", "active"} & set(strategies) and "targeted" not in strategies:
+        raise ConfigError("--strategies: real and active buy as many labels as targeted accepted: add targeted")
     done = {(r["strategy"], r["seed"]) for r in result["runs"]}
-    todo = [(s, seed) for seed in seeds for s in strategies if (s, seed) not in done]
-    teacher = build_teacher(cfg) if any(s != "none" for s, _ in todo) else None
+    order = sorted(strategies, key=list(ARMS).index)  # targeted before the arms that follow its counts
+    todo = [(s, seed) for seed in seeds for s in order if (s, seed) not in done]
+    teacher = build_teacher(cfg) if any(ARMS[s][0] != "none" for s, _ in todo) else None
     embedder = SentenceEmbedder(cfg.filters.embedder)
     fits = FitCache()
     try:
@@ -254,7 +200,11 @@ def run_bench(cfg: Config, strategies: list[str], seeds: list[int], budgets: lis
             run_id = f"bench-{key}-{strategy}-s{seed}"
             log.info("bench efficiency: %s seed %d (%d of %d to do)", strategy, seed, todo.index((strategy, seed)) + 1,
                      len(todo))
-            row = run_one(run_cfg, teacher, embedder, work_dir, run_id, fits)
+            if strategy in ("real", "active"):
+                targeted = next(r for r in result["runs"] if r["strategy"] == "targeted" and r["seed"] == seed)
+                row = run_oracle_arm(run_cfg, strategy, targeted, fits)
+            else:
+                row = run_one(run_cfg, teacher, embedder, work_dir, run_id, fits)
             result["runs"].append({"strategy": strategy, "seed": seed, **row})
             _save(result, out)  # an interrupted benchmark keeps its table and plot so far
     finally:
@@ -265,7 +215,9 @@ def run_bench(cfg: Config, strategies: list[str], seeds: list[int], budgets: lis
 
 
 def _save(result: dict, out: Path) -> None:
-    result["summary"] = summarise(result["runs"], result["budgets"])
+    from loop.bench.paired import plot, summary
+
+    result["summary"] = summary(result)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     plot(result, out.with_suffix(".png"))

@@ -81,6 +81,18 @@ def scores(pred: list[str], gold: list[str], labels: list[str]) -> dict[str, flo
     return out
 
 
+def focus_labels(variables: dict, labels: list[str]) -> list[str]:
+    """The labels a request is about, in the task's order: its exemplars' and contrasts', its confused pair,
+    the revised example's and the student's wrong prediction."""
+    named = [e.label for e in variables.get("exemplars") or []] + [e.label for e in variables.get("contrasts") or []]
+    named += list(variables.get("confusion") or ())
+    if variables.get("example") is not None:
+        named.append(variables["example"].label)
+    named.append(variables.get("predicted") or "")
+    chosen = set(named)
+    return [lab for lab in labels if lab in chosen]
+
+
 class ClassifyTask:
     name = "classify"
 
@@ -93,7 +105,7 @@ class ClassifyTask:
 
     def common(self) -> dict:
         """Variables every template sees."""
-        return {"description": self.cfg.description, "labels": self.labels}
+        return {"description": self.cfg.description, "labels": self.labels, "label_total": len(self.labels)}
 
     def load_splits(self) -> dict:
         from loop.data import load_splits
@@ -113,7 +125,10 @@ class ClassifyTask:
                 "required": ["samples"], "additionalProperties": False}
 
     def messages(self, kind: str, **variables) -> list[dict]:
-        return self.prompts.messages(kind, self.common(), **variables)
+        common = self.common()
+        if len(self.labels) > self.cfg.list_labels and kind != "label":
+            common["labels"] = focus_labels(variables, self.labels)
+        return self.prompts.messages(kind, common, **variables)
 
     def _candidate(self, item: Any, req: GenRequest) -> Candidate:
         if not isinstance(item, dict) or not isinstance(item.get("text"), str) or not isinstance(item.get("label"), str):
