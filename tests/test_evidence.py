@@ -185,3 +185,31 @@ def test_unknown_arms_and_real_without_targeted_are_refused(tmp_path):
         run_bench(cfg, ["targetted"], [0], [1000], 1, tmp_path / "x.json", tmp_path)
     with pytest.raises(ConfigError, match="add targeted"):
         run_bench(cfg, ["none", "real"], [0], [1000], 1, tmp_path / "x.json", tmp_path)
+
+
+def test_a_crossval_run_trains_on_the_mining_split_and_mines_out_of_fold(tiny_config, tmp_path, monkeypatch):
+    """The whole loop with mining.source crossval: every gold label trains, each round fits the fold
+    students (on the other folds and the accepted samples) and targets their errors."""
+    import loop.components
+    from loop.controller import Parts, run_loop
+    from loop.store import RunStore
+    from loop.tracking import Tracker
+
+    from conftest import HashEmbedder, ScriptedTeacher
+
+    cfg = tiny_config(**{"mining.source": "crossval", "loop.rounds": 2})
+    folds = []
+    monkeypatch.setattr(loop.components, "build_student", lambda _cfg: folds.append(MemoStudent()) or folds[-1])
+    store = RunStore(tmp_path / "runs" / "store.sqlite")
+    store.start_run("cv", cfg.to_dict())
+    student, teacher = MemoStudent(), ScriptedTeacher()
+    parts = Parts(task=ClassifyTask(cfg), student=student, teacher=teacher, embedder=HashEmbedder(),
+                  splits=load_splits(cfg), store=store, tracker=Tracker(cfg.tracking.uri, cfg.tracking.experiment))
+    summary = run_loop(cfg, parts, "cv", tmp_path / "runs" / "cv")
+    assert summary["rounds_run"] == 2 and len(folds) == 6  # 3 fold students per round
+    assert student.fits[0] == 160  # seed (60) + mining split (100)
+    accepted = store.accepted("cv")
+    assert accepted and all(any(e.text in f.seen for e in accepted[:1]) for f in folds[3:])  # round 2's folds
+    # the cases sent for self-revision are training examples: with no mining split, only folds found them
+    revised = [r.meta["source"] for r in teacher.calls[0] if r.kind == "self_revise"]
+    assert revised and set(revised) <= {e.id for e in parts.splits["train"]}
