@@ -213,3 +213,23 @@ def test_a_crossval_run_trains_on_the_mining_split_and_mines_out_of_fold(tiny_co
     # the cases sent for self-revision are training examples: with no mining split, only folds found them
     revised = [r.meta["source"] for r in teacher.calls[0] if r.kind == "self_revise"]
     assert revised and set(revised) <= {e.id for e in parts.splits["train"]}
+
+
+@pytest.mark.slow
+def test_crossval_and_bought_labels_with_the_real_student(tiny_config):
+    """The real MiniLM student: out-of-fold predictions over every training example, and the active arm
+    buying the reserve's least certain examples, retraining on them."""
+    from loop.components import build_student
+    from loop.stages import crossval_predict
+
+    cfg = tiny_config(**{"data.train_size": 24, "data.dev_size": 24, "data.test_size": 30, "student.epochs": 1,
+                         "student.max_length": 24, "mining.source": "crossval"})
+    splits = load_splits(cfg)
+    splits["oracle"] = splits["oracle"][:60]
+    labels, probs = crossval_predict(cfg, splits["train"], [])
+    assert len(labels) == 36 and probs.shape == (36, 3) and np.allclose(probs.sum(1), 1, atol=1e-4)
+    targeted = [{"round": 0, "tokens": 0, "accepted": 0}, {"round": 1, "tokens": 500, "accepted": 6}]
+    student = build_student(cfg)
+    out = run_oracle(cfg, "active", targeted, ClassifyTask(cfg), student, splits)
+    assert [r["accepted"] for r in out["rounds"]] == [0, 6]
+    assert all(0 <= r["test"] <= 1 for r in out["rounds"]) and out["rounds"][1]["tokens"] == 500
