@@ -95,10 +95,10 @@ class StudentConfig:
     batch_size: int = _f(16, "training batch size", ge=1)
     learning_rate: float = _f(1e-4, "AdamW learning rate", gt=0)
     seed: int = _f(0, "training seed")
-    warmup: float = _f(0.0, "encoder: share of the optimizer steps over which the learning rate ramps up "
+    warmup: float = _f(0.1, "encoder: share of the optimizer steps over which the learning rate ramps up "
                             "linearly before its linear decay (0: decay from the first step)", ge=0, le=0.5)
     select_epoch: bool = _f(False, "encoder: after each epoch score a held-out slice of the training examples "
-                                   "(student.holdout; accuracy, then loss) and keep the best epoch's weights")
+                                   "(student.holdout; macro-F1, then loss) and keep the best epoch's weights")
     holdout: float = _f(0.2, "encoder, with select_epoch: share of each label's training examples held out to "
                              "choose the epoch (not trained on; every label keeps one)", gt=0, le=0.5)
     average_last: int = _f(0, "encoder: keep the mean of the weights after each of the last N epochs "
