@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import time
 from pathlib import Path
 
 from loop.config import Config
@@ -200,12 +201,14 @@ def run_bench(cfg: Config, strategies: list[str], seeds: list[int], budgets: lis
             run_id = f"bench-{key}-{strategy}-s{seed}"
             log.info("bench efficiency: %s seed %d (%d of %d to do)", strategy, seed, todo.index((strategy, seed)) + 1,
                      len(todo))
+            started = time.monotonic()
             if strategy in ("real", "active"):
                 targeted = next(r for r in result["runs"] if r["strategy"] == "targeted" and r["seed"] == seed)
                 row = run_oracle_arm(run_cfg, strategy, targeted, fits)
             else:
                 row = run_one(run_cfg, teacher, embedder, work_dir, run_id, fits)
-            result["runs"].append({"strategy": strategy, "seed": seed, **row})
+            result["runs"].append({"strategy": strategy, "seed": seed, **row,
+                                   "seconds": round(time.monotonic() - started, 1)})
             _save(result, out)  # an interrupted benchmark keeps its table and plot so far
     finally:
         if teacher is not None:
