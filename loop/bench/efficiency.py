@@ -176,7 +176,8 @@ def run_bench(cfg: Config, strategies: list[str], seeds: list[int], budgets: lis
     from loop.embedder import SentenceEmbedder
 
     key = settings_key(cfg, budgets, rounds)
-    result = {"task": cfg.task.name, "metric": cfg.loop.metric, "budgets": budgets, "rounds": rounds,
+    result = {"task": cfg.task.name, "config": out.stem.removeprefix("efficiency-"), "metric": cfg.loop.metric,
+              "budgets": budgets, "rounds": rounds,
               "settings": key, "runs": []}
     if out.is_file():
         old = json.loads(out.read_text())

@@ -257,7 +257,7 @@ def table_lines(result: dict, stats: dict | None = None) -> list[str]:
     """The lines the CLI prints; `stats` is `summary(result)` when already computed."""
     stats = summary(result) if stats is None else stats
     budgets = [str(b) for b in result["budgets"]]
-    lines = [f"{result['task']}: test {result['metric']}, mean \u00b1 std over seeds",
+    lines = [f"{result.get('config', result['task'])}: test {result['metric']}, mean \u00b1 std over seeds",
              f"{'arm':<12}" + "".join(f"{b:>19}" for b in budgets) + f"{'n':>5}"]
     for arm, row in stats["table"].items():
         cells = "".join(f"{row[b]['mean']:>10.4f} \u00b1 {row[b]['std']:.4f}" for b in budgets)
@@ -333,7 +333,7 @@ def plot(result: dict, path: Path) -> None:
     _curve_panel(left, result)
     _diff_panel(right, result)
     seeds = len({r["seed"] for r in result["runs"]})
-    fig.suptitle(f"{result['task']}: test {result['metric']} vs teacher tokens ({seeds} seeds)")
+    fig.suptitle(f"{result.get('config', result['task'])}: test {result['metric']} vs teacher tokens ({seeds} seeds)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
