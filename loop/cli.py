@@ -391,7 +391,7 @@ def bench_efficiency(config, strategies, seeds, budgets, rounds, out, sets, verb
 @click.option("--seeds", default="0,1,2,3,4", show_default=True, help="Comma-separated student seed offsets.")
 @click.option("--variant", "variants", multiple=True, metavar="'KEY=VALUE ...'",
               help="student.* overrides fitted as one variant ('baseline': none); repeatable "
-                   "(default: baseline, warmup, average_last, select_epoch).")
+                   "(default: baseline, student.warmup=0, student.average_last=3, student.select_epoch=true).")
 @click.option("--out", type=click.Path(dir_okay=False),
               help="JSON to write (default: bench/results/noise-<config name>.json).")
 @SET_OPT

@@ -164,7 +164,7 @@ def fits(monkeypatch):
 
 def test_bench_fits_every_variant_and_seed_on_the_same_data_and_resumes(tiny_config, fits, tmp_path):
     cfgs = {"baseline": tiny_config(**{"student.warmup": 0.0}), "steady": tiny_config(**{"student.warmup": 0.1})}
-    overrides = {"baseline": {}, "steady": {"student.warmup": 0.1}}
+    overrides = {"baseline": {"student.warmup": 0.0}, "steady": {"student.warmup": 0.1}}
     out = tmp_path / "noise.json"
     result = noise.run_bench(cfgs, overrides, [0, 1, 2], out)
     assert sorted(fits) == sorted((s, w, 60) for s in (0, 1, 2) for w in (0.0, 0.1))
