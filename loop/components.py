@@ -9,6 +9,7 @@ from loop.errors import ConfigError
 from loop.students.causal_lm import CausalLMStudent
 from loop.students.encoder import EncoderStudent
 from loop.students.lines import LineStudent
+from loop.students.probe import ProbeStudent
 from loop.tasks.classify import ClassifyTask
 from loop.tasks.code import ClonesTask, DefectsTask
 from loop.tasks.codegen import CodegenTask
@@ -22,7 +23,7 @@ from loop.teachers.vllm import VLLMTeacher
 
 TASKS = {"classify": ClassifyTask, "defects": DefectsTask, "clones": ClonesTask, "codegen": CodegenTask,
          "faultloc": FaultLocTask}
-STUDENTS = {"encoder": EncoderStudent, "causal_lm": CausalLMStudent, "lines": LineStudent}
+STUDENTS = {"encoder": EncoderStudent, "probe": ProbeStudent, "causal_lm": CausalLMStudent, "lines": LineStudent}
 TEACHERS = {
     "vllm": VLLMTeacher,
     "openai": OpenAITeacher,

@@ -84,7 +84,8 @@ class DataConfig:
 
 @dataclass
 class StudentConfig:
-    name: str = _f("encoder", "student family: encoder (classifier), causal_lm (code generation, LoRA), lines "
+    name: str = _f("encoder", "student family: encoder (fine-tuned classifier), probe (frozen sentence encoder + "
+                              "logistic regression; classify only), causal_lm (code generation, LoRA), lines "
                               "(fault localization: scores each line of a function)")
     model: str = _f("packaged:all-minilm-l6-v2", "'packaged:<name>', a local folder or a hub id")
     max_length: int = _f(64, "tokens per example", ge=1)
@@ -103,6 +104,9 @@ class StudentConfig:
                              "choose the epoch (not trained on; every label keeps one)", gt=0, le=0.5)
     average_last: int = _f(0, "encoder: keep the mean of the weights after each of the last N epochs "
                               "(checkpoint averaging; 0 or 1: the last epoch's)", ge=0)
+    probe_c: float = _f(10.0, "probe: inverse L2 strength of the logistic regression (larger: weaker "
+                              "regularisation)", gt=0)
+    probe_iter: int = _f(2000, "probe: most L-BFGS iterations of the logistic regression", ge=1)
     threads: int = _f(0, "torch threads (0: all cores)", ge=0)
     steps: int = _f(0, "causal_lm: optimizer steps per fit, whatever the data size (0: epochs x batches)", ge=0)
     lora_r: int = _f(16, "causal_lm: LoRA rank (alpha is twice the rank)", ge=1)
@@ -307,8 +311,10 @@ def _validate(cfg: Config, where: str) -> None:
         (cfg.task.name != "codegen" or cfg.mining.embedder == "fixed", "mining.embedder",
          "codegen needs fixed (problems are embedded by the sentence embedder)"),
         (cfg.task.temperature > 0 or cfg.task.samples == 1, "task.samples", "must be 1 when temperature is 0"),
-        (cfg.mining.source == "dev" or cfg.student.name == "encoder", "mining.source",
-         "crossval needs the encoder student (classification tasks)"),
+        (cfg.mining.source == "dev" or cfg.student.name in ("encoder", "probe"), "mining.source",
+         "crossval needs a classifier student: encoder or probe"),
+        (cfg.student.name != "probe" or cfg.task.name == "classify", "student.name",
+         "probe classifies single texts: use it with task.name classify"),
         (not (cfg.student.select_epoch and cfg.student.average_last > 1), "student.average_last",
          "choose one of select_epoch (best epoch) and average_last (mean of the last epochs)"),
         (cfg.teacher.backend != "openai" or bool(cfg.teacher.base_urls), "teacher.base_urls",
