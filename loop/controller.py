@@ -14,11 +14,22 @@ from pathlib import Path
 
 from loop.budget import Budget
 from loop.config import Config
-from loop.data import Example
 from loop.filters import Reference
+from loop.records import Example
 from loop.report import log_round_artifacts, round_metrics
-from loop.stages import (BlindLabeller, Generated, MineResult, Timer, embed_new, evaluate, followup, generate_routed,
-                         mine, plan, screen_candidates)
+from loop.stages import (
+    BlindLabeller,
+    Generated,
+    MineResult,
+    Timer,
+    embed_new,
+    evaluate,
+    followup,
+    generate_routed,
+    mine,
+    plan,
+    screen_candidates,
+)
 
 log = logging.getLogger(__name__)
 

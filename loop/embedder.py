@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from loop.assets import resolve_model
-from loop.data import text_id
 from loop.index import normalize
+from loop.records import text_id
 
 
 def mean_pool(hidden, mask):

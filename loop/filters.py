@@ -17,9 +17,9 @@ from typing import Callable, Optional
 import numpy as np
 
 from loop.config import FilterConfig
-from loop.data import Candidate, Example, clean_text, generated_side, text_id
+from loop.data import clean_text, generated_side
 from loop.index import VectorIndex, max_similarity
-
+from loop.records import Candidate, Example, text_id
 
 # characters no sample may hold: control characters other than tab and newlines (terminal escapes, NULs,
 # C1 codes); bidi embeddings, overrides and isolates, which make text (and code: "Trojan Source") read

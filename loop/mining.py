@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from loop.config import MiningConfig
-from loop.data import Example
 from loop.index import VectorIndex
+from loop.records import Example
 
 
 @dataclass

@@ -12,9 +12,8 @@ from __future__ import annotations
 import random
 
 from loop.config import Config
-from loop.data import Example
 from loop.mining import HardCase, Neighbourhood, allocate
-from loop.teachers.base import GenRequest
+from loop.records import Example, GenRequest
 
 
 def _request(task, cfg: Config, kind: str, seed: int, meta: dict, **variables) -> GenRequest:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from loop.data import Candidate
 from loop.filters import rejection_counts
+from loop.records import Candidate
 
 
 def round_metrics(mined, gen, cands: list[Candidate], budget, accepted, timer) -> dict:

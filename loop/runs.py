@@ -18,7 +18,9 @@ IGNORED = ("loop.rounds", "run.dir")  # rounds may extend a run; the store may h
 
 
 def _flatten(data: dict) -> dict:
-    from loop.tracking import _flatten as flatten  # imported late: cli.py imports this module on every command
+    from loop.tracking import (
+        _flatten as flatten,  # imported late: cli.py imports this module on every command
+    )
 
     return flatten(data)
 

@@ -14,13 +14,13 @@ import numpy as np
 
 from loop.budget import Budget
 from loop.config import Config
-from loop.data import Candidate, Example, storable
+from loop.data import storable
 from loop.errors import LoopError, TeacherError
 from loop.filters import Reference, reject_unsafe, screen
 from loop.mining import HardCase, Neighbourhood, build_neighbourhoods, find_hard_cases
 from loop.plan import plan_random, plan_targeted
+from loop.records import Candidate, Example, GenRequest, GenResult, cache_key
 from loop.store import RunStore
-from loop.teachers.base import GenRequest, GenResult, cache_key
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,9 @@ import time
 from pathlib import Path
 
 from loop.budget import Spend
-from loop.data import Candidate, Example
 from loop.errors import RunStateError
+from loop.records import Candidate, Example, GenRequest, GenResult
 from loop.redact import redact
-from loop.teachers.base import GenRequest, GenResult
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, created REAL, config TEXT, mlflow_run_id TEXT,

@@ -15,10 +15,8 @@ import numpy as np
 import pytest
 
 from loop.config import load_config
-from loop.data import Example
 from loop.index import normalize
-from loop.students.base import Predictions
-from loop.teachers.base import GenRequest, GenResult
+from loop.records import Example, GenRequest, GenResult, Predictions
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELS = ["negative", "neutral", "positive"]

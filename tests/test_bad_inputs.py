@@ -4,12 +4,19 @@ file, line or key, and none a traceback (an awkward but ordinary file, marked No
 import time
 
 import pytest
-
-from loop.bench.hostile import (CONFIGS, DATA, LABELS, config_handled, data_handled, replies, reply_handled,
-                                screen_reply)
-from loop.tasks.classify import ClassifyTask
-
 from conftest import HashEmbedder
+
+from loop.bench.hostile import (
+    CONFIGS,
+    DATA,
+    LABELS,
+    config_handled,
+    data_handled,
+    replies,
+    reply_handled,
+    screen_reply,
+)
+from loop.tasks.classify import ClassifyTask
 
 
 @pytest.mark.parametrize("case", sorted(CONFIGS))

@@ -51,8 +51,9 @@ def test_seeded_runs_differ_only_in_selection_and_seed():
 def test_results_are_reused_only_under_the_same_settings(tmp_path):
     import shutil
 
-    from loop.bench.efficiency import settings_key
     from conftest import ROOT
+
+    from loop.bench.efficiency import settings_key
 
     folder = tmp_path / "prompts"
     shutil.copytree(ROOT / "prompts" / "classify", folder)
@@ -72,7 +73,7 @@ def test_a_seeds_round_0_student_is_trained_once_and_reused():
 
     from loop.bench.efficiency import FitCache
     from loop.components import build_student
-    from loop.data import Example
+    from loop.records import Example
 
     cfg = load_config(None, {"student.epochs": 1, "student.max_length": 32})
     gold = [Example(f"sample text number {i} {'great' if i % 2 else 'awful'}", "positive" if i % 2 else "negative")

@@ -1,10 +1,10 @@
 """`loop bench teacher` machinery on a local fake server (the real engines run in the slow tests)."""
 
-from loop.bench.teacher import bench_requests, run_bench
-from loop.config import load_config
-
 from conftest import ROOT
 from fake_openai import FakeOpenAI
+
+from loop.bench.teacher import bench_requests, run_bench
+from loop.config import load_config
 
 
 def cfg():

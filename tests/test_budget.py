@@ -58,7 +58,7 @@ class FlakyTeacher:
 
     def generate(self, requests):
         from loop.errors import TeacherError
-        from loop.teachers.base import GenResult
+        from loop.records import GenResult
 
         fracs, fail_at = self.plan.pop(0) if self.plan else ([1.0], None)
         out = []
@@ -82,9 +82,9 @@ def test_spending_stays_under_every_cap_through_failures_and_resumes(tmp_path_fa
     """Random request sizes, partial usage, server faults part-way and resumes (a new Budget from the
     store's ledger): tokens and money spent never pass their caps."""
     from loop.errors import TeacherError
+    from loop.records import GenRequest
     from loop.stages import generate
     from loop.store import RunStore
-    from loop.teachers.base import GenRequest
 
     cfg = BudgetConfig(tokens=cap, money=money, price_prompt_per_1k=0.5, price_completion_per_1k=2.0)
     store = RunStore(tmp_path_factory.mktemp("b") / "store.sqlite")

@@ -1,12 +1,11 @@
 import json
 
 import pytest
+from conftest import ROOT
 
 from loop.config import load_config
+from loop.records import GenRequest
 from loop.tasks.classify import ClassifyTask, extract_json, scores
-from loop.teachers.base import GenRequest
-
-from conftest import ROOT
 
 
 @pytest.fixture
@@ -60,7 +59,7 @@ def test_json_schema_enumerates_labels(task):
 
 
 def test_templates_render_with_strict_variables(task):
-    from loop.data import Example
+    from loop.records import Example
     msgs = task.messages("targeted", n=3, exemplars=[Example("hi there", "neutral")], contrasts=[],
                          confusion=("neutral", "positive"))
     assert msgs[0]["role"] == "system" and "negative, neutral, positive" in msgs[0]["content"]

@@ -2,12 +2,9 @@
 
 import json
 
-
 from loop.components import build_task
-from loop.data import PAIR_SEP, Candidate
+from loop.records import PAIR_SEP, Candidate, GenRequest
 from loop.sandbox import run_tests
-from loop.teachers.base import GenRequest
-
 
 
 def test_defect_splits_are_by_problem_and_labelled_by_tests(code_config):

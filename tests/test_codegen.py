@@ -6,20 +6,19 @@ import re
 
 import mlflow
 import pytest
+from conftest import ROOT, HashEmbedder, ScriptedTeacher
 
 from loop.components import build_task
 from loop.config import load_config
 from loop.controller import Parts, run_loop
-from loop.data import PAIR_SEP
 from loop.errors import ConfigError
+from loop.records import PAIR_SEP
 from loop.sandbox import STATUSES, run_tests
 from loop.store import RunStore
 from loop.students.causal_lm import cut
 from loop.tasks.codegen import body_of, check_source, pass_at_k, split_function
 from loop.teachers.student import StudentReviser
 from loop.tracking import Tracker
-
-from conftest import ROOT, HashEmbedder, ScriptedTeacher
 
 PY_BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 
@@ -259,7 +258,7 @@ def test_real_student_trains_samples_and_revises(codegen_config, tmp_path):
     reviser = StudentReviser(student)
     req_messages = task.messages("self_revise", n=1, **task.request_vars("self_revise",
                                                                          {"example": splits["test"][0]})[0])
-    from loop.teachers.base import GenRequest
+    from loop.records import GenRequest
 
     res = reviser.generate([GenRequest(messages=req_messages, max_tokens=16, temperature=0.0, top_p=1.0, seed=0,
                                        kind="self_revise")])

@@ -1,16 +1,14 @@
 """The whole loop on fakes (scripted teacher, tiny student, hashing embedder) with a real MLflow store."""
 
 import pytest
+from conftest import HashEmbedder, ScriptedTeacher, TinyStudent
 
 from loop.controller import Parts, run_loop
 from loop.data import load_splits
+from loop.records import GenResult
 from loop.store import RunStore
 from loop.tasks.classify import ClassifyTask
 from loop.tracking import Tracker
-
-from loop.teachers.base import GenResult
-
-from conftest import HashEmbedder, ScriptedTeacher, TinyStudent
 
 
 def run(cfg, tmp_path, teacher=None, name="t"):

@@ -2,19 +2,18 @@
 out-of-fold mining, and the arms that buy real labels."""
 
 import csv
-import json
 
 import numpy as np
 import pytest
+from conftest import LABELS, ROOT, TinyStudent, make_examples
 
 from loop.bench.efficiency import ARMS, seeded
 from loop.bench.oracle import counts_per_round, most_uncertain, run_oracle
 from loop.config import load_config
-from loop.data import Example, load_splits, label_counts
+from loop.data import label_counts, load_splits
 from loop.errors import ConfigError, DataError
+from loop.records import Example
 from loop.tasks.classify import ClassifyTask, focus_labels
-
-from conftest import LABELS, ROOT, TinyStudent, make_examples
 
 
 def write_tsv(path, examples, extra_quoted=False):
@@ -190,12 +189,12 @@ def test_unknown_arms_and_real_without_targeted_are_refused(tmp_path):
 def test_a_crossval_run_trains_on_the_mining_split_and_mines_out_of_fold(tiny_config, tmp_path, monkeypatch):
     """The whole loop with mining.source crossval: every gold label trains, each round fits the fold
     students (on the other folds and the accepted samples) and targets their errors."""
+    from conftest import HashEmbedder, ScriptedTeacher
+
     import loop.components
     from loop.controller import Parts, run_loop
     from loop.store import RunStore
     from loop.tracking import Tracker
-
-    from conftest import HashEmbedder, ScriptedTeacher
 
     cfg = tiny_config(**{"mining.source": "crossval", "loop.rounds": 2})
     folds = []

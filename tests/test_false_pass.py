@@ -7,16 +7,14 @@ The corpus is loop/bench/programs.py's FALSE_PASSES: wrong solutions of `add` (a
 import json
 
 import pytest
+from conftest import ROOT
 
 from loop.bench.programs import ADD, CHECK, FALSE_PASSES
 from loop.components import build_task
 from loop.config import load_config
-from loop.data import PAIR_SEP, Candidate
 from loop.humaneval import Problem
+from loop.records import PAIR_SEP, Candidate, GenRequest
 from loop.sandbox import Limits
-from loop.teachers.base import GenRequest
-
-from conftest import ROOT
 
 PROMPT = 'def add(a, b):\n    """Add."""\n'
 TRICKS = sorted(FALSE_PASSES)

@@ -7,15 +7,13 @@ import re
 
 import numpy as np
 import pytest
+from conftest import ScriptedTeacher
 
 from loop.components import build_task
-from loop.data import Candidate
 from loop.errors import ConfigError, DataError
 from loop.mutation import changed_lines, mutants
+from loop.records import Candidate, GenRequest
 from loop.tasks.faultloc import ranks
-from loop.teachers.base import GenRequest
-
-from conftest import ScriptedTeacher
 
 
 def _task(code_config, **over):
@@ -144,10 +142,10 @@ def test_topk_and_mean_first_rank():
 
 
 def test_mislocalized_table_names_the_fault_the_line_ranked_first_and_the_neighbourhood(code_config):
-    from loop.stages import mine
-    from loop.students.base import Predictions
-
     from conftest import HashEmbedder
+
+    from loop.records import Predictions
+    from loop.stages import mine
 
     class FirstLine:  # puts line 1 first, except on the first function, where it is right
         def predict(self, examples):
@@ -219,12 +217,12 @@ class MutantTeacher(ScriptedTeacher):
 
 @pytest.mark.slow
 def test_a_round_with_the_real_line_student(code_config, tmp_path):
+    from conftest import HashEmbedder
+
     from loop.components import build_student
     from loop.controller import Parts, run_loop
     from loop.store import RunStore
     from loop.tracking import Tracker
-
-    from conftest import HashEmbedder
 
     cfg = code_config("faultloc", **{"data.train_size": 6, "data.dev_size": 6, "data.test_size": 6,
                                      "student.epochs": 1, "student.max_length": 160, "loop.rounds": 1,

@@ -4,6 +4,8 @@ the API key never reaches logs, MLflow or the store."""
 import logging
 
 import pytest
+from conftest import HashEmbedder, TinyStudent
+from fake_openai import FakeOpenAI
 
 from loop.config import TeacherConfig
 from loop.controller import Parts, run_loop
@@ -13,9 +15,6 @@ from loop.store import RunStore
 from loop.tasks.classify import ClassifyTask
 from loop.teachers.openai import OpenAITeacher
 from loop.tracking import Tracker
-
-from conftest import HashEmbedder, TinyStudent
-from fake_openai import FakeOpenAI
 
 SENTINEL = "sk-sentinel-7f3a9c1e55"
 

@@ -1,8 +1,8 @@
-from loop.config import FilterConfig
-from loop.data import Candidate, Example
-from loop.filters import Reference, rejection_counts, screen
-
 from conftest import HashEmbedder
+
+from loop.config import FilterConfig
+from loop.filters import Reference, rejection_counts, screen
+from loop.records import Candidate, Example
 
 
 def cand(text, label="neutral"):
@@ -92,7 +92,7 @@ def test_agreement_check_runs_after_similarity_and_before_the_cap():
 
 
 def test_pairs_compare_the_generated_side_only():
-    from loop.data import PAIR_SEP
+    from loop.records import PAIR_SEP
     emb = HashEmbedder()
     ref = "def add(a, b):\n    return a + b"
     known = Reference(emb, [Example(ref + PAIR_SEP + "def add(x, y):\n    return x + y", "clone")])

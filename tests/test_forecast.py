@@ -1,5 +1,7 @@
 """`loop run --dry-run`: the cost forecast, before any teacher call."""
 
+from conftest import HashEmbedder, ScriptedTeacher, TinyStudent
+
 from loop.controller import Parts, run_loop
 from loop.data import load_splits
 from loop.forecast import describe, forecast
@@ -7,8 +9,6 @@ from loop.store import RunStore
 from loop.tasks.classify import ClassifyTask
 from loop.teachers.base import PromptCounter
 from loop.tracking import Tracker
-
-from conftest import HashEmbedder, ScriptedTeacher, TinyStudent
 
 
 def test_forecast_counts_requests_and_bounds_tokens(tiny_config):

@@ -6,8 +6,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from loop.components import build_task
+from loop.records import GenRequest
 from loop.tasks.classify import ClassifyTask, extract_json
-from loop.teachers.base import GenRequest
 
 REQ = GenRequest(messages=[{"role": "user", "content": "x"}], max_tokens=10, temperature=0.0, top_p=1.0, seed=0)
 REVISE = GenRequest(messages=[{"role": "user", "content": "y"}], max_tokens=10, temperature=0.0, top_p=1.0, seed=0,

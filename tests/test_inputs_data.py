@@ -6,11 +6,10 @@ import json
 import tracemalloc
 
 import pytest
+from conftest import make_examples
 
 from loop.data import iter_jsonl, load_splits, read_rows
 from loop.errors import DataError
-
-from conftest import make_examples
 
 
 def _rows(n: int = 600):

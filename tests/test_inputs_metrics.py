@@ -6,14 +6,13 @@ import re
 
 import mlflow
 import pytest
+from conftest import HashEmbedder, ScriptedTeacher, TinyStudent, make_examples
 
 from loop.controller import Parts, run_loop
 from loop.data import load_splits
 from loop.store import RunStore
 from loop.tasks.classify import ClassifyTask
 from loop.tracking import Tracker, metric_names
-
-from conftest import HashEmbedder, ScriptedTeacher, TinyStudent, make_examples
 
 # Banking77's label, and others MLflow refuses or would read as a path
 LABELS = ["reverted_card_payment?", "reverted_card_payment!", "card/payment/", "über?"]

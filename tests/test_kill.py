@@ -4,9 +4,9 @@ with SIGKILL at each kind of point, a real store, real MLflow, a replayed casset
 import os
 from pathlib import Path
 
-from loop.bench import reliability
-
 from conftest import ROOT
+
+from loop.bench import reliability
 
 
 def test_sigkill_at_random_points_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_data):

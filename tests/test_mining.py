@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from loop.config import MiningConfig
-from loop.data import Example
-from loop.mining import allocate, build_neighbourhoods, find_hard_cases, margins
 from loop.index import normalize
+from loop.mining import allocate, build_neighbourhoods, find_hard_cases, margins
+from loop.records import Example
 
 LABELS = ["a", "b", "c"]
 
@@ -95,8 +95,8 @@ def test_mmr_prefers_relevant_then_diverse():
 
 
 def test_followup_rates():
-    from loop.stages import MineResult, followup
     from loop.mining import HardCase, Neighbourhood
+    from loop.stages import MineResult, followup
     exs = [Example(f"f{i}", "a") for i in range(4)]
     cases = [HardCase(e, "b", "b", 0.0, 1.0, True, 1.0, 0.1) for e in exs]
     hood = Neighbourhood(id=3, cases=cases, neighbours=[], error_mass=4, label_disagreement=0, density=0,

@@ -6,17 +6,21 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import LABELS, TinyStudent, make_examples
 
 from loop.bench import noise
 from loop.cli import main
 from loop.config import StudentConfig, load_config
-from loop.data import Example
 from loop.errors import ConfigError
-from loop.students.base import Predictions, train_epochs
-from loop.students.encoder import Checkpoints, EncoderStudent, holdout_split, lr_factor, run_epochs
-
-from conftest import LABELS, TinyStudent, make_examples
-
+from loop.records import Example, Predictions
+from loop.students.base import train_epochs
+from loop.students.encoder import (
+    Checkpoints,
+    EncoderStudent,
+    holdout_split,
+    lr_factor,
+    run_epochs,
+)
 
 # --- training loop and what a fit keeps -------------------------------------------------------------------
 

@@ -2,13 +2,12 @@
 
 import numpy as np
 import pytest
+from conftest import LABELS, make_examples
 
 from loop.config import StudentConfig
-from loop.data import Example
 from loop.errors import ConfigError
+from loop.records import Example
 from loop.students.probe import ProbeStudent
-
-from conftest import LABELS, make_examples
 
 FOUR = LABELS + ["question"]
 

@@ -1,11 +1,10 @@
 import shutil
 
 import pytest
+from conftest import ROOT
 
 from loop.errors import ConfigError
 from loop.prompts import Prompts
-
-from conftest import ROOT
 
 
 def test_version_names_the_declared_version_and_hashes_every_template(tmp_path):

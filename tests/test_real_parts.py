@@ -2,14 +2,13 @@
 
 import numpy as np
 import pytest
+from conftest import LABELS, make_examples
 
 from loop.config import FilterConfig, StudentConfig
-from loop.data import Candidate, Example
 from loop.embedder import SentenceEmbedder
 from loop.filters import Reference, screen
+from loop.records import Candidate, Example
 from loop.students.encoder import EncoderStudent
-
-from conftest import LABELS, make_examples
 
 pytestmark = pytest.mark.slow
 

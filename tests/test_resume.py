@@ -2,17 +2,15 @@
 accepted sample exactly once, and ends where an uninterrupted run ends."""
 
 import pytest
+from conftest import HashEmbedder, StableTeacher, TinyStudent
 
-from loop.runs import check_resumable, run_lock
 from loop.controller import Parts, run_loop
 from loop.data import load_splits
 from loop.errors import RunStateError
+from loop.runs import check_resumable, run_lock
 from loop.store import RunStore
 from loop.tasks.classify import ClassifyTask
 from loop.tracking import Tracker
-
-from conftest import HashEmbedder, StableTeacher, TinyStudent
-
 
 CLEAN: dict = {}
 

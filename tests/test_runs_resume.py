@@ -6,11 +6,10 @@ import sqlite3
 
 import pytest
 from click.testing import CliRunner
-
-from loop.cli import main
-
 from conftest import ROOT, HashEmbedder, TinyStudent
 from fake_openai import FakeOpenAI
+
+from loop.cli import main
 
 TABLES = ("rounds", "requests", "skipped", "responses", "candidates", "ledger")
 

@@ -7,7 +7,6 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
 from test_runs_resume import cli  # noqa: F401  (fixture)
 
 KEY = "sk-echo-4d9b27c1e0aa58f3"

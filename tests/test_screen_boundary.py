@@ -5,18 +5,16 @@ poison reply replayed on resume does not crash the resumed run."""
 import json
 
 import pytest
+from conftest import HashEmbedder, StableTeacher
 
 from loop.components import build_task
-from loop.data import text_id
 from loop.errors import ConfigError
 from loop.filters import Reference
 from loop.plan import plan_random
+from loop.records import GenResult, text_id
 from loop.stages import oversize, screen_candidates
 from loop.store import RunStore
 from loop.tasks.classify import ClassifyTask
-from loop.teachers.base import GenResult
-
-from conftest import HashEmbedder, StableTeacher
 
 DEEP = '{"text": ' + "[" * 1500  # a sample whose text opens 1,500 lists
 BIG = "9" * 4400  # over Python's 4,300-digit limit for int(str)
@@ -169,11 +167,11 @@ class PoisonTeacher(StableTeacher):
 
 
 def test_a_stored_poison_reply_replayed_on_resume_does_not_crash(tiny_config, tmp_path):
+    from conftest import TinyStudent
+
     from loop.controller import Parts, run_loop
     from loop.data import load_splits
     from loop.tracking import Tracker
-
-    from conftest import TinyStudent
 
     class Crash(Exception):
         """Stands in for the process dying after round 1 was screened and stored."""
@@ -212,10 +210,10 @@ def test_a_stored_poison_reply_replayed_on_resume_does_not_crash(tiny_config, tm
 def test_a_reply_holding_a_raw_lone_surrogate_is_stored(classify, tmp_path):
     """A back-end can hand over text that UTF-8 cannot hold (an OpenAI-compatible server's JSON '\\ud800');
     the round stores it, with U+FFFD in its place, before parsing it."""
+    from conftest import ScriptedTeacher
+
     from loop.budget import Budget
     from loop.stages import generate
-
-    from conftest import ScriptedTeacher
 
     task, cfg, (reqs, known, evaluation) = classify
     store = RunStore(tmp_path / "store.sqlite")

@@ -7,12 +7,11 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_screen_boundary import CODE_TASKS, _screen, _setup, code_task
 
 from loop.data import clean_text, generated_side
 from loop.filters import CONTROL
 from loop.tasks.classify import ClassifyTask
-
-from test_screen_boundary import CODE_TASKS, _screen, _setup, code_task
 
 # characters that broke or fooled the parsers and filters: surrogates, bidi overrides and isolates,
 # zero-width and other invisible characters, controls

@@ -1,6 +1,5 @@
-from loop.data import Candidate
+from loop.records import Candidate, GenRequest, GenResult
 from loop.store import RunStore
-from loop.teachers.base import GenRequest, GenResult
 
 
 def test_store_round_trip(tmp_path):

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from fake_openai import FakeOpenAI
 
 from loop.config import TeacherConfig
 from loop.errors import TeacherError
-from loop.teachers.base import GenRequest, GenResult, PromptCounter
+from loop.records import GenRequest, GenResult
+from loop.teachers.base import PromptCounter
 from loop.teachers.openai import OpenAITeacher
 from loop.teachers.replay import Recorder, ReplayTeacher
-
-from fake_openai import FakeOpenAI
 
 SCHEMA = {"type": "object", "properties": {"samples": {"type": "array", "items": {
     "type": "object", "properties": {"text": {"type": "string"},
@@ -135,6 +135,7 @@ def test_openai_gives_up_with_partial_results():
 
 def test_byte_bound_never_undercounts():
     from transformers import AutoTokenizer
+
     from loop.assets import resolve_model
     tok = AutoTokenizer.from_pretrained(resolve_model("packaged:all-minilm-l6-v2"))
     msgs = [{"role": "user", "content": "héllo wörld 🙂 " * 20}]

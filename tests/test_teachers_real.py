@@ -10,12 +10,11 @@ import subprocess
 import sys
 
 import pytest
+from conftest import ROOT
+from test_teachers import TeacherContract, requests
 
 from loop.config import TeacherConfig
 from loop.teachers.openai import OpenAITeacher
-
-from conftest import ROOT
-from test_teachers import TeacherContract, requests
 
 pytestmark = pytest.mark.slow
 SMOL = "packaged:smollm2-135m-instruct"

@@ -3,14 +3,14 @@ MLflow and a real cassette (recorded from StableTeacher, then replayed)."""
 
 from pathlib import Path
 
+from conftest import HashEmbedder, StableTeacher, TinyStudent
+
 from loop.controller import Parts
 from loop.data import load_splits
 from loop.store import RunStore
 from loop.tasks.classify import ClassifyTask
 from loop.teachers.replay import Recorder, ReplayTeacher
 from loop.tracking import Tracker
-
-from conftest import HashEmbedder, StableTeacher, TinyStudent
 
 
 def tiny_parts(cfg, run_dir: Path) -> Parts:

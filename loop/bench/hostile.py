@@ -160,8 +160,8 @@ def replies(task: str, echo: str, labels: list[str]) -> dict[str, str]:
 
 def screen_reply(task, text: str, req, known, evaluation, cfg) -> list:
     """Parse, verify and filter one reply as a round does; returns its candidates."""
+    from loop.records import GenResult
     from loop.stages import screen_candidates
-    from loop.teachers.base import GenResult
 
     res = GenResult(request_id=req.id, text=text, prompt_tokens=10, completion_tokens=req.max_tokens,
                     finish_reason="stop", latency_s=0.0)

@@ -17,7 +17,7 @@ import random
 import numpy as np
 
 from loop.config import Config
-from loop.data import Example
+from loop.records import Example
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from loop.config import Config, TeacherConfig
 from loop.data import load_splits
 from loop.errors import TeacherError
 from loop.plan import plan_random
+from loop.records import GenRequest
 from loop.tasks.classify import ClassifyTask
-from loop.teachers.base import GenRequest
 
 log = logging.getLogger(__name__)
 

@@ -70,8 +70,8 @@ def guard() -> str:
     Python-level guard over os, posix, _posixsubprocess and ctypes."""
     # "." is the working folder itself, even where a private /tmp now hides its path
     problem = "; ".join(p for p in (seccomp.install(), landlock.restrict(readable(), ["."])) if p)
-    import posix
     import _posixsubprocess
+    import posix
 
     for module in (os, posix):
         for name in SPAWN:

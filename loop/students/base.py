@@ -4,23 +4,11 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
 from typing import Callable, Protocol
 
-import numpy as np
-
-from loop.data import Example
+from loop.records import Example, Predictions
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Predictions:
-    """Per example: predicted label, class probabilities (n, k) and an L2-normalised embedding (n, d)."""
-
-    labels: list[str]
-    probs: np.ndarray
-    embeddings: np.ndarray
 
 
 class Student(Protocol):

@@ -17,10 +17,11 @@ import numpy as np
 
 from loop.assets import resolve_model
 from loop.config import StudentConfig
-from loop.data import Example, pair_sides
+from loop.data import pair_sides
 from loop.embedder import mean_pool
 from loop.errors import ConfigError
 from loop.index import normalize
+from loop.records import Example
 
 log = logging.getLogger(__name__)
 # where a completed function ends (the usual HumanEval stop sequences)

@@ -20,10 +20,9 @@ import numpy as np
 
 from loop.assets import resolve_model
 from loop.config import StudentConfig
-from loop.data import PAIR_SEP, Example
 from loop.embedder import mean_pool
 from loop.index import normalize
-from loop.students.base import Predictions
+from loop.records import PAIR_SEP, Example, Predictions
 
 log = logging.getLogger(__name__)
 

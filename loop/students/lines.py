@@ -16,10 +16,10 @@ import numpy as np
 
 from loop.assets import resolve_model
 from loop.config import StudentConfig
-from loop.data import Example
 from loop.embedder import mean_pool
 from loop.index import normalize
-from loop.students.base import Predictions, train_epochs
+from loop.records import Example, Predictions
+from loop.students.base import train_epochs
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from loop.config import StudentConfig
-from loop.data import Example, text_id
 from loop.embedder import SentenceEmbedder
-from loop.students.base import Predictions
+from loop.records import Example, Predictions, text_id
 
 log = logging.getLogger(__name__)
 

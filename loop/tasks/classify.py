@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 
 from loop.config import Config
-from loop.data import Candidate, clean_text
+from loop.data import clean_text
 from loop.prompts import Prompts
-from loop.teachers.base import GenRequest
+from loop.records import Candidate, GenRequest
 
 FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
 

@@ -20,16 +20,21 @@ import json
 import random
 from typing import Any
 
+from loop import isolation
 from loop.config import Config
-from loop.data import PAIR_SEP, Candidate, Example
 from loop.errors import ConfigError
-from loop.humaneval import Problem, build_variants, read_problems, split_problems, support
+from loop.humaneval import (
+    Problem,
+    build_variants,
+    read_problems,
+    split_problems,
+    support,
+)
 from loop.mutation import normalize
 from loop.prompts import Prompts
-from loop import isolation
+from loop.records import PAIR_SEP, Candidate, Example, GenRequest
 from loop.sandbox import Limits, run_many
 from loop.tasks.classify import extract_json, scores
-from loop.teachers.base import GenRequest
 
 
 def strip_docstrings(code: str) -> str:

@@ -27,17 +27,23 @@ from math import comb
 
 import numpy as np
 
-from loop.config import Config
-from loop.data import PAIR_SEP, Candidate, Example, pair_sides
-from loop.errors import ConfigError
-from loop.humaneval import GENERATED, Problem, build_variants, read_problems, split_problems, support
-from loop.prompts import Prompts
 from loop import isolation
+from loop.config import Config
+from loop.data import pair_sides
+from loop.errors import ConfigError
+from loop.humaneval import (
+    GENERATED,
+    Problem,
+    build_variants,
+    read_problems,
+    split_problems,
+    support,
+)
+from loop.prompts import Prompts
+from loop.records import PAIR_SEP, Candidate, Example, GenRequest, Predictions
 from loop.sandbox import Limits, Outcome, run_many
-from loop.students.base import Predictions
 from loop.tasks.classify import extract_json
 from loop.tasks.strength import mutant_jobs, weak_reason
-from loop.teachers.base import GenRequest
 
 PASS, FAIL = "pass", "fail"
 CODE_FENCE = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.S)

@@ -30,13 +30,13 @@ import tokenize
 import numpy as np
 
 from loop.config import Config
-from loop.data import Candidate, Example, iter_jsonl
+from loop.data import iter_jsonl
 from loop.errors import DataError
 from loop.humaneval import Problem, support
 from loop.mutation import changed_lines, normalize
+from loop.records import Candidate, Example
 from loop.sandbox import run_many
 from loop.tasks.code import CodeTask
-
 
 NUMBERED = re.compile(r"^\s*\d+\s*\|\s?")  # a line copied with the number the prompt showed it with
 

@@ -2,48 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import dataclass, field
 from typing import Optional, Protocol
 
-
-@dataclass
-class GenRequest:
-    """One chat prompt. `id` is stable: the same prompt and settings give the same id."""
-
-    messages: list[dict]
-    max_tokens: int
-    temperature: float
-    top_p: float
-    seed: int
-    kind: str = "targeted"  # targeted | self_revise
-    json_schema: Optional[dict] = None
-    meta: dict = field(default_factory=dict)
-    id: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.id:
-            key = json.dumps([self.messages, self.max_tokens, self.temperature, self.top_p, self.seed,
-                              self.json_schema], sort_keys=True)
-            self.id = hashlib.sha1(key.encode("utf-8")).hexdigest()[:20]
-
-
-def cache_key(teacher_name: str, req: GenRequest) -> str:
-    """Back-end, model, messages, sampling parameters and seed: equal keys, equal replies."""
-    key = json.dumps([teacher_name, req.messages, req.max_tokens, req.temperature, req.top_p, req.seed,
-                      req.json_schema], sort_keys=True)
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
-
-
-@dataclass
-class GenResult:
-    request_id: str
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: str
-    latency_s: float
+from loop.records import GenRequest, GenResult
 
 
 class PromptCounter:

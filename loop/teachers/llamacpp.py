@@ -12,7 +12,8 @@ import time
 from loop.assets import resolve_gguf
 from loop.config import TeacherConfig
 from loop.errors import TeacherError
-from loop.teachers.base import GenRequest, GenResult, PromptCounter
+from loop.records import GenRequest, GenResult
+from loop.teachers.base import PromptCounter
 
 INSTALL_HINT = ('CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON '
                 '-DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" '

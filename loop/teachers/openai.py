@@ -21,8 +21,9 @@ import time
 
 from loop.config import TeacherConfig
 from loop.errors import TeacherDown, TeacherError
+from loop.records import GenRequest, GenResult
 from loop.redact import redact, register
-from loop.teachers.base import GenRequest, GenResult, PromptCounter
+from loop.teachers.base import PromptCounter
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from loop.config import TeacherConfig
 from loop.errors import TeacherError
-from loop.teachers.base import GenRequest, GenResult, PromptCounter
+from loop.records import GenRequest, GenResult
+from loop.teachers.base import PromptCounter
 
 
 def read_cassette(path: Path) -> dict[str, dict]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from loop.teachers.base import GenRequest, GenResult
+from loop.records import GenRequest, GenResult
 
 
 class StudentReviser:

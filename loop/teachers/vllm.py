@@ -13,7 +13,7 @@ import time
 from loop.assets import resolve_model
 from loop.config import TeacherConfig
 from loop.errors import TeacherError
-from loop.teachers.base import GenRequest, GenResult
+from loop.records import GenRequest, GenResult
 
 log = logging.getLogger(__name__)
 
