@@ -474,7 +474,7 @@ def bench_reliability(config, trials, seed, workers, cassette, out, sets, verbos
     overrides = _parse_sets(sets)
     cfg = _load(config, overrides)
     result = run_bench(config, overrides, trials, seed, workers, cassette, Path(out),
-                       cfg.resolve(cfg.run.dir) / "bench-reliability" / time.strftime("%Y%m%d-%H%M%S"))
+                       cfg.resolve(cfg.run.dir) / "bench-reliability" / time.strftime("%Y%m%d-%H%M%S"), main)
     for line in report(result):
         click.echo(line)
     click.echo(f"written: {out}")

@@ -67,8 +67,8 @@ def build_teacher(cfg: Config):
 
 def assemble(cfg: Config, run_dir, with_teacher: bool = True):
     """Every part of a run, built from the config (data first: bad data fails before models load)."""
-    from loop.controller import Parts
     from loop.embedder import SentenceEmbedder
+    from loop.parts import Parts
     from loop.store import RunStore
     from loop.tracking import Tracker
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from loop.budget import Budget
 from loop.config import Config
 from loop.filters import Reference
+from loop.parts import Parts
 from loop.records import Example
 from loop.report import log_round_artifacts, round_metrics
 from loop.stages import (
@@ -32,18 +33,6 @@ from loop.stages import (
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Parts:
-    task: object
-    student: object
-    teacher: object
-    embedder: object
-    splits: dict[str, list[Example]]
-    store: object
-    tracker: object
-    reviser: object = None  # answers self-revise requests instead of the teacher (codegen: the student)
 
 
 @dataclass

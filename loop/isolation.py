@@ -25,12 +25,26 @@ import subprocess
 import sys
 import sysconfig
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 INSIDE = Path(__file__).with_name("sandbox_inside")
 BOX_SCRIPTS = "/sandbox"  # where the inside scripts appear under bubblewrap
 MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a sandboxed program may use."""
+
+    timeout_s: float = 10.0  # wall clock, for the whole run
+    cpu_s: int = 5  # per process
+    memory_mb: int = 512  # address space, per process
+    file_mb: int = 4  # largest file
+    disk_mb: int = 16  # all files together (the private tmpfs, under bubblewrap)
+    output_kb: int = 64  # stdout + stderr kept; the rest is discarded
+    require_seccomp: bool = False  # refuse to run a program where the seccomp filter cannot be installed
 
 
 def interpreter() -> str:
@@ -118,8 +132,6 @@ def bwrap_problem() -> str:
 
 def _probe() -> str:
     """'' when bubblewrap can start the interpreter here, else why not."""
-    from loop.sandbox import Limits
-
     cmd = bwrap_command(Limits())[:-2] + ["-c", "print('ok')"]
     try:
         out = subprocess.run(cmd, capture_output=True, timeout=30, stdin=subprocess.DEVNULL)

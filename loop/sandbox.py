@@ -26,19 +26,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 from loop import isolation
+from loop.isolation import Limits
 
 STATUSES = ("passed", "failed", "crash", "exit_before_tests", "not_plain", "timeout", "completed")
-
-
-@dataclass(frozen=True)
-class Limits:
-    timeout_s: float = 10.0  # wall clock, for the whole run
-    cpu_s: int = 5  # per process
-    memory_mb: int = 512  # address space, per process
-    file_mb: int = 4  # largest file
-    disk_mb: int = 16  # all files together (the private tmpfs, under bubblewrap)
-    output_kb: int = 64  # stdout + stderr kept; the rest is discarded
-    require_seccomp: bool = False  # refuse to run a program where the seccomp filter cannot be installed
 
 
 @dataclass

@@ -16,18 +16,19 @@ from loop.bench.hostile import (
     reply_handled,
     screen_reply,
 )
+from loop.cli import main
 from loop.tasks.classify import ClassifyTask
 
 
 @pytest.mark.parametrize("case", sorted(CONFIGS))
 def test_bad_configs(tmp_path, case):
-    ok, output = config_handled(*CONFIGS[case], tmp_path)
+    ok, output = config_handled(*CONFIGS[case], tmp_path, main)
     assert ok, output
 
 
 @pytest.mark.parametrize("case", sorted(DATA))
 def test_bad_data_files(tmp_path, case):
-    ok, output = data_handled(*DATA[case], tmp_path)
+    ok, output = data_handled(*DATA[case], tmp_path, main)
     assert ok, output
 
 
@@ -69,6 +70,6 @@ def test_a_real_run_checks_the_run_folder_before_anything_else(tmp_path):
     """An unwritable run.dir was a FileNotFoundError traceback in a real run (and passed the dry run)."""
     from loop.bench.hostile import cli
 
-    res = cli("run", "--set", "run.dir=/dev/null/runs", "--set", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db")
+    res = cli(main, "run", "--set", "run.dir=/dev/null/runs", "--set", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db")
     assert res.exit_code == 1 and isinstance(res.exception, SystemExit), res.output
     assert "ConfigError: run.dir: cannot write /dev/null/runs (/dev/null is not a folder)" in res.output

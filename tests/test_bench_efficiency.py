@@ -1,7 +1,7 @@
 """The efficiency benchmark's bookkeeping: budget checkpoints, means, and the token ratios."""
 
-from loop.bench.efficiency import at_budget, seeded
-from loop.bench.paired import summary
+from loop.bench.efficiency import seeded
+from loop.bench.paired import at_budget, summary
 from loop.config import load_config
 
 

@@ -10,8 +10,9 @@ from conftest import ROOT, HashEmbedder, ScriptedTeacher
 
 from loop.components import build_task
 from loop.config import load_config
-from loop.controller import Parts, run_loop
+from loop.controller import run_loop
 from loop.errors import ConfigError
+from loop.parts import Parts
 from loop.records import PAIR_SEP
 from loop.sandbox import STATUSES, run_tests
 from loop.store import RunStore

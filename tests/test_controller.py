@@ -3,8 +3,9 @@
 import pytest
 from conftest import HashEmbedder, ScriptedTeacher, TinyStudent
 
-from loop.controller import Parts, run_loop
+from loop.controller import run_loop
 from loop.data import load_splits
+from loop.parts import Parts
 from loop.records import GenResult
 from loop.store import RunStore
 from loop.tasks.classify import ClassifyTask

@@ -192,7 +192,8 @@ def test_a_crossval_run_trains_on_the_mining_split_and_mines_out_of_fold(tiny_co
     from conftest import HashEmbedder, ScriptedTeacher
 
     import loop.components
-    from loop.controller import Parts, run_loop
+    from loop.controller import run_loop
+    from loop.parts import Parts
     from loop.store import RunStore
     from loop.tracking import Tracker
 

@@ -220,7 +220,8 @@ def test_a_round_with_the_real_line_student(code_config, tmp_path):
     from conftest import HashEmbedder
 
     from loop.components import build_student
-    from loop.controller import Parts, run_loop
+    from loop.controller import run_loop
+    from loop.parts import Parts
     from loop.store import RunStore
     from loop.tracking import Tracker
 

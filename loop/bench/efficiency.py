@@ -133,7 +133,8 @@ def run_oracle_arm(cfg: Config, arm: str, targeted: dict, fits: FitCache | None 
 def run_one(cfg: Config, teacher, embedder, run_dir: Path, run_id: str, fits: FitCache | None = None) -> dict:
     """One benchmark run; returns its per-round curve."""
     from loop.components import build_student, build_task
-    from loop.controller import Parts, run_loop
+    from loop.controller import run_loop
+    from loop.parts import Parts
     from loop.store import RunStore
     from loop.tracking import Tracker
 
@@ -158,15 +159,6 @@ def run_one(cfg: Config, teacher, embedder, run_dir: Path, run_id: str, fits: Fi
                         "test": r["metrics"][f"test_{metric}"], "stop": r["metrics"][f"stop_{metric}"]}
                        for r in rows],
             "stop_reason": summary["stop_reason"], "mlflow_run_id": summary["mlflow_run_id"]}
-
-
-def at_budget(curve: list[dict], budget: int) -> dict:
-    """The student a run had after its last round within `budget` tokens, and the one the loop would
-    keep (best stop-split metric so far)."""
-    within = [r for r in curve if r["tokens"] <= budget]
-    last = within[-1]
-    best = max(within, key=lambda r: (r["stop"], -r["round"]))
-    return {"test": last["test"], "tokens": last["tokens"], "round": last["round"], "selected_test": best["test"]}
 
 
 def run_bench(cfg: Config, strategies: list[str], seeds: list[int], budgets: list[int], rounds: int,

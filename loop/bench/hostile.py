@@ -88,33 +88,32 @@ DATA = {
 }
 
 
-def cli(*args: str):
+def cli(main, *args: str):
+    """`main` (the `loop` command group, passed in by its caller) invoked as a user would."""
     from click.testing import CliRunner
-
-    from loop.cli import main
 
     return CliRunner().invoke(main, list(args))
 
 
-def config_handled(text: str, message: str, folder: Path) -> tuple[bool, str]:
+def config_handled(text: str, message: str, folder: Path, main) -> tuple[bool, str]:
     path = folder / "bad.yaml"
     path.write_text(text)
     # a case about the run folder keeps its own; the others write under the temporary folder
     own_dir = text.startswith("run:") or "\nrun:" in text
-    res = cli("run", "--dry-run", "--config", str(path), *([] if own_dir else ["--set", f"run.dir={folder}/runs"]))
+    res = cli(main, "run", "--dry-run", "--config", str(path), *([] if own_dir else ["--set", f"run.dir={folder}/runs"]))
     ok = res.exit_code == 1 and message in res.output and "Traceback" not in res.output \
         and isinstance(res.exception, SystemExit) and "9f8e7d6c5b4a" not in res.output  # a key is never echoed
     return ok, res.output
 
 
-def data_handled(content, message: str | None, folder: Path) -> tuple[bool, str]:
+def data_handled(content, message: str | None, folder: Path, main) -> tuple[bool, str]:
     """A bad file must end in a DataError saying `message`; a file with message None must be accepted."""
     if callable(content):
         path = content(folder)
     else:
         path = folder / "data.jsonl"
         path.write_bytes(content)
-    res = cli("run", "--dry-run", "--set", f"data.source={path}", "--set", f"run.dir={folder}/runs",
+    res = cli(main, "run", "--dry-run", "--set", f"data.source={path}", "--set", f"run.dir={folder}/runs",
               "--set", "data.train_size=3", "--set", "data.dev_size=2", "--set", "data.test_size=1")
     if message is None:
         return res.exit_code == 0 and "per round" in res.output, res.output
@@ -177,8 +176,9 @@ def tmpdir() -> Path:
     return Path(tempfile.mkdtemp(prefix="loop-hostile-"))
 
 
-def run_corpus(cfg) -> dict:
-    """Every bad config, data file and hostile reply of the corpus; how many were handled, by kind."""
+def run_corpus(cfg, main) -> dict:
+    """Every bad config, data file and hostile reply of the corpus; how many were handled, by kind. `main` is
+    the `loop` command group the bad configs and files are run through."""
     from loop.components import build_task
     from loop.embedder import SentenceEmbedder
     from loop.filters import Reference
@@ -188,10 +188,10 @@ def run_corpus(cfg) -> dict:
     folder = tmpdir()
     for name, (text, message) in CONFIGS.items():
         (folder / name).mkdir()
-        out["configs"].append({"name": name, "handled": config_handled(text, message, folder / name)[0]})
+        out["configs"].append({"name": name, "handled": config_handled(text, message, folder / name, main)[0]})
     for name, (content, message) in DATA.items():
         (folder / f"data-{name}").mkdir()
-        out["data"].append({"name": name, "handled": data_handled(content, message, folder / f"data-{name}")[0]})
+        out["data"].append({"name": name, "handled": data_handled(content, message, folder / f"data-{name}", main)[0]})
         shutil.rmtree(folder / f"data-{name}", ignore_errors=True)  # the long-line files are 10 and 100 MB
     task = build_task(cfg)
     splits = task.load_splits()

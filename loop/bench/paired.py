@@ -5,9 +5,6 @@ split and the student's initialisation, so arms are compared seed by seed: the p
 differences, not the two arms' spreads, carry the comparison. Confidence intervals are
 percentile bootstraps over seeds; statistics that involve several arms (the token ratio,
 the gain recovery) resample the same seed indices for every arm, keeping the pairing.
-
-`loop.bench.efficiency` imports this module, so `at_budget` is imported from there inside
-the functions that need it, not at the top.
 """
 
 from __future__ import annotations
@@ -32,6 +29,15 @@ TINY = 1e-9  # a denominator below this is treated as zero; a metric within it o
 
 
 # -- bootstrap ------------------------------------------------------------------------------------------
+
+def at_budget(curve: list[dict], budget: int) -> dict:
+    """The student a run had after its last round within `budget` tokens, and the one the loop would
+    keep (best stop-split metric so far)."""
+    within = [r for r in curve if r["tokens"] <= budget]
+    last = within[-1]
+    best = max(within, key=lambda r: (r["stop"], -r["round"]))
+    return {"test": last["test"], "tokens": last["tokens"], "round": last["round"], "selected_test": best["test"]}
+
 
 def _indices(n_seeds: int, n: int, seed: int) -> np.ndarray:
     """`n` resamples of seed indices with replacement, shape (n, n_seeds)."""
@@ -72,7 +78,6 @@ def bootstrap_ci(values, stat: Callable = np.mean, n: int = N_BOOT, level: float
 
 def _point(run: dict, budget: int) -> dict:
     """A run's figures at `budget` (see `efficiency.at_budget`)."""
-    from loop.bench.efficiency import at_budget
 
     return at_budget(run["rounds"], budget)
 

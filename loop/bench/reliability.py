@@ -127,9 +127,9 @@ def _known(run_dir: Path) -> bool:
 
 def child(spec: dict) -> None:
     """One launch: start or resume the run, with a kill point armed; write the hook counts when done."""
-    from loop.cli import run_lock
     from loop.config import load_config
     from loop.controller import run_loop
+    from loop.runs import run_lock
 
     cfg = load_config(spec["config"], spec["overrides"])
     run_dir = Path(spec["run_dir"])
@@ -387,7 +387,8 @@ BENCH_OVERRIDES = {"data.train_size": 60, "data.dev_size": 200, "data.test_size"
 
 
 def run_bench(config: str | None, overrides: dict, trials: int, seed: int, workers: int, cassette: str | None,
-              out: Path, work_dir: Path) -> dict:
+              out: Path, work_dir: Path, main) -> dict:
+    """The kill trials, then the bad-input corpus run through `main` (the `loop` command group)."""
     from loop.bench.hostile import run_corpus
     from loop.bench.programs import run_backends
     from loop.config import load_config
@@ -399,7 +400,7 @@ def run_bench(config: str | None, overrides: dict, trials: int, seed: int, worke
         result = run(config, settings, work_dir, trials, seed, cassette=cassette, workers=workers,
                      env={"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // max(1, workers)))})
     result["seconds"] = time.perf_counter() - started
-    corpus = run_corpus(load_config(config, settings))
+    corpus = run_corpus(load_config(config, settings), main)
     result["bad_inputs"] = corpus
     result["hostile_programs"] = run_backends()
     result["settings"] = {"config": config or "<defaults>", "overrides": settings, "trials": trials, "seed": seed,
