@@ -141,10 +141,8 @@ def run(config, rounds, strategy, teacher_backend, teacher_model, teacher_urls, 
             flags[key] = value
     # a resumed run takes its config from the store; flags given again must match it
     cfg = resume_config(resume_id, config, flags, _default_config()) if resume_id else _load(config, flags)
-    from loop.components import check_names
     from loop.config import check_run_dir
 
-    check_names(cfg)
     check_run_dir(cfg)  # before a dry run ends: it must find what the real run would fail on
     if dry_run:
         _forecast(cfg)
@@ -219,10 +217,9 @@ def mine_cmd(config, student_path, run_name, sets, verbose):
     if student_path:
         overrides["student.model"] = str(Path(student_path).resolve())
     cfg = _load(config, overrides)
-    from loop.components import assemble, check_names
+    from loop.components import assemble
     from loop.controller import mine_dry_run
 
-    check_names(cfg)
     run_id = run_name or time.strftime("%Y%m%d-%H%M%S") + "-mine"
     parts = assemble(cfg, cfg.resolve(cfg.run.dir) / run_id, with_teacher=False)
     try:
@@ -252,7 +249,11 @@ def config_cmd(config, sets, explain):
     from loop.config import explain as explain_rows
 
     if explain:
-        for key, default, help_ in explain_rows():
+        group = None
+        for name, key, default, help_ in explain_rows():
+            if name != group:
+                click.echo(f"\n[{name}]")
+                group = name
             click.echo(f"{key:36} {default:36} {help_}")
         return
     cfg = _load(config, _parse_sets(sets))
@@ -370,9 +371,6 @@ def bench_efficiency(config, strategies, seeds, budgets, rounds, out, sets, verb
 
     _logging(verbose)
     cfg = _load(config, _parse_sets(sets))
-    from loop.components import check_names
-
-    check_names(cfg)
     ints = lambda text: [int(x) for x in text.split(",") if x.strip()]  # noqa: E731
     name = Path(config).stem if config else "default"
     out_path = Path(out or f"bench/results/efficiency-{name}.json")

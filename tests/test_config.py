@@ -66,9 +66,12 @@ def test_paths_resolve_from_project_root_for_configs_folder(tmp_path):
 
 
 def test_explain_covers_every_key():
-    keys = {row[0] for row in explain()}
+    keys = {row[1] for row in explain()}
     assert {"budget.tokens", "teacher.model", "mining.threshold", "generation.strategy"} <= keys
-    assert all(help_ for _, _, help_ in explain())
+    assert all(help_ for _, _, _, help_ in explain())
+    groups = {row[0] for row in explain()}  # every component's own options, grouped under it
+    assert {"teacher backend openai", "student name encoder", "task name codegen"} <= groups
+    assert ("teacher backend openai", "teacher.base_urls") in {row[:2] for row in explain()}
 
 
 @pytest.mark.parametrize("text,message", [
@@ -78,8 +81,9 @@ def test_explain_covers_every_key():
     ("filters:\n  contamination_splits: [[test]]\n", r"filters\.contamination_splits\[0\]: must be one of "
                                                       r"dev_mine, dev_stop, test, got list"),
     ("filters:\n  contamination_splits: [train]\n", r"filters\.contamination_splits\[0\]: must be one of"),
-    ("teacher:\n  base_urls: [3]\n", r"teacher\.base_urls\[0\]: expected str, got int 3"),
-    ("teacher:\n  base_urls: http://x\n", r"teacher\.base_urls: expected list, got str"),
+    ("teacher:\n  backend: openai\n  base_urls: [3]\n", r"teacher\.base_urls\[0\]: expected str, got int 3"),
+    ("teacher:\n  backend: openai\n  base_urls: http://x\n", r"teacher\.base_urls: expected list, got str"),
+    ("teacher:\n  openai:\n    base_urls: [3]\n", r"teacher\.openai\.base_urls\[0\]: expected str"),
 ])
 def test_list_elements_are_type_checked(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
@@ -141,7 +145,6 @@ def test_every_number_declares_its_range():
     ("task:\n  min_chars: 100\n  max_chars: 5\n", r"task\.min_chars: must be <= task\.max_chars \(100 > 5\)"),
     ("generation:\n  cluster_floor: 5\n  cluster_cap: 2\n", r"generation\.cluster_floor: must be <= "
                                                            r"generation\.cluster_cap"),
-    ("task:\n  samples: 2\n  pass_k: 3\n  temperature: 0.8\n", r"task\.pass_k: must be <= task\.samples"),
 ])
 def test_ordered_pairs(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
@@ -184,3 +187,32 @@ def test_run_dir_must_be_writable(tmp_path):
         ro.mkdir(mode=0o500)
         with pytest.raises(ConfigError, match=r"run\.dir: cannot write .*ro/runs"):
             check_run_dir(load_config(None, {"run.dir": str(ro / "runs")}))
+
+
+def test_a_component_rule_names_its_key():
+    with pytest.raises(ConfigError, match=r"task\.pass_k: must be <= task\.samples"):
+        load_config("configs/seed-codegen.yaml", {"task.samples": 2, "task.pass_k": 3, "task.temperature": 0.8})
+
+
+def test_a_component_section_takes_the_chosen_components_options(tmp_path, caplog):
+    cfg = load_config(write(tmp_path, "teacher:\n  backend: openai\n  base_urls: [http://h/v1]\n  concurrency: 3\n"
+                                      "  vllm:\n    kv_cache_gb: 7\n"))
+    assert cfg.teacher.concurrency == 3 and not hasattr(cfg.teacher, "kv_cache_gb")
+    cfg = load_config(write(tmp_path, "teacher:\n  kv_cache_gb: 5\n  openai:\n    concurrency: 2\n"), 
+                      {"teacher.backend": "openai", "teacher.base_urls": ["http://h/v1"]})
+    assert cfg.teacher.concurrency == 2  # the chosen back-end's block is used
+    assert "teacher.kv_cache_gb: an option of teacher backend vllm, not of 'openai': not used" in caplog.text
+    assert load_config(write(tmp_path, "teacher:\n  vllm:\n    kv_cache_gb: 5\n")).teacher.kv_cache_gb == 5
+
+
+@pytest.mark.parametrize("text,message", [
+    ("teacher:\n  backend: vlm\n", r"teacher\.backend: unknown name 'vlm' \(valid: llamacpp, openai, replay"),
+    ("teacher:\n  kv_cach_gb: 5\n", r"teacher: unknown key 'kv_cach_gb' \(valid: backend, cache, dtype"),
+    ("teacher:\n  openai:\n    concurency: 5\n", r"teacher\.openai: unknown key 'concurency'"),
+    ("student:\n  name: lines\n", r"student\.name: task classify needs a text_classifier student: encoder, probe"),
+    ("loop:\n  metric: top1\n", r"loop\.metric: task classify reports accuracy, macro_f1"),
+    ("student:\n  name: probe\n  epochs: 3\n  probe_c: -1\n", r"student\.probe_c: must be > 0"),
+])
+def test_component_names_pairings_and_options_are_checked(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))

@@ -7,7 +7,7 @@ import pytest
 from conftest import HashEmbedder, TinyStudent
 from fake_openai import FakeOpenAI
 
-from loop.config import TeacherConfig
+from loop.config import section
 from loop.controller import Parts, run_loop
 from loop.data import load_splits
 from loop.errors import TeacherDown, TeacherError
@@ -22,7 +22,7 @@ SENTINEL = "sk-sentinel-7f3a9c1e55"
 def _parts(cfg, tmp_path, url, **teacher):
     store = RunStore(tmp_path / "runs" / "store.sqlite")
     store.start_run("f", cfg.to_dict())
-    t = OpenAITeacher(TeacherConfig(backend="openai", model="served", base_urls=[url], api_key_env="LOOP_KEY",
+    t = OpenAITeacher(section("teacher", backend="openai", model="served", base_urls=[url], api_key_env="LOOP_KEY",
                                     backoff_s=0.01, concurrency=2, **teacher))
     return Parts(task=ClassifyTask(cfg), student=TinyStudent(), teacher=t, embedder=HashEmbedder(),
                  splits=load_splits(cfg), store=store, tracker=Tracker(cfg.tracking.uri, cfg.tracking.experiment))
@@ -84,7 +84,7 @@ def test_a_success_resets_the_count_of_consecutive_failures(tiny_config, tmp_pat
     with FakeOpenAI(faults) as server:
         store = RunStore(tmp_path / "runs" / "store.sqlite")
         store.start_run("g", cfg.to_dict())
-        t = OpenAITeacher(TeacherConfig(backend="openai", model="served", base_urls=[server.url], backoff_s=0.001,
+        t = OpenAITeacher(section("teacher", backend="openai", model="served", base_urls=[server.url], backoff_s=0.001,
                                         concurrency=1, max_retries=10, down_after=6))
         parts = Parts(task=ClassifyTask(cfg), student=TinyStudent(), teacher=t, embedder=HashEmbedder(),
                       splits=load_splits(cfg), store=store, tracker=Tracker(cfg.tracking.uri, cfg.tracking.experiment))

@@ -10,7 +10,7 @@ from conftest import LABELS, TinyStudent, make_examples
 
 from loop.bench import noise
 from loop.cli import main
-from loop.config import StudentConfig, load_config
+from loop.config import load_config, section
 from loop.errors import ConfigError
 from loop.records import Example, Predictions
 from loop.students.base import train_epochs
@@ -35,13 +35,13 @@ def _loss(model, x, y):
 
 def test_without_options_the_encoder_loop_is_todays_training_step_for_step():
     x, y = torch.randn(37, 5), torch.randint(0, 3, (37,))
-    cfg = StudentConfig(epochs=3, batch_size=8, warmup=0.0)
+    cfg = section("student", epochs=3, batch_size=8, warmup=0.0)
     old, new = _linear(), _linear()
     train_epochs(old, old.parameters(), 37, cfg, _loss(old, x, y))
     run_epochs(new, 37, cfg, _loss(new, x, y))
     assert all(torch.equal(a, b) for a, b in zip(old.state_dict().values(), new.state_dict().values()))
     warm = _linear()
-    run_epochs(warm, 37, StudentConfig(epochs=3, batch_size=8, warmup=0.3), _loss(warm, x, y))
+    run_epochs(warm, 37, section("student", epochs=3, batch_size=8, warmup=0.3), _loss(warm, x, y))
     assert not torch.equal(warm.weight, new.weight)  # the warmup changes the training
 
 
@@ -55,7 +55,7 @@ def test_lr_factor_ramps_up_then_decays_to_zero():
 def test_after_epoch_runs_once_per_epoch_in_eval_mode():
     model, seen = _linear(), []
     x, y = torch.randn(20, 5), torch.randint(0, 3, (20,))
-    run_epochs(model, 20, StudentConfig(epochs=4, batch_size=8), _loss(model, x, y),
+    run_epochs(model, 20, section("student", epochs=4, batch_size=8), _loss(model, x, y),
                lambda epoch: seen.append((epoch, model.training)))
     assert seen == [(e, False) for e in range(4)] and not model.training
 
@@ -238,7 +238,7 @@ def test_real_student_keeps_the_averaged_or_the_selected_weights(monkeypatch):
 
     train = make_examples(30, seed=3)
     seen = _recorded(monkeypatch)
-    student = EncoderStudent(StudentConfig(epochs=3, max_length=16, batch_size=8, average_last=2), LABELS)
+    student = EncoderStudent(section("student", epochs=3, max_length=16, batch_size=8, average_last=2), LABELS)
     student.fit(train)
     state = student.model.state_dict()
     last2 = [s for _, _, s in seen[1:]]
@@ -252,7 +252,7 @@ def test_real_student_keeps_the_averaged_or_the_selected_weights(monkeypatch):
     trained_on = []
     run = encoder.run_epochs
     monkeypatch.setattr(encoder, "run_epochs", lambda model, n, *a: trained_on.append(n) or run(model, n, *a))
-    student = EncoderStudent(StudentConfig(epochs=3, max_length=16, batch_size=8, select_epoch=True,
+    student = EncoderStudent(section("student", epochs=3, max_length=16, batch_size=8, select_epoch=True,
                                            holdout=0.2), LABELS)
     student.fit(train)
     assert trained_on == [24]  # 2 of each label's 10 held out to choose the epoch

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from conftest import LABELS, make_examples
 
-from loop.config import StudentConfig
+from loop.config import load_config, section
 from loop.errors import ConfigError
 from loop.records import Example
 from loop.students.probe import ProbeStudent
@@ -14,7 +14,7 @@ FOUR = LABELS + ["question"]
 
 @pytest.fixture(scope="module")
 def probe():
-    return ProbeStudent(StudentConfig(name="probe", max_length=32), FOUR)
+    return ProbeStudent(section("student", name="probe", max_length=32), FOUR)
 
 
 def test_the_probe_learns_and_gives_the_same_weights_for_the_same_examples(probe):
@@ -54,12 +54,12 @@ def test_the_probe_saves_its_weights(probe, tmp_path):
 
 def test_predicting_before_fit_is_an_error():
     with pytest.raises(RuntimeError, match="after fit"):
-        ProbeStudent(StudentConfig(name="probe"), LABELS).predict(make_examples(2))
+        ProbeStudent(section("student", name="probe"), LABELS).predict(make_examples(2))
 
 
-def test_the_probe_is_for_classification_only(tiny_config):
-    with pytest.raises(ConfigError, match="student.name"):
-        tiny_config(**{"student.name": "probe", "task.name": "defects"})
+def test_the_probe_classifies_single_texts_only(tiny_config):
+    with pytest.raises(ConfigError, match="student.name: task clones needs a pair_classifier student: encoder$"):
+        load_config("configs/clones.yaml", {"student.name": "probe"})
     cfg = tiny_config(**{"student.name": "probe", "mining.source": "crossval"})
     assert cfg.student.name == "probe"
 

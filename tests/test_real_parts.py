@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from conftest import LABELS, make_examples
 
-from loop.config import FilterConfig, StudentConfig
+from loop.config import FilterConfig, section
 from loop.embedder import SentenceEmbedder
 from loop.filters import Reference, screen
 from loop.records import Candidate, Example
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_encoder_student_trains_and_predicts():
-    student = EncoderStudent(StudentConfig(epochs=2, max_length=32, batch_size=16), LABELS)
+    student = EncoderStudent(section("student", epochs=2, max_length=32, batch_size=16), LABELS)
     before = student.state_digest()
     train = make_examples(48, seed=3)
     student.fit(train)

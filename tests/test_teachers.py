@@ -7,7 +7,7 @@ import json
 import pytest
 from fake_openai import FakeOpenAI
 
-from loop.config import TeacherConfig
+from loop.config import section
 from loop.errors import TeacherError
 from loop.records import GenRequest, GenResult
 from loop.teachers.base import PromptCounter
@@ -52,29 +52,29 @@ class TestReplayContract(TeacherContract):
     @pytest.fixture
     def teacher(self, tmp_path):
         with FakeOpenAI() as server:
-            live = OpenAITeacher(TeacherConfig(backend="openai", model="m", base_urls=[server.url]))
+            live = OpenAITeacher(section("teacher", backend="openai", model="m", base_urls=[server.url]))
             rec = Recorder(live, tmp_path / "c.jsonl")
             rec.generate(requests())
-        return ReplayTeacher(TeacherConfig(backend="replay", cassette=str(tmp_path / "c.jsonl")))
+        return ReplayTeacher(section("teacher", backend="replay", cassette=str(tmp_path / "c.jsonl")))
 
 
 class TestOpenAIContract(TeacherContract):
     @pytest.fixture
     def teacher(self):
         with FakeOpenAI() as server:
-            yield OpenAITeacher(TeacherConfig(backend="openai", model="m", base_urls=[server.url]))
+            yield OpenAITeacher(section("teacher", backend="openai", model="m", base_urls=[server.url]))
 
 
 def test_replay_reproduces_recording_exactly(tmp_path):
     with FakeOpenAI() as server:
-        live = Recorder(OpenAITeacher(TeacherConfig(backend="openai", model="m", base_urls=[server.url])),
+        live = Recorder(OpenAITeacher(section("teacher", backend="openai", model="m", base_urls=[server.url])),
                         tmp_path / "c.jsonl")
         first = live.generate(requests())
-    replayed = ReplayTeacher(TeacherConfig(backend="replay", cassette=str(tmp_path / "c.jsonl"))).generate(requests())
+    replayed = ReplayTeacher(section("teacher", backend="replay", cassette=str(tmp_path / "c.jsonl"))).generate(requests())
     assert [(r.text, r.prompt_tokens, r.completion_tokens) for r in replayed] == \
         [(r.text, r.prompt_tokens, r.completion_tokens) for r in first]
     with pytest.raises(TeacherError, match="no recorded response for 1 of 1"):
-        ReplayTeacher(TeacherConfig(backend="replay", cassette=str(tmp_path / "c.jsonl"))).generate(
+        ReplayTeacher(section("teacher", backend="replay", cassette=str(tmp_path / "c.jsonl"))).generate(
             requests(4)[3:])
 
 
@@ -82,13 +82,13 @@ def test_bad_cassette_line(tmp_path):
     p = tmp_path / "c.jsonl"
     p.write_text('{"id": "a", "messages": [], "response": {}}\nnot json\n')
     with pytest.raises(TeacherError, match=r"c\.jsonl:2: not a cassette entry"):
-        ReplayTeacher(TeacherConfig(backend="replay", cassette=str(p)))
+        ReplayTeacher(section("teacher", backend="replay", cassette=str(p)))
 
 
 def test_openai_sends_schema_seed_key_and_balances(monkeypatch):
     monkeypatch.setenv("LOOP_TEST_KEY", "sk-sentinel-123")
     with FakeOpenAI() as a, FakeOpenAI() as b:
-        t = OpenAITeacher(TeacherConfig(backend="openai", model="served", base_urls=[a.url, b.url],
+        t = OpenAITeacher(section("teacher", backend="openai", model="served", base_urls=[a.url, b.url],
                                         api_key_env="LOOP_TEST_KEY", concurrency=2))
         t.generate(requests(4))
     assert len(a.bodies) == 2 and len(b.bodies) == 2
@@ -101,7 +101,7 @@ def test_openai_sends_schema_seed_key_and_balances(monkeypatch):
 def test_openai_missing_key_env_is_clear(monkeypatch):
     monkeypatch.delenv("NOPE_KEY", raising=False)
     with FakeOpenAI() as s:
-        t = OpenAITeacher(TeacherConfig(backend="openai", model="m", base_urls=[s.url], api_key_env="NOPE_KEY"))
+        t = OpenAITeacher(section("teacher", backend="openai", model="m", base_urls=[s.url], api_key_env="NOPE_KEY"))
         with pytest.raises(TeacherError, match="NOPE_KEY is not set"):
             t.generate(requests(1))
 
@@ -109,7 +109,7 @@ def test_openai_missing_key_env_is_clear(monkeypatch):
 def test_openai_retries_faults_then_succeeds():
     faults = ["429", "500", "drop", "truncate", "503"]
     with FakeOpenAI(faults) as s:
-        t = OpenAITeacher(TeacherConfig(backend="openai", model="m", base_urls=[s.url], max_retries=5,
+        t = OpenAITeacher(section("teacher", backend="openai", model="m", base_urls=[s.url], max_retries=5,
                                         backoff_s=0.01, concurrency=1))
         [res] = t.generate(requests(1))
         assert json.loads(res.text)["samples"] and len(s.bodies) == 6
@@ -117,7 +117,7 @@ def test_openai_retries_faults_then_succeeds():
 
 def test_openai_timeout_is_retried():
     with FakeOpenAI(["slow:1.0"]) as s:
-        t = OpenAITeacher(TeacherConfig(backend="openai", model="m", base_urls=[s.url], timeout_s=0.3,
+        t = OpenAITeacher(section("teacher", backend="openai", model="m", base_urls=[s.url], timeout_s=0.3,
                                         backoff_s=0.01, concurrency=1))
         [res] = t.generate(requests(1))
         assert res.text and len(s.bodies) == 2
@@ -126,7 +126,7 @@ def test_openai_timeout_is_retried():
 def test_openai_gives_up_with_partial_results():
     with FakeOpenAI(["500"] * 3) as s:
         # one request fails 3 times (max_retries=2); the other answers
-        t = OpenAITeacher(TeacherConfig(backend="openai", model="m", base_urls=[s.url], max_retries=2,
+        t = OpenAITeacher(section("teacher", backend="openai", model="m", base_urls=[s.url], max_retries=2,
                                         backoff_s=0.01, concurrency=1))
         with pytest.raises(TeacherError, match="1 of 2 requests failed.*after 3 attempts: HTTP 500") as info:
             t.generate(requests(2))

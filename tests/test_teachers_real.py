@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT
 from test_teachers import TeacherContract, requests
 
-from loop.config import TeacherConfig
+from loop.config import section
 from loop.teachers.openai import OpenAITeacher
 
 pytestmark = pytest.mark.slow
@@ -47,7 +47,7 @@ def vllm_server(tmp_path_factory):
 class TestVLLMServeContract(TeacherContract):
     @pytest.fixture
     def teacher(self, vllm_server):
-        return OpenAITeacher(TeacherConfig(backend="openai", model="smol", base_urls=[vllm_server],
+        return OpenAITeacher(section("teacher", backend="openai", model="smol", base_urls=[vllm_server],
                                            tokenizer=SMOL))
 
     def test_output_follows_the_json_schema(self, teacher):
@@ -61,7 +61,7 @@ class TestVLLMContract(TeacherContract):
     @pytest.fixture(scope="class")
     def teacher(self):
         from loop.teachers.vllm import VLLMTeacher
-        t = VLLMTeacher(TeacherConfig(model=SMOL, kv_cache_gb=1))
+        t = VLLMTeacher(section("teacher", model=SMOL, kv_cache_gb=1))
         yield t
         t.unload()
 
@@ -70,7 +70,7 @@ class TestTransformersContract(TeacherContract):
     @pytest.fixture(scope="class")
     def teacher(self):
         from loop.teachers.transformers import TransformersTeacher
-        return TransformersTeacher(TeacherConfig(backend="transformers", model=SMOL, batch_size=4))
+        return TransformersTeacher(section("teacher", backend="transformers", model=SMOL, batch_size=4))
 
 
 def small_round(tmp_path, *args):
@@ -121,7 +121,7 @@ class TestLlamaCppContract(TeacherContract):
     def teacher(self):
         pytest.importorskip("llama_cpp", reason="llama-cpp-python is an optional extra (./setup.sh --with-llamacpp)")
         from loop.teachers.llamacpp import LlamaCppTeacher
-        t = LlamaCppTeacher(TeacherConfig(backend="llamacpp", model=SMOL, max_model_len=2048))
+        t = LlamaCppTeacher(section("teacher", backend="llamacpp", model=SMOL, max_model_len=2048))
         yield t
         t.unload()
 

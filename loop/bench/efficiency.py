@@ -141,13 +141,12 @@ def run_one(cfg: Config, teacher, embedder, run_dir: Path, run_id: str, fits: Fi
     store = RunStore(run_dir / "store.sqlite")
     store.start_run(run_id, cfg.to_dict())
     tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.base_dir)
-    from loop.teachers.student import StudentReviser
 
     task, student = build_task(cfg), build_student(cfg)
     if fits is not None:
         student = fits.wrap(student, cfg)
     parts = Parts(task=task, student=student, teacher=teacher, embedder=embedder, splits=task.load_splits(),
-                  store=store, tracker=tracker, reviser=StudentReviser(student) if cfg.task.reviser == "student" else None)
+                  store=store, tracker=tracker, reviser=task.self_reviser(student))
     try:
         summary = run_loop(cfg, parts, run_id, run_dir / run_id)
         rows = store.round_rows(run_id)

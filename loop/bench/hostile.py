@@ -32,7 +32,8 @@ CONFIGS = {
     "not yaml": ("budget: [unclosed\n", "not valid YAML"),
     "missing prompts": ("task:\n  prompts: /nonexistent/prompts\n", "not found"),
     "codegen with encoder": ("task:\n  name: codegen\n  labels: [pass, fail]\n", "student.name"),
-    "teacher never down": ("teacher:\n  down_after: 0\n", "teacher.down_after: must be >= 1"),
+    "teacher never down": ("teacher:\n  backend: openai\n  base_urls: [http://127.0.0.1:9/v1]\n  down_after: 0\n",
+                           "teacher.down_after: must be >= 1"),
     "labels as lists": ("task:\n  labels: [[negative], [positive]]\n", "task.labels[0]: expected str, got list"),
     "splits as lists": ("filters:\n  contamination_splits: [[test]]\n",
                         "filters.contamination_splits[0]: must be one of"),
@@ -45,7 +46,8 @@ CONFIGS = {
     "duplicate key": ("budget:\n  tokens: 5000\n  tokens: 6000\n",
                       "duplicate key 'tokens' at line 3 (first at line 2)"),
     "min above max": ("task:\n  min_chars: 100\n  max_chars: 5\n", "task.min_chars: must be <= task.max_chars"),
-    "API key as the variable name": ("teacher:\n  api_key_env: sk-live-9f8e7d6c5b4a\n", "teacher.api_key_env"),
+    "API key as the variable name": ("teacher:\n  backend: openai\n  base_urls: [http://127.0.0.1:9/v1]\n"
+                                     "  api_key_env: sk-live-9f8e7d6c5b4a\n", "teacher.api_key_env"),
 }
 
 

@@ -181,14 +181,14 @@ def installed(name: str) -> bool:
 
 def make_teacher(name: str, base: TeacherConfig, url: str | None = None, served: str | None = None):
     """A back-end for the benchmark (cache off); openai talks to `url` serving `served`."""
-    from loop.components import TEACHERS
+    from loop.config import rebuilt
+    from loop.registry import TEACHERS
 
-    tcfg = replace(base, backend=name, cache=False)
+    changes = {"backend": name, "cache": False}
     if name == "openai":
         # a server we started serves base.model, whose tokenizer gives exact prompt counts
-        tcfg = replace(tcfg, model=served or base.model, base_urls=[url],
-                       tokenizer=base.model if served else base.tokenizer)
-    return TEACHERS[name](tcfg)
+        changes.update(model=served or base.model, base_urls=[url], tokenizer=base.model if served else base.tokenizer)
+    return TEACHERS[name](rebuilt("teacher", base, **changes))
 
 
 def run_bench(cfg: Config, backends: list[str], n: int, max_tokens: int, repeats: int, single: int,

@@ -1,22 +1,68 @@
-"""The student contract."""
+"""The student contracts, by what a student does, and the training options students share.
+
+Every student is a `Student`: it trains from the pretrained weights on a list of examples, predicts, saves.
+What it can be used for is its `kinds`, which a task's `student_kind` must be among:
+text_classifier (one text, one label), pair_classifier (two texts, one label), line_scorer (scores each line
+of a function) and generator (a `Generator` samples programs and can chat, as its own reviser).
+"""
 
 from __future__ import annotations
 
 import logging
 import random
-from typing import Callable, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, ClassVar, Protocol
 
+from loop.options import option
 from loop.records import Example, Predictions
+
+if TYPE_CHECKING:
+    from loop.config import StudentConfig
 
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class TrainingOptions:
+    """Options of a student trained by gradient steps."""
+
+    epochs: int = option(8, "training epochs per round (training restarts from the pretrained weights)", ge=1)
+    batch_size: int = option(16, "training batch size", ge=1)
+    learning_rate: float = option(1e-4, "AdamW learning rate", gt=0)
+
+
 class Student(Protocol):
-    def fit(self, examples: list[Example]) -> None: ...
+    kinds: ClassVar[tuple[str, ...]]  # what tasks may use it for (a task's student_kind is one of these)
+    Options: ClassVar[type]  # its own settings, a dataclass of `option(...)` fields (config section `student`)
 
-    def predict(self, examples: list[Example]) -> Predictions: ...
+    def __init__(self, cfg: StudentConfig, labels: list[str]) -> None: ...
 
-    def save(self, path: str) -> None: ...
+    def fit(self, examples: list[Example]) -> None:
+        """Train from the pretrained weights on `examples` (the result depends only on them and the seed)."""
+
+    def predict(self, examples: list[Example]) -> Predictions:
+        """Labels, class probabilities and embeddings of `examples`."""
+
+    def save(self, path: str) -> None:
+        """Write the trained student to the folder `path`."""
+
+
+class Generator(Student, Protocol):
+    """A student that writes programs (codegen) and, as its own reviser, answers chats."""
+
+    cfg: StudentConfig
+    tokenizer: object
+
+    def sample(self, prompts: list[str], n: int = 1, temperature: float = 0.0, seed: int = 0) -> list[list[str]]:
+        """`n` completions per prompt."""
+
+    def chat(self, messages: list[list[dict]], max_tokens: int, temperature: float, seed: int = 0) -> list[str]:
+        """One reply per chat."""
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def fingerprint(self) -> str:
+        """A digest of the current weights (replies of one round's student are cached apart from another's)."""
 
 
 def train_epochs(model, params, n: int, cfg, batch_loss: Callable) -> None:

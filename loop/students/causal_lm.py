@@ -12,16 +12,22 @@ from __future__ import annotations
 
 import logging
 import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from loop.assets import resolve_model
-from loop.config import StudentConfig
 from loop.data import pair_sides
 from loop.embedder import mean_pool
 from loop.errors import ConfigError
 from loop.index import normalize
+from loop.options import Component, option
 from loop.records import Example
+from loop.students.base import TrainingOptions
+
+if TYPE_CHECKING:
+    from loop.config import StudentConfig
 
 log = logging.getLogger(__name__)
 # where a completed function ends (the usual HumanEval stop sequences)
@@ -42,7 +48,18 @@ def cut(completion: str) -> str:
     return text[1:end].rstrip() if end else ""
 
 
-class CausalLMStudent:
+class CausalLMStudent(Component):
+
+    kinds = ("generator",)
+
+    @dataclass
+    class Options(TrainingOptions):
+        steps: int = option(0, "optimizer steps per fit, whatever the data size (0: epochs x batches)", ge=0)
+        lora_r: int = option(16, "LoRA rank (alpha is twice the rank)", ge=1)
+        lora_layers: int = option(8, "LoRA on the top this many blocks (0: all); fewer train faster", ge=0)
+        max_new_tokens: int = option(192, "most tokens of one sampled completion", ge=1)
+        generate_batch: int = option(16, "sequences per generate() call", ge=1)
+
     def __init__(self, cfg: StudentConfig, labels: list[str]):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -14,15 +14,20 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Literal
 
 import numpy as np
 
 from loop.assets import resolve_model
-from loop.config import StudentConfig
 from loop.embedder import mean_pool
 from loop.index import normalize
+from loop.options import Component, option
 from loop.records import PAIR_SEP, Example, Predictions
+from loop.students.base import TrainingOptions
+
+if TYPE_CHECKING:
+    from loop.config import Config, StudentConfig
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +123,32 @@ class Checkpoints:
         return None
 
 
-class EncoderStudent:
+class EncoderStudent(Component):
+
+    kinds = ("text_classifier", "pair_classifier")
+
+    @dataclass
+    class Options(TrainingOptions):
+        truncation_side: Literal["right", "left"] = option("right", "which end of a too-long example is cut: right, "
+                                                                    "or left (keeps the end: for code, the body "
+                                                                    "after a long docstring)")
+        warmup: float = option(0.1, "share of the optimizer steps over which the learning rate ramps up linearly "
+                                    "before its linear decay (0: decay from the first step)", ge=0, le=0.5)
+        select_epoch: bool = option(False, "after each epoch score a held-out slice of the training examples "
+                                           "(student.holdout; macro-F1, then loss) and keep the best epoch's weights")
+        holdout: float = option(0.2, "with select_epoch: share of each label's training examples held out to "
+                                     "choose the epoch (not trained on; every label keeps one)", gt=0, le=0.5)
+        average_last: int = option(0, "keep the mean of the weights after each of the last N epochs "
+                                      "(checkpoint averaging; 0 or 1: the last epoch's)", ge=0)
+
+    @staticmethod
+    def config_rules(cfg: Config) -> list[tuple[bool, str, str]]:
+        s = cfg.student
+        return [(not (s.select_epoch and s.average_last > 1), "student.average_last",
+                 "choose one of select_epoch (best epoch) and average_last (mean of the last epochs)"),
+                (s.average_last <= s.epochs, "student.average_last",
+                 f"must be <= student.epochs ({s.average_last} > {s.epochs})")]
+
     def __init__(self, cfg: StudentConfig, labels: list[str]):
         import torch
         from transformers import AutoTokenizer

@@ -11,15 +11,20 @@ pretrained weights with the same seed.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from loop.assets import resolve_model
-from loop.config import StudentConfig
 from loop.embedder import mean_pool
 from loop.index import normalize
+from loop.options import Component, option
 from loop.records import Example, Predictions
-from loop.students.base import train_epochs
+from loop.students.base import TrainingOptions, train_epochs
+
+if TYPE_CHECKING:
+    from loop.config import StudentConfig
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +38,15 @@ def line_starts(text: str) -> list[int]:
     return starts
 
 
-class LineStudent:
+class LineStudent(Component):
+
+    kinds = ("line_scorer",)
+
+    @dataclass
+    class Options(TrainingOptions):
+        truncation_side: Literal["right", "left"] = option("right", "which end of a too-long function is cut: right, "
+                                                                    "or left (keeps the body after a long docstring)")
+
     def __init__(self, cfg: StudentConfig, labels: list[str]):
         import torch
         from transformers import AutoTokenizer

@@ -12,18 +12,32 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from loop.config import StudentConfig
 from loop.embedder import SentenceEmbedder
+from loop.options import Component, option
 from loop.records import Example, Predictions, text_id
+
+if TYPE_CHECKING:
+    from loop.config import StudentConfig
 
 log = logging.getLogger(__name__)
 
 
-class ProbeStudent:
+class ProbeStudent(Component):
+
+    kinds = ("text_classifier",)
+
+    @dataclass
+    class Options:
+        probe_c: float = option(10.0, "inverse L2 strength of the logistic regression (larger: weaker "
+                                      "regularisation)", gt=0)
+        probe_iter: int = option(2000, "most L-BFGS iterations of the logistic regression", ge=1)
+
     def __init__(self, cfg: StudentConfig, labels: list[str]):
         if cfg.threads:
             import torch

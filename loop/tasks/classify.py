@@ -5,14 +5,19 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from loop.config import Config
 from loop.data import clean_text
+from loop.options import option
 from loop.prompts import Prompts
 from loop.records import Candidate, GenRequest
+from loop.tasks.base import Task
+
+if TYPE_CHECKING:
+    from loop.config import Config
 
 FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
 
@@ -93,13 +98,17 @@ def focus_labels(variables: dict, labels: list[str]) -> list[str]:
     return [lab for lab in labels if lab in chosen]
 
 
-class ClassifyTask:
+class ClassifyTask(Task):
     name = "classify"
 
+    @dataclass
+    class Options:
+        list_labels: int = option(20, "most labels a prompt lists; with more, a request lists only the labels it "
+                                      "is about (its examples', its confused pair) while the JSON schema still "
+                                      "allows all", ge=2)
+
     def __init__(self, cfg: Config):
-        self.full = cfg
-        self.cfg = cfg.task
-        self.labels = list(cfg.task.labels)
+        super().__init__(cfg)
         self.prompts = Prompts(cfg.resolve(cfg.task.prompts))
         self._lower = {lab.lower(): lab for lab in self.labels}
 
@@ -111,10 +120,6 @@ class ClassifyTask:
         from loop.data import load_splits
 
         return load_splits(self.full)
-
-    def request_vars(self, kind: str, variables: dict) -> tuple[dict, dict]:
-        """No extra template variables or request meta for text classification."""
-        return {}, {}
 
     def json_schema(self, n: int, kind: str = "targeted") -> dict:
         item = {"type": "object", "properties": {"text": {"type": "string"},
@@ -166,13 +171,6 @@ class ClassifyTask:
             found = [lab for lab in self.labels if re.search(rf"\b{re.escape(lab)}\b", text, re.I)]
             return found[0] if len(found) == 1 else None
         return self._lower.get(raw.strip().lower())
-
-    def verify(self, cands: list[Candidate]) -> None:
-        """Labels of text samples come from the teacher: nothing to execute."""
-
-    def predict(self, student, examples: list, mining: bool = False):
-        """The student's predictions (the same whether for evaluation or mining)."""
-        return student.predict(examples)
 
     def metric(self, pred, examples: list) -> dict[str, float]:
         return scores(pred.labels, [e.label for e in examples], self.labels)

@@ -18,10 +18,9 @@ from __future__ import annotations
 import ast
 import json
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loop import isolation
-from loop.config import Config
 from loop.errors import ConfigError
 from loop.humaneval import (
     Problem,
@@ -34,7 +33,11 @@ from loop.mutation import normalize
 from loop.prompts import Prompts
 from loop.records import PAIR_SEP, Candidate, Example, GenRequest
 from loop.sandbox import Limits, run_many
+from loop.tasks.base import Task
 from loop.tasks.classify import extract_json, scores
+
+if TYPE_CHECKING:
+    from loop.config import Config
 
 
 def strip_docstrings(code: str) -> str:
@@ -106,20 +109,21 @@ def unescaped(code: str) -> str:
     return decoded if normalize(decoded) is not None else code
 
 
-class CodeTask:
+class CodeTask(Task):
     """Shared machinery; subclasses say what one example is and which label a verdict gives."""
 
     name = "code"
     LABELS: tuple[str, str] = ("", "")  # (label when the tests pass, label when they fail)
 
+    @classmethod
+    def config_rules(cls, cfg: Config) -> list[tuple[bool, str, str]]:
+        return [(set(cfg.task.labels) == set(cls.LABELS), "task.labels",
+                 f"the {cls.name} task's labels are {', '.join(cls.LABELS)}"),
+                (not cfg.filters.label_agreement, "filters.label_agreement",
+                 "code labels come from the tests, not from a teacher vote")]
+
     def __init__(self, cfg: Config):
-        self.full = cfg
-        self.cfg = cfg.task
-        self.labels = list(cfg.task.labels)
-        if set(self.labels) != set(self.LABELS):
-            raise ConfigError(f"task.labels: the {self.name} task's labels are {', '.join(self.LABELS)}")
-        if cfg.filters.label_agreement:
-            raise ConfigError("filters.label_agreement: code labels come from the tests, not from a teacher vote")
+        super().__init__(cfg)
         self.prompts = Prompts(cfg.resolve(cfg.task.prompts))
         self.problems: dict[str, Problem] = {}
         self.limits = Limits(timeout_s=10, cpu_s=4)
@@ -229,9 +233,6 @@ class CodeTask:
         """The example text of a verified variant."""
         raise NotImplementedError
 
-    def predict(self, student, examples: list[Example], mining: bool = False):
-        return student.predict(examples)
-
     def metric(self, pred, examples: list[Example]) -> dict[str, float]:
         return scores(pred.labels, [e.label for e in examples], self.labels)
 
@@ -259,6 +260,8 @@ class DefectsTask(CodeTask):
 
 class ClonesTask(CodeTask):
     """Do these two functions do the same thing? A pair (reference side first), docstrings removed."""
+
+    student_kind = "pair_classifier"
 
     name = "clones"
     LABELS = ("clone", "not_clone")

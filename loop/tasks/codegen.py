@@ -24,11 +24,11 @@ import re
 import textwrap
 from dataclasses import dataclass, field
 from math import comb
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from loop import isolation
-from loop.config import Config
 from loop.data import pair_sides
 from loop.errors import ConfigError
 from loop.humaneval import (
@@ -39,11 +39,17 @@ from loop.humaneval import (
     split_problems,
     support,
 )
+from loop.options import option
 from loop.prompts import Prompts
 from loop.records import PAIR_SEP, Candidate, Example, GenRequest, Predictions
 from loop.sandbox import Limits, Outcome, run_many
+from loop.tasks.base import Task
 from loop.tasks.classify import extract_json
 from loop.tasks.strength import mutant_jobs, weak_reason
+from loop.teachers.student import StudentReviser
+
+if TYPE_CHECKING:
+    from loop.config import Config
 
 PASS, FAIL = "pass", "fail"
 CODE_FENCE = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.S)
@@ -131,14 +137,34 @@ def check_source(tests: list[str]) -> str | None:
     return "def check(candidate):\n" + "".join(f"    {line}\n" for line in kept) if kept else None
 
 
-class CodegenTask:
+class CodegenTask(Task):
     name = "codegen"
+    student_kind = "generator"
+    metrics = ("pass_at_1",)
+
+    @dataclass
+    class Options:
+        samples: int = option(1, "programs sampled per problem to evaluate (pass@1 is their mean pass rate)", ge=1)
+        temperature: float = option(0.0, "sampling temperature when evaluating (0: greedy, needs samples 1)", ge=0)
+        pass_k: int = option(1, "also report pass@k (k <= samples) with the unbiased estimator", ge=1)
+        mine_samples: int = option(4, "programs sampled per training problem when mining (their disagreement is "
+                                      "the low-confidence signal)", ge=1)
+        mine_temperature: float = option(0.8, "sampling temperature when mining", ge=0)
+        revise_with_reference: bool = option(True, "show the reference solution in self-revise prompts")
+        reviser: Literal["teacher", "student"] = option("teacher", "who revises failing programs: teacher, or "
+                                                                   "student (itself, as in SEED)")
+
+    @staticmethod
+    def config_rules(cfg: Config) -> list[tuple[bool, str, str]]:
+        t = cfg.task
+        return [(t.labels == [PASS, FAIL], "task.labels", "the codegen task's labels are [pass, fail]"),
+                (t.pass_k <= t.samples, "task.pass_k", f"must be <= task.samples ({t.pass_k} > {t.samples})"),
+                (t.temperature > 0 or t.samples == 1, "task.samples", "must be 1 when temperature is 0"),
+                (cfg.mining.embedder == "fixed", "mining.embedder",
+                 "codegen needs fixed (problems are embedded by the sentence embedder)")]
 
     def __init__(self, cfg: Config):
-        self.full, self.cfg = cfg, cfg.task
-        self.labels = list(cfg.task.labels)
-        if self.labels != [PASS, FAIL]:
-            raise ConfigError("task.labels: the codegen task's labels are [pass, fail]")
+        super().__init__(cfg)
         self.prompts = Prompts(cfg.resolve(cfg.task.prompts))
         self.problems: dict[str, Problem] = {}
         self.held_out: set[str] = set()  # entry points of the evaluation problems
@@ -329,6 +355,10 @@ class CodegenTask:
                 rows.append({"problem": ex.group, "passed": sum(o.passed for _, o in tries), "samples": len(tries),
                              "program": program, "output": output})
         return {"error_analysis/failing_problems.json": rows}
+
+    def self_reviser(self, student):
+        """The student revises its own failing programs (SEED) when task.reviser is student."""
+        return StudentReviser(student) if self.cfg.reviser == "student" else None
 
     def label_schema(self) -> dict:
         raise ConfigError("filters.label_agreement: not available for codegen (the tests decide)")

@@ -26,17 +26,22 @@ import io
 import random
 import re
 import tokenize
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from loop.config import Config
 from loop.data import iter_jsonl
 from loop.errors import DataError
 from loop.humaneval import Problem, support
 from loop.mutation import changed_lines, normalize
+from loop.options import option
 from loop.records import Candidate, Example
 from loop.sandbox import run_many
 from loop.tasks.code import CodeTask
+
+if TYPE_CHECKING:
+    from loop.config import Config, TaskConfig
 
 NUMBERED = re.compile(r"^\s*\d+\s*\|\s?")  # a line copied with the number the prompt showed it with
 
@@ -105,7 +110,24 @@ def ranks(probs: np.ndarray, labels: list[str], gold: list[str]) -> list[int]:
 
 class FaultLocTask(CodeTask):
     name = "faultloc"
+    student_kind = "line_scorer"
+    metrics = ("top1",)
     confusion = False  # a line-number x line-number matrix says nothing; the mislocalized table does
+
+    @dataclass
+    class Options:
+        max_lines: int = option(40, "lines ranked per function (its labels are the line numbers 1..max_lines)",
+                                ge=2)
+
+    @classmethod
+    def derived_labels(cls, task: TaskConfig) -> list[str]:
+        """A line is a class: the labels are the line numbers."""
+        return [str(i) for i in range(1, task.max_lines + 1)]
+
+    @classmethod
+    def config_rules(cls, cfg: Config) -> list[tuple[bool, str, str]]:
+        return [(not cfg.filters.label_agreement, "filters.label_agreement",
+                 "code labels come from the tests, not from a teacher vote")]
 
     def __init__(self, cfg: Config):
         self.LABELS = tuple(cfg.task.labels)

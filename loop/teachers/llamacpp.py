@@ -8,19 +8,30 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from loop.assets import resolve_gguf
-from loop.config import TeacherConfig
 from loop.errors import TeacherError
+from loop.options import Component, option
 from loop.records import GenRequest, GenResult
 from loop.teachers.base import PromptCounter
+
+if TYPE_CHECKING:
+    from loop.config import TeacherConfig
 
 INSTALL_HINT = ('CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON '
                 '-DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" '
                 'pip install llama-cpp-python==0.3.36')
 
 
-class LlamaCppTeacher:
+class LlamaCppTeacher(Component):
+
+    @dataclass
+    class Options:
+        max_model_len: int = option(2048, "context length of the engine", ge=1)
+        threads: int = option(0, "CPU threads (0: all cores)", ge=0)
+
     def __init__(self, cfg: TeacherConfig):
         self.cfg = cfg
         self.path = resolve_gguf(cfg.model)

@@ -18,12 +18,17 @@ import logging
 import os
 import random
 import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
 
-from loop.config import TeacherConfig
 from loop.errors import TeacherDown, TeacherError
+from loop.options import Component, option
 from loop.records import GenRequest, GenResult
 from loop.redact import redact, register
 from loop.teachers.base import PromptCounter
+
+if TYPE_CHECKING:
+    from loop.config import Config, TeacherConfig
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +48,27 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
-class OpenAITeacher:
+class OpenAITeacher(Component):
+
+    @dataclass
+    class Options:
+        base_urls: list[str] = option([], "base URLs of OpenAI-compatible servers (requests balanced across them)")
+        api_key_env: Optional[str] = option(None, "name of the environment variable holding the API key")
+        concurrency: int = option(8, "requests in flight at once", ge=1)
+        timeout_s: float = option(300.0, "seconds before a request times out (then retried)", gt=0)
+        max_retries: int = option(4, "retries per request (timeouts, 429, 5xx, resets) before a TeacherError", ge=0)
+        backoff_s: float = option(1.0, "first retry delay; doubles each retry, with jitter", ge=0)
+        down_after: int = option(12, "consecutive failed attempts (any request, any server) after which the "
+                                     "teacher is marked down and the run stops, resumable", ge=1)
+
+    @staticmethod
+    def config_rules(cfg: Config) -> list[tuple[bool, str, str]]:
+        env = cfg.teacher.api_key_env
+        return [(bool(cfg.teacher.base_urls), "teacher.base_urls",
+                 "the openai back-end needs at least one URL (or --teacher-url)"),
+                (env is None or (env.isascii() and env.isidentifier()), "teacher.api_key_env",
+                 "must be the name of the environment variable holding the key, not the key")]
+
     def __init__(self, cfg: TeacherConfig):
         if not cfg.base_urls:
             raise TeacherError("the openai back-end needs teacher.base_urls (or --teacher-url URL)")

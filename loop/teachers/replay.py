@@ -9,13 +9,17 @@ and fails clearly on a request it has not seen.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Optional
 
-from loop.config import TeacherConfig
 from loop.errors import TeacherError
+from loop.options import Component, option
 from loop.records import GenRequest, GenResult
 from loop.teachers.base import PromptCounter
+
+if TYPE_CHECKING:
+    from loop.config import Config, TeacherConfig
 
 
 def read_cassette(path: Path) -> dict[str, dict]:
@@ -34,7 +38,17 @@ def read_cassette(path: Path) -> dict[str, dict]:
     return entries
 
 
-class ReplayTeacher:
+class ReplayTeacher(Component):
+
+    @dataclass
+    class Options:
+        cassette: Optional[str] = option(None, "JSONL cassette of recorded request -> response pairs",
+                                         path=True)
+
+    @staticmethod
+    def config_rules(cfg: Config) -> list[tuple[bool, str, str]]:
+        return [(bool(cfg.teacher.cassette), "teacher.cassette", "the replay back-end needs a cassette file")]
+
     def __init__(self, cfg: TeacherConfig):
         self.path = Path(cfg.cassette or "")
         self.entries = read_cassette(self.path)

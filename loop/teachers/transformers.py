@@ -6,14 +6,25 @@ No constrained decoding: replies go through the task's robust JSON extraction.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from loop.assets import resolve_model
-from loop.config import TeacherConfig
 from loop.errors import TeacherError
+from loop.options import Component, option
 from loop.records import GenRequest, GenResult
 
+if TYPE_CHECKING:
+    from loop.config import TeacherConfig
 
-class TransformersTeacher:
+
+class TransformersTeacher(Component):
+
+    @dataclass
+    class Options:
+        batch_size: int = option(8, "prompts per generate() call", ge=1)
+        threads: int = option(0, "CPU threads (0: all cores)", ge=0)
+
     def __init__(self, cfg: TeacherConfig):
         self.cfg = cfg
         self.path = resolve_model(cfg.model)

