@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from loop.config_check import check_ranges, check_type
+from loop.config_check import check_type
+from loop.config_rules import component, validate
 from loop.config_yaml import read_yaml
 from loop.errors import ConfigError
 
@@ -268,12 +269,6 @@ def _component_section(section: str, common: type, data: Any, where: str):
     return _build(cls, {**(blocks.get(chosen) or {}), **flat}, where)
 
 
-def component(cfg: Config, section: str) -> type:
-    """The class chosen for a component section (task, student, teacher)."""
-    select, registry = SECTIONS[section]
-    return registry[getattr(getattr(cfg, section), select)]
-
-
 def section(which: str, /, **values):
     """A validated task / student / teacher section from keyword settings (its component's defaults for the
     rest), e.g. `section("teacher", backend="openai", base_urls=[url])`."""
@@ -289,56 +284,6 @@ def rebuilt(which: str, current, **changes):
     values = {**dataclasses.asdict(current), **changes}
     keep = {f.name for f in dataclasses.fields(section_class(common, registry[values[select]]))}
     return _component_section(which, common, {k: v for k, v in values.items() if k in keep}, f"<{which}>:{which}")
-
-
-# (a, b): a must not exceed b
-ORDERED = [("task.min_chars", "task.max_chars"), ("generation.cluster_floor", "generation.cluster_cap")]
-
-
-def _check_order(cfg: Config, where: str) -> None:
-    for a, b in ORDERED:
-        va, vb = (getattr(getattr(cfg, k.split(".")[0]), k.split(".")[1]) for k in (a, b))
-        if va > vb:
-            raise ConfigError(f"{where}:{a}: must be <= {b} ({va} > {vb})")
-
-
-def _check_labels(labels: list[str], where: str) -> None:
-    for i, label in enumerate(labels):
-        if not label.strip():
-            raise ConfigError(f"{where}:task.labels[{i}]: must not be empty")
-    if len(labels) < 2:
-        raise ConfigError(f"{where}:task.labels: needs at least two labels")
-    if len(set(labels)) < len(labels):
-        raise ConfigError(f"{where}:task.labels: has duplicates")
-
-
-def _pairing(cfg: Config) -> list[tuple[bool, str, str]]:
-    """What pairs with what, from the classes: the task's student kind and metrics, crossval's classifier."""
-    task, student = component(cfg, "task"), component(cfg, "student")
-    fits = sorted(n for n, c in SECTIONS["student"][1].items() if task.student_kind in c.kinds)
-    classifiers = {"text_classifier", "pair_classifier"}
-    return [(task.student_kind in student.kinds, "student.name",
-             f"task {cfg.task.name} needs a {task.student_kind} student: {', '.join(fits)}"),
-            (cfg.loop.metric in task.metrics, "loop.metric",
-             f"task {cfg.task.name} reports {', '.join(task.metrics)}"),
-            (cfg.mining.source == "dev" or bool(classifiers & set(student.kinds)), "mining.source",
-             "crossval needs a classifier student")]
-
-
-def _validate(cfg: Config, where: str) -> None:
-    """Declared ranges and orderings, then the rules that tie settings of different sections together: the
-    pairings the components declare, then each chosen component's own rules."""
-    check_ranges(cfg, where)
-    _check_order(cfg, where)
-    _check_labels(cfg.task.labels, where)
-    checks = _pairing(cfg)
-    for name in SECTIONS:
-        checks += component(cfg, name).config_rules(cfg)
-    for ok, key, msg in checks:
-        if not ok:
-            raise ConfigError(f"{where}:{key}: {msg}")
-    if cfg.budget.money is not None and not (cfg.budget.price_prompt_per_1k or cfg.budget.price_completion_per_1k):
-        raise ConfigError(f"{where}:budget.money: a money cap needs price_prompt_per_1k or price_completion_per_1k")
 
 
 def _set_dotted(data: dict, dotted: str, value: Any) -> None:
@@ -373,7 +318,7 @@ def load_config(path: Optional[str] = None, overrides: Optional[dict] = None) ->
         if "labels" in (data.get("task") or {}):
             raise ConfigError(f"{where}:task.labels: the {cfg.task.name} task sets its labels from its options")
         cfg.task.labels = derived
-    _validate(cfg, where)
+    validate(cfg, where)
     return cfg
 
 

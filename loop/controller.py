@@ -43,7 +43,7 @@ class Round:
     mined: MineResult = field(default_factory=MineResult)
     gen: Generated = field(default_factory=Generated)
     cands: list = field(default_factory=list)
-    fixed: list = field(default_factory=list)  # last round's neighbourhoods, re-scored
+    followup: list = field(default_factory=list)  # the last round's neighbourhoods, re-scored on this round's errors
     new: list = field(default_factory=list)  # accepted samples
     new_vecs: object = None
     starved: bool = False  # requests were planned but none fitted the budget
@@ -58,7 +58,7 @@ def augment(cfg: Config, parts: Parts, run_id: str, rnd: int, budget: Budget, kn
     with r.timer("mine"):
         r.mined = mine(parts.student, task, cfg, splits["dev_mine"] + splits["pool"], seeds, rnd, parts.embedder,
                        accepted)
-        r.fixed = followup(previous, r.mined)
+        r.followup = followup(previous, r.mined)
     with r.timer("plan"):
         requests = plan(cfg.generation.strategy, r.mined, seeds, task, cfg, rnd)
     with r.timer("generate"):
@@ -78,8 +78,36 @@ def augment(cfg: Config, parts: Parts, run_id: str, rnd: int, budget: Budget, kn
     return r
 
 
-def _better(best, score: float, min_delta: float) -> bool:
-    return best is None or score > best[1] + min_delta
+@dataclass
+class Best:
+    """The best round so far on the stopping split, and how many rounds since it improved."""
+
+    round: int = -1
+    score: float = float("-inf")
+    metrics: dict = field(default_factory=dict)
+    stale: int = 0
+
+    def offer(self, rnd: int, metrics: dict, metric: str, min_delta: float) -> bool:
+        """Take round `rnd` if its stopping-split `metric` beats the best by more than `min_delta`."""
+        score = metrics[f"stop_{metric}"]
+        if self.round >= 0 and score <= self.score + min_delta:
+            self.stale += 1
+            return False
+        self.round, self.score, self.metrics, self.stale = rnd, score, metrics, 0
+        return True
+
+
+@dataclass
+class RunState:
+    """What the rounds of one run share."""
+
+    budget: Budget
+    accepted: list[Example]
+    known: Reference  # what a new sample must not duplicate
+    evaluation: Reference  # what a new sample must not be close to (contamination)
+    best: Best = field(default_factory=Best)
+    history: list[dict] = field(default_factory=list)  # every finished round's metrics, baseline first
+    previous: list = field(default_factory=list)  # the last round's neighbourhoods (for the follow-up)
 
 
 def _log_round(cfg: Config, rnd: int, metrics: dict, budget: Budget, accepted: int, timer: Timer, mlflow_id: str):
@@ -90,17 +118,70 @@ def _log_round(cfg: Config, rnd: int, metrics: dict, budget: Budget, accepted: i
              " ".join(f"{k}={v:.1f}s" for k, v in timer.seconds.items()), mlflow_id)
 
 
-def _replay(cfg: Config, rows: list[dict]) -> tuple:
-    """best, stale and history as they stood after the stored finished rounds (resume)."""
-    best, stale, history = None, 0, []
+def _start(cfg: Config, parts: Parts, run_id: str, rows: list[dict]) -> RunState:
+    """The state after the stored finished rounds (none on a fresh run)."""
+    store, splits = parts.store, parts.splits
+    accepted = store.accepted(run_id)
+    # copies of the mining examples shown in prompts are duplicates, not new data
+    known = Reference(parts.embedder, splits["train"] + splits["dev_mine"] + accepted,
+                      by_label=cfg.filters.similarity_scope == "same_label")
+    evaluation = Reference(parts.embedder, [e for s in cfg.filters.contamination_splits for e in splits[s]])
+    state = RunState(Budget(cfg.budget, store.spent(run_id)), accepted, known, evaluation)
     for row in rows:
-        score = row["metrics"][f"stop_{cfg.loop.metric}"]
-        history.append(row["metrics"])
-        if _better(best, score, cfg.loop.min_delta):
-            best, stale = (row["round"], score, row["metrics"]), 0
-        else:
-            stale += 1
-    return best, stale, history
+        state.history.append(row["metrics"])
+        state.best.offer(row["round"], row["metrics"], cfg.loop.metric, cfg.loop.min_delta)
+    return state
+
+
+def _stop_before(cfg: Config, rnd: int, state: RunState) -> str | None:
+    """Why the run stops before round `rnd` (plateau, budget), or None."""
+    if state.best.stale >= cfg.loop.patience:
+        return "plateau"
+    if rnd > 0 and cfg.generation.strategy != "none" and state.budget.exhausted(cfg.teacher.max_tokens):
+        return "budget"
+    return None
+
+
+def _round(cfg: Config, parts: Parts, run_id: str, run_dir: Path, rnd: int, state: RunState) -> str | None:
+    """One round (the baseline when `rnd` is 0): augment, retrain, evaluate, log, keep the best student.
+    Returns 'budget' when no planned request fitted the budget (nothing was trained or logged)."""
+    student, splits, tracker = parts.student, parts.splits, parts.tracker
+    with tracker.round(rnd) as mlrun:
+        r = Round()
+        if rnd > 0:
+            r = augment(cfg, parts, run_id, rnd, state.budget, state.known, state.evaluation, state.accepted,
+                        state.previous)
+            if r.starved:
+                tracker.set_tag("stopped", f"budget: none of {r.gen.skipped} requests fit")
+                return "budget"
+            state.accepted += r.new
+        if cfg.teacher.unload_before_train:
+            parts.teacher.unload()
+        if rnd == 0 or r.new:
+            with r.timer("train"):
+                student.fit(splits["train"] + state.accepted)
+        else:  # the same data would train the same student (training is seeded)
+            log.info("round %d: nothing accepted; the student is not retrained", rnd)
+        with r.timer("evaluate"):
+            metrics, preds = evaluate(student, parts.task, splits, ("dev_stop", "test"))
+        metrics.update(round_metrics(r.mined, r.gen, r.cands, state.budget, state.accepted, r.timer))
+        tracker.log_round(rnd, metrics)
+        log_round_artifacts(tracker, parts.task, splits, preds, r.mined, r.cands, r.followup, r.new_vecs)
+        parts.store.finish_round(run_id, rnd, metrics, mlrun.info.run_id)
+    state.previous = r.mined.hoods
+    state.history.append(metrics)
+    _log_round(cfg, rnd, metrics, state.budget, len(state.accepted), r.timer, mlrun.info.run_id)
+    if state.best.offer(rnd, metrics, cfg.loop.metric, cfg.loop.min_delta):
+        student.save(str(run_dir / "student-best"))
+    return None
+
+
+def _summary(cfg: Config, state: RunState, stop_reason: str, parent_id: str) -> dict:
+    metric, best = cfg.loop.metric, state.best
+    return {"best_round": best.round, f"best_stop_{metric}": best.score, f"best_test_{metric}": best.metrics[f"test_{metric}"],
+            "baseline_test_" + metric: state.history[0][f"test_{metric}"], "rounds_run": len(state.history) - 1,
+            "stop_reason": stop_reason, "tokens_spent": state.budget.spent.tokens,
+            "money_spent": state.budget.spent.money, "accepted_total": len(state.accepted), "mlflow_run_id": parent_id}
 
 
 def run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path, resume: bool = False) -> dict:
@@ -131,8 +212,7 @@ def _run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path, resume: boo
     an unfinished round are dropped and that round runs again, its responses coming back free
     from the cache; the MLflow parent run is continued.
     """
-    task, student, store, tracker, splits = parts.task, parts.student, parts.store, parts.tracker, parts.splits
-    strategy, metric = cfg.generation.strategy, cfg.loop.metric
+    store, tracker = parts.store, parts.tracker
     rows, mlflow_id = [], None
     if resume:
         dropped = store.discard_unfinished(run_id)
@@ -141,63 +221,19 @@ def _run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path, resume: boo
         rows, mlflow_id = store.round_rows(run_id), info["mlflow_run_id"] or tracker.find_parent(run_id, info["created"])
         log.info("resuming %s after %d finished round(s) (%d unscreened verdicts dropped)", run_id, len(rows),
                  dropped)
-    budget = Budget(cfg.budget, store.spent(run_id))
-    accepted: list[Example] = store.accepted(run_id)
-    # copies of the mining examples shown in prompts are duplicates, not new data
-    known = Reference(parts.embedder, splits["train"] + splits["dev_mine"] + accepted,
-                      by_label=cfg.filters.similarity_scope == "same_label")
-    evaluation = Reference(parts.embedder, [e for s in cfg.filters.contamination_splits for e in splits[s]])
-    best, stale, history = _replay(cfg, rows)
-    stop_reason, previous = "rounds", []
-    with tracker.parent(cfg.run.name or run_id, cfg.to_dict(), {"run_id": run_id, "strategy": strategy,
-                                                                "prompt_version": task.prompts.version},
-                        resume_id=mlflow_id):
+    state = _start(cfg, parts, run_id, rows)
+    stop_reason = "rounds"
+    tags = {"run_id": run_id, "strategy": cfg.generation.strategy, "prompt_version": parts.task.prompts.version}
+    with tracker.parent(cfg.run.name or run_id, cfg.to_dict(), tags, resume_id=mlflow_id):
         store.set_run(run_id, mlflow_run_id=tracker.parent_id, status="running")
         if rows and len(rows) <= cfg.loop.rounds:
-            student.fit(splits["train"] + accepted)  # the student of the last finished round
+            parts.student.fit(parts.splits["train"] + state.accepted)  # the student of the last finished round
         for rnd in range(len(rows), cfg.loop.rounds + 1):
-            if stale >= cfg.loop.patience:
-                stop_reason = "plateau"
+            stop = _stop_before(cfg, rnd, state) or _round(cfg, parts, run_id, run_dir, rnd, state)
+            if stop:
+                stop_reason = stop
                 break
-            if rnd > 0 and strategy != "none" and budget.exhausted(cfg.teacher.max_tokens):
-                stop_reason = "budget"
-                break
-            with tracker.round(rnd) as mlrun:
-                r = Round()
-                if rnd > 0:
-                    r = augment(cfg, parts, run_id, rnd, budget, known, evaluation, accepted, previous)
-                    if r.starved:
-                        tracker.mlflow.set_tag("stopped", f"budget: none of {r.gen.skipped} requests fit")
-                        stop_reason = "budget"
-                        break
-                    accepted += r.new
-                if cfg.teacher.unload_before_train:
-                    parts.teacher.unload()
-                if rnd == 0 or r.new:
-                    with r.timer("train"):
-                        student.fit(splits["train"] + accepted)
-                else:  # the same data would train the same student (training is seeded)
-                    log.info("round %d: nothing accepted; the student is not retrained", rnd)
-                with r.timer("evaluate"):
-                    metrics, preds = evaluate(student, task, splits, ("dev_stop", "test"))
-                metrics.update(round_metrics(r.mined, r.gen, r.cands, budget, accepted, r.timer))
-                tracker.log_round(rnd, metrics)
-                log_round_artifacts(tracker, task, splits, preds, r.mined, r.cands, r.fixed, r.new_vecs)
-                store.finish_round(run_id, rnd, metrics, mlrun.info.run_id)
-            previous = r.mined.hoods
-            score = metrics[f"stop_{metric}"]
-            history.append(metrics)
-            _log_round(cfg, rnd, metrics, budget, len(accepted), r.timer, mlrun.info.run_id)
-            if _better(best, score, cfg.loop.min_delta):
-                best, stale = (rnd, score, metrics), 0
-                student.save(str(run_dir / "student-best"))
-            else:
-                stale += 1
-        summary = {"best_round": best[0], f"best_stop_{metric}": best[1],
-                   f"best_test_{metric}": best[2][f"test_{metric}"],
-                   "baseline_test_" + metric: history[0][f"test_{metric}"], "rounds_run": len(history) - 1,
-                   "stop_reason": stop_reason, "tokens_spent": budget.spent.tokens, "money_spent": budget.spent.money,
-                   "accepted_total": len(accepted), "mlflow_run_id": tracker.parent_id}
+        summary = _summary(cfg, state, stop_reason, tracker.parent_id)
         tracker.log_parent_summary(summary)
     store.set_run(run_id, status="done")
     return summary

@@ -33,9 +33,5 @@ class TeacherDown(TeacherError):
     """The teacher failed too many times in a row: the run stops (resumable) instead of retrying forever."""
 
 
-class BudgetExhausted(LoopError):
-    """A request would overshoot a hard cap; nothing was sent."""
-
-
 class RunStateError(LoopError):
     """A run cannot be started or resumed as asked (in use by another process, unknown, finished, changed)."""

@@ -67,7 +67,7 @@ def log_round_artifacts(tracker, task, splits, preds, mined, cands: list[Candida
     if fixed:
         then = sum(r["error_rate_then"] * r["cases"] for r in fixed)
         now = sum(r["error_rate_now"] * r["cases"] for r in fixed)
-        tracker.mlflow.log_metric("followup_errors_fixed", (then - now) / then if then else 0.0)
+        tracker.log_metric("followup_errors_fixed", (then - now) / then if then else 0.0)
     if mined.vectors is not None and len(mined.vectors):
         tracker.log_embedding_map(mined.vectors, mined.status, new_vecs, "error_analysis/map.png")
     tracker.log_table([{"text": h.example.text, "gold": h.example.label, "predicted": h.predicted,

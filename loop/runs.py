@@ -12,17 +12,10 @@ import yaml
 
 from loop.config import Config, load_config
 from loop.errors import ConfigError, RunStateError
+from loop.tracking import flatten
 
 STORE = "store.sqlite"
 IGNORED = ("loop.rounds", "run.dir")  # rounds may extend a run; the store may have moved with its folder
-
-
-def _flatten(data: dict) -> dict:
-    from loop.tracking import (
-        _flatten as flatten,  # imported late: cli.py imports this module on every command
-    )
-
-    return flatten(data)
 
 
 def _open(store_path: Path):
@@ -49,7 +42,7 @@ def config_keys(path: str | None) -> dict:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
-    return _flatten(data)
+    return flatten(data)
 
 
 def runs_root(config: str | None, flags: dict) -> Path:
@@ -80,7 +73,7 @@ def resume_config(run_id: str, config: str | None, flags: dict, locate: str | No
     """
     root = runs_root(config or locate, flags)
     info = _info(root / STORE, run_id)
-    stored = _flatten(info["config"])
+    stored = flatten(info["config"])
     if stored.get("task.name") == "faultloc":  # its labels are derived from task.max_lines, never given
         stored.pop("task.labels", None)
     cfg = load_config(None, {**stored, **config_keys(config), **flags, "run.dir": str(root)})
@@ -94,7 +87,7 @@ def check_resumable(cfg: Config, run_id: str, store_path: Path) -> None:
     info = _info(store_path, run_id)
     if info["status"] == "done" and cfg.loop.rounds <= info["config"]["loop"]["rounds"]:
         raise RunStateError(f"--resume {run_id}: the run has finished (raise --rounds to extend it)")
-    old, new = _flatten(info["config"]), _flatten(cfg.to_dict())
+    old, new = flatten(info["config"]), flatten(cfg.to_dict())
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in IGNORED)
     if changed:
         raise RunStateError(f"--resume {run_id}: the config differs from the run's in {', '.join(changed)} "

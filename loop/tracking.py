@@ -20,12 +20,13 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
+def flatten(d: dict, prefix: str = "") -> dict:
+    """A nested mapping as dotted keys: {'a': {'b': 1}} -> {'a.b': 1}."""
     out = {}
     for key, value in d.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            out.update(_flatten(value, name + "."))
+            out.update(flatten(value, name + "."))
         else:
             out[name] = value
     return out
@@ -158,7 +159,7 @@ class Tracker:
         with start as run:
             self.parent_id = run.info.run_id
             if not resume_id:
-                params = {k: str(v)[:500] for k, v in _flatten(config).items()}
+                params = {k: str(v)[:500] for k, v in flatten(config).items()}
                 self.mlflow.log_params(params)
             self.mlflow.set_tags(tags)
             yield run
@@ -224,6 +225,15 @@ class Tracker:
             path = Path(tmp) / Path(name).name
             embedding_map_png(vectors, status, new_vecs, path, "mining split (PCA of embeddings)")
             self.mlflow.log_artifact(str(path), artifact_path=str(Path(name).parent))
+
+    def set_tag(self, key: str, value: str) -> None:
+        """A tag on the active run (the round's, inside `round`)."""
+        self.mlflow.set_tag(key, value)
+
+    def log_metric(self, key: str, value: float) -> None:
+        """One metric on the active run, under the name MLflow takes for `key`."""
+        self._names([key])
+        self.mlflow.log_metric(self.names[key], value)
 
     def log_parent_summary(self, summary: dict) -> None:
         client = self.mlflow.tracking.MlflowClient()

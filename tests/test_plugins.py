@@ -9,7 +9,6 @@ from conftest import LABELS, WORDS, TinyStudent
 
 from loop import registry
 from loop.components import assemble
-from loop.config import load_config
 from loop.controller import run_loop
 from loop.data import load_splits
 from loop.errors import ConfigError
