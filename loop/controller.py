@@ -16,6 +16,7 @@ from loop.budget import Budget
 from loop.config import Config
 from loop.filters import Reference
 from loop.parts import Parts
+from loop.plan import Plan
 from loop.records import Example
 from loop.report import log_round_artifacts, round_metrics
 from loop.stages import (
@@ -42,6 +43,7 @@ class Round:
     timer: Timer = field(default_factory=Timer)
     mined: MineResult = field(default_factory=MineResult)
     gen: Generated = field(default_factory=Generated)
+    planned: Plan = field(default_factory=Plan)
     cands: list = field(default_factory=list)
     followup: list = field(default_factory=list)  # the last round's neighbourhoods, re-scored on this round's errors
     new: list = field(default_factory=list)  # accepted samples
@@ -49,26 +51,28 @@ class Round:
     starved: bool = False  # requests were planned but none fitted the budget
 
 
-def augment(cfg: Config, parts: Parts, run_id: str, rnd: int, budget: Budget, known: Reference,
-            evaluation: Reference, accepted: list[Example], previous: list) -> Round:
+def augment(cfg: Config, parts: Parts, run_id: str, rnd: int, state: RunState) -> Round:
     """Mine -> plan -> generate -> screen: the samples this round adds (stored and counted)."""
     r, task, splits, store = Round(), parts.task, parts.splits, parts.store
+    budget, accepted = state.budget, state.accepted
     # what may seed generation: gold only, or also accepted samples
     seeds = splits["train"] + (accepted if cfg.mining.seed_from == "gold+generated" else [])
     with r.timer("mine"):
         r.mined = mine(parts.student, task, cfg, splits["dev_mine"] + splits["pool"], seeds, rnd, parts.embedder,
                        accepted)
-        r.followup = followup(previous, r.mined)
+        r.followup = followup(state.previous.mined.hoods, state.previous.planned, r.mined)
     with r.timer("plan"):
-        requests = plan(cfg.generation.strategy, r.mined, seeds, task, cfg, rnd)
+        r.planned = plan(cfg.generation.strategy, r.mined, seeds, task, cfg, rnd)
     with r.timer("generate"):
-        r.gen = generate_routed(parts.teacher, parts.reviser, requests, budget, store, run_id, rnd, cfg.teacher.cache)
-    if requests and not r.gen.pairs:
+        r.gen = generate_routed(parts.teacher, parts.reviser, r.planned.requests, budget, store, run_id, rnd,
+                                cfg.teacher.cache)
+    if r.planned.requests and not r.gen.pairs:
         r.starved = True
         return r
     agree = BlindLabeller(parts.teacher, task, cfg, budget, store, run_id, rnd) if cfg.filters.label_agreement else None
     with r.timer("filter"):
-        r.cands = screen_candidates(r.gen.pairs, task, known, evaluation, cfg, budget.samples_left(), agree)
+        r.cands = screen_candidates(r.gen.pairs, task, state.known, state.evaluation, cfg, budget.samples_left(),
+                                    agree)
     r.gen.agreement = agree.gen if agree else None
     r.new = [Example(c.text, c.label, source="generated", group=c.meta.get("problem", ""))
              for c in r.cands if c.verdict == "accepted"]
@@ -107,7 +111,7 @@ class RunState:
     evaluation: Reference  # what a new sample must not be close to (contamination)
     best: Best = field(default_factory=Best)
     history: list[dict] = field(default_factory=list)  # every finished round's metrics, baseline first
-    previous: list = field(default_factory=list)  # the last round's neighbourhoods (for the follow-up)
+    previous: Round = field(default_factory=Round)  # the last round (its neighbourhoods are followed up)
 
 
 def _log_round(cfg: Config, rnd: int, metrics: dict, budget: Budget, accepted: int, timer: Timer, mlflow_id: str):
@@ -149,8 +153,7 @@ def _round(cfg: Config, parts: Parts, run_id: str, run_dir: Path, rnd: int, stat
     with tracker.round(rnd) as mlrun:
         r = Round()
         if rnd > 0:
-            r = augment(cfg, parts, run_id, rnd, state.budget, state.known, state.evaluation, state.accepted,
-                        state.previous)
+            r = augment(cfg, parts, run_id, rnd, state)
             if r.starved:
                 tracker.set_tag("stopped", f"budget: none of {r.gen.skipped} requests fit")
                 return "budget"
@@ -166,9 +169,9 @@ def _round(cfg: Config, parts: Parts, run_id: str, run_dir: Path, rnd: int, stat
             metrics, preds = evaluate(student, parts.task, splits, ("dev_stop", "test"))
         metrics.update(round_metrics(r.mined, r.gen, r.cands, state.budget, state.accepted, r.timer))
         tracker.log_round(rnd, metrics)
-        log_round_artifacts(tracker, parts.task, splits, preds, r.mined, r.cands, r.followup, r.new_vecs)
+        log_round_artifacts(tracker, parts.task, splits, preds, r.mined, r.planned, r.cands, r.followup, r.new_vecs)
         parts.store.finish_round(run_id, rnd, metrics, mlrun.info.run_id)
-    state.previous = r.mined.hoods
+    state.previous = r
     state.history.append(metrics)
     _log_round(cfg, rnd, metrics, state.budget, len(state.accepted), r.timer, mlrun.info.run_id)
     if state.best.offer(rnd, metrics, cfg.loop.metric, cfg.loop.min_delta):
@@ -239,7 +242,7 @@ def _run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path, resume: boo
     return summary
 
 
-def mine_dry_run(cfg: Config, parts: Parts, run_id: str, train: bool = True) -> tuple[dict, object]:
+def mine_dry_run(cfg: Config, parts: Parts, run_id: str, train: bool = True) -> tuple[dict, MineResult, Plan]:
     """`loop mine`: (train and) evaluate the student, mine and plan, log the analysis; no teacher call."""
     task, student, tracker, splits = parts.task, parts.student, parts.tracker, parts.splits
     timer = Timer()
@@ -255,10 +258,10 @@ def mine_dry_run(cfg: Config, parts: Parts, run_id: str, train: bool = True) -> 
                 mined = mine(student, task, cfg, splits["dev_mine"] + splits["pool"], splits["train"], 1,
                              parts.embedder)
             with timer("plan"):
-                requests = plan("targeted", mined, splits["train"], task, cfg, 1)
+                planned = plan("targeted", mined, splits["train"], task, cfg, 1)
             metrics.update({"errors": mined.errors, "low_confidence": mined.low_confidence,
-                            "neighbourhoods": len(mined.hoods), "requests_planned": len(requests),
+                            "neighbourhoods": len(mined.hoods), "requests_planned": len(planned.requests),
                             **{f"seconds_{k}": v for k, v in timer.seconds.items()}})
             tracker.log_round(0, metrics)
-            log_round_artifacts(tracker, task, splits, preds, mined, [], [], None)
-    return metrics, mined
+            log_round_artifacts(tracker, task, splits, preds, mined, planned, [], [], None)
+    return metrics, mined, planned

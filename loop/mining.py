@@ -43,21 +43,29 @@ class Neighbourhood:
     density: float
     confusion: tuple[str, str] | None
     ranked: list[Example] = field(default_factory=list)  # labelled exemplar candidates, MMR order
-    allocated: int = 0
-    exemplars: list[Example] = field(default_factory=list)
-    contrasts: list[Example] = field(default_factory=list)
 
-    def row(self) -> dict:
-        """One line of the error-analysis table."""
+    def row(self, planned: HoodPlan | None = None) -> dict:
+        """One line of the error-analysis table, with what the round's plan asked of it."""
+        planned = planned or HoodPlan()
         return {"neighbourhood": self.id, "hard_cases": len(self.cases),
                 "errors": sum(c.wrong for c in self.cases),
                 "low_confidence": sum(not c.wrong for c in self.cases),
                 "error_mass": round(self.error_mass, 3),
                 "confusion": f"{self.confusion[0]} -> {self.confusion[1]}" if self.confusion else "",
                 "label_disagreement": round(self.label_disagreement, 3), "density": round(self.density, 3),
-                "neighbours": len(self.neighbours), "requests": self.allocated,
-                "exemplars": " | ".join(f"[{e.label}] {e.text}" for e in self.exemplars),
-                "contrasts": " | ".join(f"[{e.label}] {e.text}" for e in self.contrasts)}
+                "neighbours": len(self.neighbours), "requests": planned.requests,
+                "exemplars": " | ".join(f"[{e.label}] {e.text}" for e in planned.exemplars),
+                "contrasts": " | ".join(f"[{e.label}] {e.text}" for e in planned.contrasts)}
+
+
+@dataclass
+class HoodPlan:
+    """What a round's plan asks of one neighbourhood: its prompt count and the examples its first prompt
+    shows (later prompts rotate through the ranked exemplars)."""
+
+    requests: int = 0
+    exemplars: list[Example] = field(default_factory=list)
+    contrasts: list[Example] = field(default_factory=list)
 
 
 def margins(probs: np.ndarray) -> np.ndarray:

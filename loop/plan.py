@@ -10,10 +10,19 @@ chosen; templates, sizes and sampling settings are shared.
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass, field
 
 from loop.config import Config
-from loop.mining import HardCase, Neighbourhood, allocate
+from loop.mining import HardCase, HoodPlan, Neighbourhood, allocate
 from loop.records import Example, GenRequest
+
+
+@dataclass
+class Plan:
+    """A round's requests, and per neighbourhood id what they ask of it (targeted only)."""
+
+    requests: list[GenRequest] = field(default_factory=list)
+    hoods: dict[int, HoodPlan] = field(default_factory=dict)
 
 
 def _request(task, cfg: Config, kind: str, seed: int, meta: dict, **variables) -> GenRequest:
@@ -40,20 +49,19 @@ def _pick_contrasts(hood: Neighbourhood, n: int) -> list[Example]:
     return near[:n]
 
 
-def plan_targeted(hoods: list[Neighbourhood], task, cfg: Config, rnd: int) -> list[GenRequest]:
+def plan_targeted(hoods: list[Neighbourhood], task, cfg: Config, rnd: int) -> Plan:
     g = cfg.generation
     allocs = allocate([h.error_mass for h in hoods], g.targeted_requests, g.cluster_floor, g.cluster_cap)
-    reqs, seed = [], cfg.teacher.seed + rnd * 10007
+    out, seed = Plan(), cfg.teacher.seed + rnd * 10007
+    reqs = out.requests
     for hood, count in zip(hoods, allocs):
-        hood.allocated = count
         pool = hood.ranked
-        hood.exemplars = _window(pool, 0, g.exemplars)
-        hood.contrasts = _pick_contrasts(hood, g.contrasts)
+        planned = out.hoods[hood.id] = HoodPlan(count, _window(pool, 0, g.exemplars), _pick_contrasts(hood, g.contrasts))
         for j in range(count):
             exemplars = _window(pool, j * g.exemplars, g.exemplars)
             meta = {"round": rnd, "neighbourhood": hood.id, "strategy": "targeted"}
             reqs.append(_request(task, cfg, "targeted", seed + len(reqs), meta, exemplars=exemplars,
-                                 contrasts=hood.contrasts, confusion=hood.confusion))
+                                 contrasts=planned.contrasts, confusion=hood.confusion))
     # self-revision: the most confidently wrong cases (then the least sure right ones),
     # taken round-robin across neighbourhoods
     queues = [[c for c in h.cases if c.example.label] for h in hoods]
@@ -66,7 +74,7 @@ def plan_targeted(hoods: list[Neighbourhood], task, cfg: Config, rnd: int) -> li
         meta = {"round": rnd, "neighbourhood": hood_id, "strategy": "targeted", "source": case.example.id}
         reqs.append(_request(task, cfg, "self_revise", seed + len(reqs), meta, example=case.example,
                              predicted=case.predicted if case.wrong else None))
-    return reqs
+    return out
 
 
 def plan_random(pool: list[Example], task, cfg: Config, rnd: int) -> list[GenRequest]:

@@ -38,12 +38,12 @@ def round_metrics(mined, gen, cands: list[Candidate], budget, accepted, timer) -
     return m
 
 
-def _hood_rows(mined, cands: list[Candidate]) -> list[dict]:
+def _hood_rows(mined, planned, cands: list[Candidate]) -> list[dict]:
     made = Counter(c.meta.get("neighbourhood") for c in cands)
     kept = Counter(c.meta.get("neighbourhood") for c in cands if c.verdict == "accepted")
     rows = []
     for hood in mined.hoods:
-        row = hood.row()
+        row = hood.row(planned.hoods.get(hood.id))
         row.update({"candidates": made.get(hood.id, 0), "accepted": kept.get(hood.id, 0)})
         rows.append(row)
     return rows
@@ -59,10 +59,11 @@ def _candidate_rows(cands: list[Candidate], verdict: str) -> list[dict]:
             for c in cands if c.verdict == verdict]
 
 
-def log_round_artifacts(tracker, task, splits, preds, mined, cands: list[Candidate], fixed: list[dict],
-                        new_vecs) -> None:
-    """Error-analysis tables and map, sample tables, the stop-split confusion matrix, per-class scores."""
-    tracker.log_table(_hood_rows(mined, cands), "error_analysis/neighbourhoods.json")
+def log_round_artifacts(tracker, task, splits, preds, mined, planned, cands: list[Candidate],
+                        fixed: list[dict], new_vecs) -> None:
+    """Error-analysis tables and map, sample tables, the stop-split confusion matrix, per-class scores
+    (`planned`: the round's plan, what it asked of each neighbourhood)."""
+    tracker.log_table(_hood_rows(mined, planned, cands), "error_analysis/neighbourhoods.json")
     tracker.log_table(fixed, "error_analysis/followup.json")
     if fixed:
         then = sum(r["error_rate_then"] * r["cases"] for r in fixed)

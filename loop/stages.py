@@ -17,8 +17,8 @@ from loop.config import Config
 from loop.data import storable
 from loop.errors import LoopError, TeacherError
 from loop.filters import Reference, reject_unsafe, screen
-from loop.mining import HardCase, Neighbourhood, build_neighbourhoods, find_hard_cases
-from loop.plan import plan_random, plan_targeted
+from loop.mining import HardCase, HoodPlan, Neighbourhood, build_neighbourhoods, find_hard_cases
+from loop.plan import Plan, plan_random, plan_targeted
 from loop.records import Candidate, Example, GenRequest, GenResult, cache_key
 from loop.store import RunStore
 
@@ -129,8 +129,9 @@ def mine(student, task, cfg: Config, mine_split: list[Example], pool: list[Examp
     return out
 
 
-def followup(previous: list[Neighbourhood], mined: MineResult) -> list[dict]:
-    """Did targeting fix last round's neighbourhoods? Their labelled cases' error rate then and now."""
+def followup(previous: list[Neighbourhood], planned: Plan, mined: MineResult) -> list[dict]:
+    """Did targeting fix last round's neighbourhoods (`planned`: what its plan asked of them)? Their labelled
+    cases' error rate then and now."""
     rows = []
     for hood in previous:
         cases = [c for c in hood.cases if c.example.label and c.example.id in mined.predicted]
@@ -138,18 +139,18 @@ def followup(previous: list[Neighbourhood], mined: MineResult) -> list[dict]:
             continue
         now = sum(mined.predicted[c.example.id] != c.example.label for c in cases) / len(cases)
         rows.append({"neighbourhood": hood.id, "confusion": " -> ".join(hood.confusion or ()),
-                     "cases": len(cases), "requests": hood.allocated,
+                     "cases": len(cases), "requests": planned.hoods.get(hood.id, HoodPlan()).requests,
                      "error_rate_then": round(sum(c.wrong for c in cases) / len(cases), 4),
                      "error_rate_now": round(now, 4)})
     return rows
 
 
-def plan(strategy: str, mined: MineResult, pool: list[Example], task, cfg: Config, rnd: int) -> list[GenRequest]:
+def plan(strategy: str, mined: MineResult, pool: list[Example], task, cfg: Config, rnd: int) -> Plan:
     if strategy == "targeted":
         return plan_targeted(mined.hoods, task, cfg, rnd)
     if strategy == "random":
-        return plan_random(pool, task, cfg, rnd)
-    return []
+        return Plan(plan_random(pool, task, cfg, rnd))
+    return Plan()
 
 
 @dataclass

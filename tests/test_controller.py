@@ -177,10 +177,12 @@ def test_mine_dry_run_calls_no_teacher(tiny_config, tmp_path):
     tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment)
     parts = Parts(task=ClassifyTask(cfg), student=TinyStudent(), teacher=None, embedder=HashEmbedder(),
                   splits=load_splits(cfg), store=store, tracker=tracker)
-    metrics, mined = mine_dry_run(cfg, parts, "dry")
-    assert mined.hoods and metrics["requests_planned"] > 0
+    metrics, mined, planned = mine_dry_run(cfg, parts, "dry")
+    assert mined.hoods and metrics["requests_planned"] == len(planned.requests) > 0
     g = cfg.generation
-    assert sum(h.allocated for h in mined.hoods) == min(g.targeted_requests, g.cluster_cap * len(mined.hoods))
+    asked = sum(p.requests for p in planned.hoods.values())
+    assert asked == min(g.targeted_requests, g.cluster_cap * len(mined.hoods))
+    assert {h.id for h in mined.hoods} == set(planned.hoods)  # the plan, not the mined records, holds it
     [child] = child_runs(tracker)
     assert child.data.metrics["errors"] == mined.errors
     assert store.count("responses", "dry") == 0

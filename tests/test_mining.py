@@ -95,12 +95,13 @@ def test_mmr_prefers_relevant_then_diverse():
 
 
 def test_followup_rates():
-    from loop.mining import HardCase, Neighbourhood
+    from loop.mining import HardCase, HoodPlan, Neighbourhood
+    from loop.plan import Plan
     from loop.stages import MineResult, followup
     exs = [Example(f"f{i}", "a") for i in range(4)]
     cases = [HardCase(e, "b", "b", 0.0, 1.0, True, 1.0, 0.1) for e in exs]
     hood = Neighbourhood(id=3, cases=cases, neighbours=[], error_mass=4, label_disagreement=0, density=0,
-                         confusion=("a", "b"), allocated=2)
+                         confusion=("a", "b"))
     mined = MineResult(predicted={"" + exs[0].id: "a", exs[1].id: "a", exs[2].id: "b", exs[3].id: "a"})
-    [row] = followup([hood], mined)
+    [row] = followup([hood], Plan(hoods={3: HoodPlan(requests=2)}), mined)
     assert row["error_rate_then"] == 1.0 and row["error_rate_now"] == 0.25 and row["requests"] == 2

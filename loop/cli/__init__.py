@@ -173,7 +173,7 @@ def mine_cmd(config, student_path, run_name, sets, verbose):
     run_id = run_name or time.strftime("%Y%m%d-%H%M%S") + "-mine"
     parts = assemble(cfg, cfg.resolve(cfg.run.dir) / run_id, with_teacher=False)
     try:
-        metrics, mined = mine_dry_run(cfg, parts, run_id, train=student_path is None)
+        metrics, mined, planned = mine_dry_run(cfg, parts, run_id, train=student_path is None)
     finally:
         parts.store.close()
     m = cfg.loop.metric
@@ -182,8 +182,8 @@ def mine_cmd(config, student_path, run_name, sets, verbose):
                f"{len(mined.hoods)} neighbourhoods")
     click.echo(f"{'id':>3} {'cases':>5} {'errors':>6} {'mass':>6} {'disagree':>8} {'prompts':>7}  confusion    exemplar")
     for h in mined.hoods:
-        row = h.row()
-        first = (h.exemplars[0].text if h.exemplars else "")[:60]
+        row = h.row(planned.hoods.get(h.id))
+        first = row["exemplars"].split(" | ")[0].split("] ", 1)[-1][:60]
         click.echo(f"{row['neighbourhood']:>3} {row['hard_cases']:>5} {row['errors']:>6} {row['error_mass']:>6.1f} "
                    f"{row['label_disagreement']:>8.2f} {row['requests']:>7}  {row['confusion']:<12} {first}")
     click.echo(f"MLflow run {parts.tracker.parent_id}: mlflow ui --backend-store-uri {parts.tracker.uri}")
