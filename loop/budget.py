@@ -42,7 +42,8 @@ class Budget:
         self.reserved.money += money
         return True
 
-    def settle(self, reserved_prompt: int, reserved_max: int, prompt_tokens: int, completion_tokens: int) -> float:
+    def settle(self, reserved_prompt: int, reserved_max: int, prompt_tokens: int,
+               completion_tokens: int) -> float:
         """Release a reservation and record actual usage; returns the request's cost."""
         self.reserved.tokens -= reserved_prompt + reserved_max
         self.reserved.money -= self.cost(reserved_prompt, reserved_max)

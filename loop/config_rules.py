@@ -65,5 +65,7 @@ def validate(cfg: Config, where: str) -> None:
     for ok, key, msg in checks:
         if not ok:
             raise ConfigError(f"{where}:{key}: {msg}")
-    if cfg.budget.money is not None and not (cfg.budget.price_prompt_per_1k or cfg.budget.price_completion_per_1k):
-        raise ConfigError(f"{where}:budget.money: a money cap needs price_prompt_per_1k or price_completion_per_1k")
+    if cfg.budget.money is not None \
+            and not (cfg.budget.price_prompt_per_1k or cfg.budget.price_completion_per_1k):
+        raise ConfigError(f"{where}:budget.money: a money cap needs price_prompt_per_1k or "
+                          "price_completion_per_1k")

@@ -96,7 +96,7 @@ class _Records:
 
     def __next__(self) -> str:
         room = self.max_chars - self.chars
-        line = self.fh.readline(room + 2)  # what the record may still hold and a CRLF, or proof that it is longer
+        line = self.fh.readline(room + 2)  # what the record may still hold and a CRLF, or proof it is longer
         if not line:
             raise StopIteration
         if self.chars == 0:
@@ -127,7 +127,8 @@ def _csv_field_limit(n: int):
 
 def _read_csv(path: Path, text_col: str, label_col: str, encoding: str = "utf-8-sig",
               max_chars: int = MAX_RECORD_CHARS) -> list[tuple[int, str, str]]:
-    """(line, text, label) per row; utf-8-sig drops the byte-order mark a spreadsheet's CSV export starts with."""
+    """(line, text, label) per row; utf-8-sig drops the byte-order mark a spreadsheet's CSV export
+    starts with."""
     lines = None
     try:
         with open(path, newline="", encoding=encoding, errors="strict") as fh, _csv_field_limit(max_chars):
@@ -221,7 +222,8 @@ def read_rows(cfg: Config, source: str | None = None) -> tuple[Path, list[tuple[
     return path, _check_labels(path, rows, cfg.task.labels)
 
 
-def _check_labels(path: Path, rows: list[tuple[int, str, str]], labels: list[str]) -> list[tuple[int, str, str]]:
+def _check_labels(path: Path, rows: list[tuple[int, str, str]],
+                  labels: list[str]) -> list[tuple[int, str, str]]:
     if not rows:
         raise DataError(f"{path}: no rows")
     allowed = set(labels)
@@ -260,8 +262,9 @@ def _stratified_take(by_label: dict[str, list[Example]], n: int, equal: bool = F
         counts[lab] += 1
     short = [lab for lab in labels if counts[lab] > len(by_label[lab])]
     if short and n <= total:
-        raise DataError(f"data.balance equal: label(s) {', '.join(short[:5])} have fewer than {counts[short[0]]} "
-                        "examples left for a split: lower the split sizes or use balance: proportional")
+        raise DataError(f"data.balance equal: label(s) {', '.join(short[:5])} have fewer than "
+                        f"{counts[short[0]]} examples left for a split: lower the split sizes or use "
+                        "balance: proportional")
     taken = []
     for lab in labels:
         taken.extend(by_label[lab][: counts[lab]])
@@ -301,14 +304,14 @@ def load_splits(cfg: Config) -> dict[str, list[Example]]:
     need = d.train_size + d.dev_size + d.pool_size + (0 if d.test_source else d.test_size)
     if len(examples) < need:
         test = "" if d.test_source else f" + test_size {d.test_size}"
-        raise _size_error(path, len(examples), need, f"train_size {d.train_size} + dev_size {d.dev_size}{test}"
-                                                     f" + pool_size {d.pool_size}")
+        raise _size_error(path, len(examples), need, f"train_size {d.train_size} + dev_size "
+                                                     f"{d.dev_size}{test} + pool_size {d.pool_size}")
     by_label = _by_label(examples, rng)
     half = d.dev_size // 2
     sizes = (("test", d.test_size),) if not d.test_source else ()
     for name, n in sizes + (("dev_mine", half), ("dev_stop", d.dev_size - half), ("train", d.train_size)):
         splits[name] = _stratified_take(by_label, n, d.balance == "equal")
-    for name in ("test", "dev_mine", "dev_stop", "train"):  # this order keeps older configs' splits as they were
+    for name in ("test", "dev_mine", "dev_stop", "train"):  # this order keeps older configs' splits unchanged
         rng.shuffle(splits[name])
     missing = set(cfg.task.labels) - {e.label for e in splits["train"]}
     if missing:
@@ -318,7 +321,7 @@ def load_splits(cfg: Config) -> dict[str, list[Example]]:
     rng.shuffle(rest)
     out["pool"] = [Example(text=e.text, label="", source="pool") for e in rest[: d.pool_size]]
     out["oracle"] = rest[d.pool_size:]
-    if cfg.mining.source == "crossval":  # errors come from out-of-fold predictions: the mining split trains too
+    if cfg.mining.source == "crossval":  # errors come from out-of-fold predictions: mining split trains too
         out["train"], out["dev_mine"] = out["train"] + out["dev_mine"], []
     return out
 

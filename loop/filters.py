@@ -45,7 +45,8 @@ class Reference:
 
     def _label_index(self, label: str) -> VectorIndex:
         if label not in self.labelled:
-            self.labelled[label] = VectorIndex(self.index.dim).build(np.zeros((0, self.index.dim), np.float32))
+            self.labelled[label] = VectorIndex(self.index.dim).build(
+                np.zeros((0, self.index.dim), np.float32))
         return self.labelled[label]
 
     def add(self, texts: list[str], vecs: np.ndarray, labels: list[str]) -> None:
@@ -113,7 +114,8 @@ def _diversity(pending: list[Candidate], vecs: np.ndarray, cfg: FilterConfig) ->
 
 
 def reject_unsafe(cands: list[Candidate]) -> None:
-    """Pending candidates holding characters no sample may hold ('control_chars'), or nothing visible ('length')."""
+    """Pending candidates holding characters no sample may hold ('control_chars'), or nothing visible
+    ('length')."""
     for cand in cands:
         if cand.verdict != "pending":
             continue

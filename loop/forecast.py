@@ -42,8 +42,8 @@ def _counter(cfg: Config) -> PromptCounter:
 
 def completion_share(store) -> float | None:
     """Completion tokens over max_tokens across the store's earlier responses (None if there are none)."""
-    row = store.db.execute("SELECT SUM(r.completion_tokens), SUM(q.max_tokens) FROM responses r JOIN requests q "
-                           "ON q.id = r.request_id AND q.run_id = r.run_id").fetchone()
+    row = store.db.execute("SELECT SUM(r.completion_tokens), SUM(q.max_tokens) FROM responses r "
+                           "JOIN requests q ON q.id = r.request_id AND q.run_id = r.run_id").fetchone()
     return row[0] / row[1] if row and row[1] else None
 
 
@@ -68,8 +68,8 @@ def forecast(cfg: Config, task, splits: dict, store=None) -> Forecast:
 
 
 def describe(f: Forecast, cfg: Config) -> list[str]:
-    lines = [f"per round: {f.requests_per_round} requests, ~{f.prompt_tokens_per_round} prompt tokens, at most "
-             f"{f.worst_per_round} tokens (prompt + max_tokens {cfg.teacher.max_tokens} each)"]
+    lines = [f"per round: {f.requests_per_round} requests, ~{f.prompt_tokens_per_round} prompt tokens, "
+             f"at most {f.worst_per_round} tokens (prompt + max_tokens {cfg.teacher.max_tokens} each)"]
     if f.agreement_per_round:
         lines.append(f"  + up to {f.agreement_per_round} blind-labelling requests (label agreement)")
     if f.completion_share is not None:

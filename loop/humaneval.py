@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 BUILDER_VERSION = 2  # 2: verdicts from the judge (a pass is proven, helpers from the reference)
 GENERATED = "generated/"  # task ids of problems a teacher wrote
 FIELDS = ("task_id", "prompt", "canonical_solution", "test", "entry_point")
+VARIANT_LIMITS = Limits(timeout_s=10, cpu_s=4)  # frozen: safe as a shared default
 
 
 @dataclass
@@ -89,12 +90,13 @@ def _variants(problem: Problem, seed: int, mutants_per_problem: int) -> list[dic
 
 
 def build_variants(path: Path, problems: list[Problem], seed: int = 0, mutants_per_problem: int = 6,
-                   limits: Limits = Limits(timeout_s=10, cpu_s=4)) -> list[Problem]:
+                   limits: Limits = VARIANT_LIMITS) -> list[Problem]:
     """Every problem with its executed variants (cached by file content, seed and builder version).
 
     Problems whose reference fails its own tests are dropped (logged).
     """
-    digest = hashlib.sha1(path.read_bytes() + f"{seed}:{mutants_per_problem}:{BUILDER_VERSION}".encode()).hexdigest()
+    digest = hashlib.sha1(path.read_bytes()
+                          + f"{seed}:{mutants_per_problem}:{BUILDER_VERSION}".encode()).hexdigest()
     cached = cache_dir() / "data" / f"variants-{digest[:16]}.jsonl"
     if cached.is_file():
         rows = [json.loads(line) for line in cached.read_text(encoding="utf-8").splitlines()]
@@ -105,7 +107,8 @@ def build_variants(path: Path, problems: list[Problem], seed: int = 0, mutants_p
         for v in problem.variants:
             jobs.append((v["code"], problem.test, problem.entry_point, support(problem)))
             owners.append(v)
-    log.info("executing %d program variants of %d problems in the sandbox (once; cached)", len(jobs), len(problems))
+    log.info("executing %d program variants of %d problems in the sandbox (once; cached)", len(jobs),
+             len(problems))
     for v, outcome in zip(owners, run_many(jobs, limits)):
         v["passed"] = outcome.passed
     kept = []

@@ -59,7 +59,8 @@ class VectorIndex:
             index.cp.niter = 10
             rng = np.random.default_rng(0)
             size = min(len(vectors), 40 * nlist)
-            index.train(vectors if size == len(vectors) else vectors[np.sort(rng.choice(len(vectors), size, replace=False))])
+            index.train(vectors if size == len(vectors)
+                        else vectors[np.sort(rng.choice(len(vectors), size, replace=False))])
             index.nprobe = min(self.nprobe, nlist)
             return index
         raise ValueError(f"unknown index kind '{kind}' (valid: auto, flat, hnsw, ivf)")

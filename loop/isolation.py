@@ -53,7 +53,8 @@ def interpreter() -> str:
 
 
 def _python_paths() -> list[str]:
-    """Folders the interpreter needs: its binary's folder and its standard library (with extension modules)."""
+    """Folders the interpreter needs: its binary's folder and its standard library (with extension
+    modules)."""
     paths = {os.path.dirname(interpreter())}
     for key in ("stdlib", "platstdlib"):
         paths.add(os.path.realpath(sysconfig.get_paths()[key]))
@@ -77,8 +78,8 @@ def _site_packages() -> list[str]:
 
 def bwrap_command(limits) -> list[str]:
     """The bubblewrap command line for one run (the judge reads its job on stdin)."""
-    cmd = ["bwrap", "--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534", "--hostname", "sandbox",
-           "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv",
+    cmd = ["bwrap", "--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534",
+           "--hostname", "sandbox", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv",
            "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp", "--setenv", "LANG", "C.UTF-8",
            "--setenv", "PYTHONHASHSEED", "0"]
     for path in _system_libs() + _python_paths():

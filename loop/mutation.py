@@ -145,7 +145,8 @@ def rename_locals(code: str, rng: random.Random) -> Variant | None:
     mapping = {}
     for func in [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]:
         params = {a.arg for a in ast.walk(func.args) if isinstance(a, ast.arg)}
-        declared = {name for n in ast.walk(func) if isinstance(n, (ast.Global, ast.Nonlocal)) for name in n.names}
+        declared = {name for n in ast.walk(func) if isinstance(n, (ast.Global, ast.Nonlocal))
+                    for name in n.names}
         stored = [n.id for n in ast.walk(func) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)]
         for name in dict.fromkeys(stored):
             if name in params or name in declared or name in mapping:

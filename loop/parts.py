@@ -1,4 +1,5 @@
-"""The parts a run is built from, as one record: what `components.assemble` builds and the controller drives."""
+"""The parts a run is built from, as one record: what `components.assemble` builds and the controller
+drives."""
 
 from __future__ import annotations
 
@@ -25,4 +26,4 @@ class Parts:
     splits: dict[str, list[Example]]
     store: RunStore
     tracker: Tracker
-    reviser: Teacher | None = None  # answers self-revise requests instead of the teacher (codegen: the student)
+    reviser: Teacher | None = None  # answers self-revise requests instead of the teacher (codegen: student)

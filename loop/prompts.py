@@ -54,7 +54,8 @@ class Prompts:
         The system message is `<kind>_system.j2` where the folder has one, else system.j2.
         """
         if not self.has(f"{kind}.j2"):
-            raise ConfigError(f"task.prompts: {self.folder / (kind + '.j2')} not found (needed for '{kind}' requests)")
+            raise ConfigError(f"task.prompts: {self.folder / (kind + '.j2')} not found (needed for "
+                              f"'{kind}' requests)")
         system = f"{kind}_system.j2" if self.has(f"{kind}_system.j2") else "system.j2"
         return [{"role": "system", "content": self.render(system, **common)},
                 {"role": "user", "content": self.render(f"{kind}.j2", **common, **variables)}]

@@ -22,7 +22,8 @@ from loop.teachers.vllm import VLLMTeacher
 
 TASKS = {"classify": ClassifyTask, "defects": DefectsTask, "clones": ClonesTask, "codegen": CodegenTask,
          "faultloc": FaultLocTask}
-STUDENTS = {"encoder": EncoderStudent, "probe": ProbeStudent, "causal_lm": CausalLMStudent, "lines": LineStudent}
+STUDENTS = {"encoder": EncoderStudent, "probe": ProbeStudent, "causal_lm": CausalLMStudent,
+            "lines": LineStudent}
 TEACHERS = {"vllm": VLLMTeacher, "openai": OpenAITeacher, "llamacpp": LlamaCppTeacher,
             "transformers": TransformersTeacher, "replay": ReplayTeacher}
 

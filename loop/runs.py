@@ -67,7 +67,8 @@ def _info(store_path: Path, run_id: str) -> dict:
 
 
 def resume_config(run_id: str, config: str | None, flags: dict, locate: str | None = None) -> Config:
-    """The config of run `run_id` as stored, with `config`'s keys and the flags on top; refused if they change it.
+    """The config of run `run_id` as stored, with `config`'s keys and the flags on top; refused if they
+    change it.
 
     `locate` is the config file that only tells where the store is (the default config when none is given).
     """

@@ -29,6 +29,7 @@ from loop import isolation
 from loop.isolation import Limits
 
 STATUSES = ("passed", "failed", "crash", "exit_before_tests", "not_plain", "timeout", "completed")
+DEFAULT_LIMITS = Limits()  # frozen, so one instance serves as every default
 
 
 @dataclass
@@ -121,10 +122,11 @@ def _status(verdict: bytes, token: str, stopped: str) -> tuple[str, str]:
 def _job(program: str, test: str | None, entry_point: str, support: str, limits: Limits, token: str,
          fd: int) -> bytes:
     return json.dumps({"program": program, "test": test, "entry_point": entry_point, "support": support,
-                       "token": token, "verdict_fd": fd, "limits": asdict(limits)}).encode("utf-8", "surrogatepass")
+                       "token": token, "verdict_fd": fd,
+                       "limits": asdict(limits)}).encode("utf-8", "surrogatepass")
 
 
-def execute(program: str, test: str | None, entry_point: str = "", limits: Limits = Limits(),
+def execute(program: str, test: str | None, entry_point: str = "", limits: Limits = DEFAULT_LIMITS,
             support: str = "") -> Outcome:
     """Run one program (and, with `test`, its `check`) in the sandbox; never raises for what the program does.
 
@@ -164,18 +166,21 @@ def execute(program: str, test: str | None, entry_point: str = "", limits: Limit
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def run_program(source: str, limits: Limits = Limits()) -> Outcome:
+def run_program(source: str, limits: Limits = DEFAULT_LIMITS) -> Outcome:
     """Run a script with no tests: 'completed' when it ran to its end. Never 'passed': only tests pass."""
     return execute(source, None, "", limits)
 
 
-def run_tests(program: str, test: str, entry_point: str, limits: Limits = Limits(), support: str = "") -> Outcome:
+def run_tests(program: str, test: str, entry_point: str, limits: Limits = DEFAULT_LIMITS,
+              support: str = "") -> Outcome:
     """Run a HumanEval-style test (`def check(candidate): assert ...`) against `program`'s `entry_point`."""
     return execute(program, test, entry_point, limits, support)
 
 
-def run_many(jobs: list[tuple], limits: Limits = Limits(), workers: int | None = None) -> list[Outcome]:
-    """`run_tests` for each (program, test, entry_point[, support]), in parallel sandboxes, results in order."""
+def run_many(jobs: list[tuple], limits: Limits = DEFAULT_LIMITS, workers: int | None = None) -> list[Outcome]:
+    """`run_tests` for each (program, test, entry_point[, support]), in parallel sandboxes, results in
+    order."""
     workers = workers or max(1, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda job: run_tests(*job[:3], limits=limits, support=job[3] if len(job) > 3 else ""), jobs))
+        return list(pool.map(lambda job: run_tests(*job[:3], limits=limits,
+                                                   support=job[3] if len(job) > 3 else ""), jobs))

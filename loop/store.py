@@ -23,7 +23,8 @@ CREATE TABLE IF NOT EXISTS rounds (run_id TEXT, round INTEGER, status TEXT, metr
 CREATE TABLE IF NOT EXISTS requests (id TEXT, run_id TEXT, round INTEGER, kind TEXT, messages TEXT,
                                      meta TEXT, max_tokens INTEGER, prompt_tokens INTEGER, created REAL,
                                      PRIMARY KEY (run_id, id));
-CREATE TABLE IF NOT EXISTS skipped (run_id TEXT, round INTEGER, request_id TEXT, PRIMARY KEY (run_id, request_id));
+CREATE TABLE IF NOT EXISTS skipped (run_id TEXT, round INTEGER, request_id TEXT,
+                                    PRIMARY KEY (run_id, request_id));
 CREATE TABLE IF NOT EXISTS responses (request_id TEXT, run_id TEXT, round INTEGER, text TEXT,
                                       prompt_tokens INTEGER, completion_tokens INTEGER,
                                       finish_reason TEXT, latency_s REAL, cost REAL, created REAL,
@@ -68,7 +69,8 @@ class RunStore:
 
     def start_run(self, run_id: str, config: dict) -> None:
         """Record a run and its resolved config (a run already recorded keeps its own)."""
-        self._write("INSERT OR IGNORE INTO runs (id, created, config, mlflow_run_id, status) VALUES (?,?,?,?,?)",
+        self._write("INSERT OR IGNORE INTO runs (id, created, config, mlflow_run_id, status) "
+                    "VALUES (?,?,?,?,?)",
                     [(run_id, time.time(), redact(json.dumps(config)), None, "running")])
 
     def set_run(self, run_id: str, **fields) -> None:
@@ -93,10 +95,11 @@ class RunStore:
         for i in range(0, len(request_ids), 500):
             chunk = request_ids[i:i + 500]
             marks = ",".join("?" * len(chunk))
-            sent |= {r[0] for r in self.db.execute(f"SELECT id FROM requests WHERE run_id=? AND id IN ({marks})",
-                                                   (run_id, *chunk))}
+            sent |= {r[0] for r in self.db.execute(
+                f"SELECT id FROM requests WHERE run_id=? AND id IN ({marks})", (run_id, *chunk))}
             skipped |= {r[0] for r in self.db.execute(
-                f"SELECT request_id FROM skipped WHERE run_id=? AND request_id IN ({marks})", (run_id, *chunk))}
+                f"SELECT request_id FROM skipped WHERE run_id=? AND request_id IN ({marks})",
+                (run_id, *chunk))}
         return sent, skipped
 
     def own_response(self, run_id: str, request_id: str) -> GenResult | None:
@@ -128,8 +131,8 @@ class RunStore:
 
     def cached(self, key: str, request_id: str) -> GenResult | None:
         """A response stored earlier under the same cache key (any run), or None."""
-        row = self.db.execute("SELECT text, prompt_tokens, completion_tokens, finish_reason FROM cache WHERE key=?",
-                              (key,)).fetchone()
+        row = self.db.execute("SELECT text, prompt_tokens, completion_tokens, finish_reason FROM cache "
+                              "WHERE key=?", (key,)).fetchone()
         if row is None:
             return None
         return GenResult(request_id=request_id, text=row[0], prompt_tokens=row[1], completion_tokens=row[2],
@@ -141,12 +144,13 @@ class RunStore:
         with self.db:
             self.db.execute("BEGIN")
             self.db.executemany(
-                "INSERT INTO candidates (run_id, round, request_id, kind, text, label, verdict, reason, meta) "
-                "VALUES (?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO candidates (run_id, round, request_id, kind, text, label, verdict, reason, "
+                "meta) VALUES (?,?,?,?,?,?,?,?,?)",
                 [(run_id, rnd, c.request_id, c.kind, c.text, c.label, c.verdict, c.reason, json.dumps(c.meta))
                  for c in cands])
             self.db.execute("INSERT INTO ledger (run_id, round, event, tokens, money, samples, created) "
-                            "VALUES (?,?,?,?,?,?,?)", (run_id, rnd, "accepted", 0, 0.0, accepted, time.time()))
+                            "VALUES (?,?,?,?,?,?,?)",
+                            (run_id, rnd, "accepted", 0, 0.0, accepted, time.time()))
 
     def finish_round(self, run_id: str, rnd: int, metrics: dict, mlflow_run_id: str | None) -> None:
         self._write("INSERT OR REPLACE INTO rounds VALUES (?,?,?,?,?,?)",
@@ -154,8 +158,8 @@ class RunStore:
 
     def round_rows(self, run_id: str) -> list[dict]:
         """Finished rounds of a run, in order, with their metrics."""
-        rows = self.db.execute("SELECT round, metrics FROM rounds WHERE run_id=? AND status='done' ORDER BY round",
-                               (run_id,)).fetchall()
+        rows = self.db.execute("SELECT round, metrics FROM rounds WHERE run_id=? AND status='done' "
+                               "ORDER BY round", (run_id,)).fetchall()
         return [{"round": r[0], "metrics": json.loads(r[1])} for r in rows]
 
     def run_info(self, run_id: str) -> dict | None:
@@ -168,7 +172,8 @@ class RunStore:
                 "base_dir": row[4]}
 
     def started(self, run_id: str) -> bool:
-        """Whether the run got as far as its MLflow run, a request or a round (else it failed while loading)."""
+        """Whether the run got as far as its MLflow run, a request or a round (else it failed while
+        loading)."""
         row = self.db.execute("SELECT mlflow_run_id FROM runs WHERE id=?", (run_id,)).fetchone()
         return bool(row and row[0]) or any(self.count(table, run_id) for table in ("requests", "rounds"))
 
@@ -185,17 +190,18 @@ class RunStore:
         with self.db:
             self.db.execute("BEGIN")
             n = self.db.execute("DELETE FROM candidates WHERE run_id=? AND round>?", (run_id, done)).rowcount
-            self.db.execute("DELETE FROM ledger WHERE run_id=? AND round>? AND event='accepted'", (run_id, done))
+            self.db.execute("DELETE FROM ledger WHERE run_id=? AND round>? AND event='accepted'",
+                            (run_id, done))
         return n
 
     def spent(self, run_id: str) -> Spend:
-        row = self.db.execute("SELECT COALESCE(SUM(tokens),0), COALESCE(SUM(money),0), COALESCE(SUM(samples),0) "
-                              "FROM ledger WHERE run_id=?", (run_id,)).fetchone()
+        row = self.db.execute("SELECT COALESCE(SUM(tokens),0), COALESCE(SUM(money),0), "
+                              "COALESCE(SUM(samples),0) FROM ledger WHERE run_id=?", (run_id,)).fetchone()
         return Spend(tokens=int(row[0]), money=float(row[1]), samples=int(row[2]))
 
     def accepted(self, run_id: str) -> list[Example]:
-        rows = self.db.execute("SELECT text, label, meta FROM candidates WHERE run_id=? AND verdict='accepted' "
-                               "ORDER BY id", (run_id,)).fetchall()
+        rows = self.db.execute("SELECT text, label, meta FROM candidates WHERE run_id=? "
+                               "AND verdict='accepted' ORDER BY id", (run_id,)).fetchall()
         return [Example(text=t, label=lab, source="generated", group=json.loads(m or "{}").get("problem", ""))
                 for t, lab, m in rows]
 

@@ -155,7 +155,8 @@ class Tracker:
     def parent(self, name: str, config: dict, tags: dict, resume_id: str | None = None):
         """The run's parent MLflow run: a new one, or (on resume) the one it had, continued."""
         # tagged at creation, so a run killed before its store learnt this id can still find it
-        start = self.mlflow.start_run(run_id=resume_id) if resume_id else self.mlflow.start_run(run_name=name, tags=tags)
+        start = (self.mlflow.start_run(run_id=resume_id) if resume_id
+                 else self.mlflow.start_run(run_name=name, tags=tags))
         with start as run:
             self.parent_id = run.info.run_id
             if not resume_id:
@@ -169,7 +170,8 @@ class Tracker:
         exp = self.mlflow.get_experiment_by_name(self.experiment)
         runs = self.mlflow.tracking.MlflowClient().search_runs(
             [exp.experiment_id], f"tags.run_id = '{run_id}'", order_by=["attributes.start_time DESC"])
-        parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags and r.info.start_time >= since * 1000]
+        parents = [r for r in runs
+                   if "mlflow.parentRunId" not in r.data.tags and r.info.start_time >= since * 1000]
         return parents[0].info.run_id if parents else None
 
     @contextlib.contextmanager
@@ -204,7 +206,8 @@ class Tracker:
         curves = ("accuracy", "macro_f1", "pass_at_1", "top1")
         for key, value in clean.items():
             split, _, name = key.partition("_")
-            if key in ("tokens_spent_total", "accepted_total") or (split in ("stop", "test") and name in curves):
+            if key in ("tokens_spent_total", "accepted_total") \
+                    or (split in ("stop", "test") and name in curves):
                 client.log_metric(self.parent_id, names[key], value, step=rnd)
 
     def log_table(self, rows: list[dict], name: str) -> None:
@@ -214,7 +217,8 @@ class Tracker:
 
             self.mlflow.log_table(pd.DataFrame(rows), artifact_file=name)
 
-    def log_confusion(self, pred: list[str], gold: list[str], labels: list[str], name: str, title: str) -> None:
+    def log_confusion(self, pred: list[str], gold: list[str], labels: list[str], name: str,
+                      title: str) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / name
             confusion_png(pred, gold, labels, path, title)

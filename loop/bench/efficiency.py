@@ -29,7 +29,8 @@ from loop.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-# arm -> (generation.strategy, mining.source); `real` and `active` buy gold labels instead (loop/bench/oracle.py)
+# arm -> (generation.strategy, mining.source); `real` and `active` buy gold labels instead
+# (loop/bench/oracle.py)
 ARMS = {"none": ("none", "dev"), "all_labels": ("none", "crossval"), "targeted": ("targeted", "dev"),
         "random": ("random", "dev"), "real": ("none", "dev"), "active": ("none", "dev"),
         "crossval": ("targeted", "crossval")}
@@ -55,7 +56,8 @@ def seeded(cfg: Config, arm: str, seed: int, budget: int, rounds: int) -> Config
 
 
 # how the teacher is reached, not what it answers: these do not enter the results' key
-OPERATIONAL = {"teacher": ("concurrency", "timeout_s", "max_retries", "backoff_s", "down_after", "api_key_env"),
+OPERATIONAL = {"teacher": ("concurrency", "timeout_s", "max_retries", "backoff_s", "down_after",
+                           "api_key_env"),
                "tracking": ("uri", "experiment"), "run": ("dir", "name")}
 
 
@@ -167,8 +169,8 @@ def run_bench(cfg: Config, strategies: list[str], seeds: list[int], budgets: lis
     from loop.embedder import SentenceEmbedder
 
     key = settings_key(cfg, budgets, rounds)
-    result = {"task": cfg.task.name, "config": out.stem.removeprefix("efficiency-"), "metric": cfg.loop.metric,
-              "budgets": budgets, "rounds": rounds,
+    result = {"task": cfg.task.name, "config": out.stem.removeprefix("efficiency-"),
+              "metric": cfg.loop.metric, "budgets": budgets, "rounds": rounds,
               "settings": key, "runs": []}
     if out.is_file():
         old = json.loads(out.read_text())
@@ -180,7 +182,8 @@ def run_bench(cfg: Config, strategies: list[str], seeds: list[int], budgets: lis
     if unknown:
         raise ConfigError(f"--strategies: unknown arm(s) {', '.join(unknown)} (arms: {', '.join(ARMS)})")
     if {"real", "active"} & set(strategies) and "targeted" not in strategies:
-        raise ConfigError("--strategies: real and active buy as many labels as targeted accepted: add targeted")
+        raise ConfigError("--strategies: real and active buy as many labels as targeted accepted: "
+                          "add targeted")
     done = {(r["strategy"], r["seed"]) for r in result["runs"]}
     order = sorted(strategies, key=list(ARMS).index)  # targeted before the arms that follow its counts
     todo = [(s, seed) for seed in seeds for s in order if (s, seed) not in done]
@@ -191,11 +194,12 @@ def run_bench(cfg: Config, strategies: list[str], seeds: list[int], budgets: lis
         for strategy, seed in todo:
             run_cfg = seeded(cfg, strategy, seed, max(budgets), rounds)
             run_id = f"bench-{key}-{strategy}-s{seed}"
-            log.info("bench efficiency: %s seed %d (%d of %d to do)", strategy, seed, todo.index((strategy, seed)) + 1,
-                     len(todo))
+            log.info("bench efficiency: %s seed %d (%d of %d to do)", strategy, seed,
+                     todo.index((strategy, seed)) + 1, len(todo))
             started = time.monotonic()
             if strategy in ("real", "active"):
-                targeted = next(r for r in result["runs"] if r["strategy"] == "targeted" and r["seed"] == seed)
+                targeted = next(r for r in result["runs"]
+                                if r["strategy"] == "targeted" and r["seed"] == seed)
                 row = run_oracle_arm(run_cfg, strategy, targeted, fits)
             else:
                 row = run_one(run_cfg, teacher, embedder, work_dir, run_id, fits)

@@ -32,27 +32,32 @@ CONFIGS = {
     "not yaml": ("budget: [unclosed\n", "not valid YAML"),
     "missing prompts": ("task:\n  prompts: /nonexistent/prompts\n", "not found"),
     "codegen with encoder": ("task:\n  name: codegen\n  labels: [pass, fail]\n", "student.name"),
-    "teacher never down": ("teacher:\n  backend: openai\n  base_urls: [http://127.0.0.1:9/v1]\n  down_after: 0\n",
-                           "teacher.down_after: must be >= 1"),
-    "labels as lists": ("task:\n  labels: [[negative], [positive]]\n", "task.labels[0]: expected str, got list"),
+    "teacher never down": ("teacher:\n  backend: openai\n  base_urls: [http://127.0.0.1:9/v1]\n"
+                           "  down_after: 0\n", "teacher.down_after: must be >= 1"),
+    "labels as lists": ("task:\n  labels: [[negative], [positive]]\n",
+                        "task.labels[0]: expected str, got list"),
     "splits as lists": ("filters:\n  contamination_splits: [[test]]\n",
                         "filters.contamination_splits[0]: must be one of"),
-    "labels as numbers": (f"task:\n  labels: [1, 2, 3]\n  prompts: {PROMPTS}\n", "task.labels[0]: expected str"),
+    "labels as numbers": (f"task:\n  labels: [1, 2, 3]\n  prompts: {PROMPTS}\n",
+                          "task.labels[0]: expected str"),
     "negative exemplars": (f"generation:\n  exemplars: -1\ntask:\n  prompts: {PROMPTS}\n",
                            "generation.exemplars: must be >= 1"),
     "negative contrasts": (f"generation:\n  contrasts: -3\ntask:\n  prompts: {PROMPTS}\n",
                            "generation.contrasts: must be >= 0"),
-    "unwritable run folder": (f"run:\n  dir: /dev/null/runs\ntask:\n  prompts: {PROMPTS}\n", "run.dir: cannot write"),
+    "unwritable run folder": (f"run:\n  dir: /dev/null/runs\ntask:\n  prompts: {PROMPTS}\n",
+                              "run.dir: cannot write"),
     "duplicate key": ("budget:\n  tokens: 5000\n  tokens: 6000\n",
                       "duplicate key 'tokens' at line 3 (first at line 2)"),
-    "min above max": ("task:\n  min_chars: 100\n  max_chars: 5\n", "task.min_chars: must be <= task.max_chars"),
+    "min above max": ("task:\n  min_chars: 100\n  max_chars: 5\n",
+                      "task.min_chars: must be <= task.max_chars"),
     "API key as the variable name": ("teacher:\n  backend: openai\n  base_urls: [http://127.0.0.1:9/v1]\n"
                                      "  api_key_env: sk-live-9f8e7d6c5b4a\n", "teacher.api_key_env"),
 }
 
 
 def rows(n: int) -> str:
-    return "".join(json.dumps({"text": f"row {i} words here", "label": LABELS[i % 3]}) + "\n" for i in range(n))
+    return "".join(json.dumps({"text": f"row {i} words here", "label": LABELS[i % 3]}) + "\n"
+                   for i in range(n))
 
 
 def _csv_with_bom(folder: Path) -> Path:
@@ -102,9 +107,10 @@ def config_handled(text: str, message: str, folder: Path, main) -> tuple[bool, s
     path.write_text(text)
     # a case about the run folder keeps its own; the others write under the temporary folder
     own_dir = text.startswith("run:") or "\nrun:" in text
-    res = cli(main, "run", "--dry-run", "--config", str(path), *([] if own_dir else ["--set", f"run.dir={folder}/runs"]))
+    res = cli(main, "run", "--dry-run", "--config", str(path),
+              *([] if own_dir else ["--set", f"run.dir={folder}/runs"]))
     ok = res.exit_code == 1 and message in res.output and "Traceback" not in res.output \
-        and isinstance(res.exception, SystemExit) and "9f8e7d6c5b4a" not in res.output  # a key is never echoed
+        and isinstance(res.exception, SystemExit) and "9f8e7d6c5b4a" not in res.output  # no key echoed
     return ok, res.output
 
 
@@ -119,7 +125,8 @@ def data_handled(content, message: str | None, folder: Path, main) -> tuple[bool
               "--set", "data.train_size=3", "--set", "data.dev_size=2", "--set", "data.test_size=1")
     if message is None:
         return res.exit_code == 0 and "per round" in res.output, res.output
-    ok = res.exit_code == 1 and "DataError" in res.output and message in res.output and "Traceback" not in res.output
+    ok = res.exit_code == 1 and "DataError" in res.output and message in res.output \
+        and "Traceback" not in res.output
     return ok, res.output
 
 
@@ -135,7 +142,8 @@ def replies(task: str, echo: str, labels: list[str]) -> dict[str, str]:
 
     out = {
         "empty": "",
-        "truncated JSON": sample("def f(x):\n    return x + 1\n" if code else "I really love this phone")[:24],
+        "truncated JSON": sample("def f(x):\n    return x + 1\n" if code
+                                 else "I really love this phone")[:24],
         "wrong label": sample("def f(x):\n    return x\n" if code else "what a lovely day it is", "furious"),
         "prompt echo": echo,
         "1 MB of text": "lorem ipsum " * 90_000,
@@ -149,11 +157,12 @@ def replies(task: str, echo: str, labels: list[str]) -> dict[str, str]:
         "wrong key": json.dumps({"samples": [{key + "_": "value", "label": good_label}]}),
         # poison that once crashed the round, and, stored, every resumed attempt of it
         "nesting in a sample": '{"samples": [{"' + key + '": ' + "[" * 1500,
-        "huge integer": sample("def f(x):\n    return x\n" if code else "a fine day")[:-3] + ', "n": ' + "9" * 4400
-        + "}]}",
+        "huge integer": (sample("def f(x):\n    return x\n" if code else "a fine day")[:-3]
+                         + ', "n": ' + "9" * 4400 + "}]}"),
         "lone surrogate": sample("def f(x):\n    return '\ud800'\n" if code else "a fine day \ud800 indeed"),
         "unary chain": sample("def f(x):\n    return " + "-" * 4000 + "1\n" if code else "-" * 4000),
-        "bidi override": sample("def f(x):\n    return x  # \u202e)x(f nruter\n" if code else "a fine \u202eyad"),
+        "bidi override": sample("def f(x):\n    return x  # \u202e)x(f nruter\n" if code
+                                else "a fine \u202eyad"),
         "only invisible characters": sample("\u200b\u200d\ufeff\u2060" * 10),
     }
     return out
@@ -190,10 +199,12 @@ def run_corpus(cfg, main) -> dict:
     folder = tmpdir()
     for name, (text, message) in CONFIGS.items():
         (folder / name).mkdir()
-        out["configs"].append({"name": name, "handled": config_handled(text, message, folder / name, main)[0]})
+        out["configs"].append({"name": name,
+                               "handled": config_handled(text, message, folder / name, main)[0]})
     for name, (content, message) in DATA.items():
         (folder / f"data-{name}").mkdir()
-        out["data"].append({"name": name, "handled": data_handled(content, message, folder / f"data-{name}", main)[0]})
+        out["data"].append({"name": name,
+                            "handled": data_handled(content, message, folder / f"data-{name}", main)[0]})
         shutil.rmtree(folder / f"data-{name}", ignore_errors=True)  # the long-line files are 10 and 100 MB
     task = build_task(cfg)
     splits = task.load_splits()

@@ -37,8 +37,8 @@ def check_variants(variants: dict[str, dict]) -> None:
     for name, overrides in variants.items():
         for key in overrides:
             if not key.startswith("student."):
-                raise ConfigError(f"--variant {name}: {key}: only student.* settings may vary (the data stays "
-                                  f"identical across variants)")
+                raise ConfigError(f"--variant {name}: {key}: only student.* settings may vary (the data "
+                                  f"stays identical across variants)")
 
 
 def reseeded(cfg: Config, seed: int) -> Config:
@@ -78,11 +78,12 @@ def summarise(runs: list[dict], keys: dict[str, list[str]]) -> dict:
     one per seed), and the mean seconds per fit."""
     table = {}
     for name, wanted in keys.items():
-        rows = sorted((r for r in runs if r["variant"] == name and r["key"] in wanted), key=lambda r: r["seed"])
+        rows = sorted((r for r in runs if r["variant"] == name and r["key"] in wanted),
+                      key=lambda r: r["seed"])
         if rows:
             table[name] = {**_spread([r["test"] for r in rows]), "stop": _spread([r["stop"] for r in rows]),
-                           "fit_s": statistics.fmean(r["fit_s"] for r in rows), "seeds": [r["seed"] for r in rows],
-                           "values": [r["test"] for r in rows]}
+                           "fit_s": statistics.fmean(r["fit_s"] for r in rows),
+                           "seeds": [r["seed"] for r in rows], "values": [r["test"] for r in rows]}
     return table
 
 
@@ -113,8 +114,8 @@ def run_bench(cfgs: dict[str, Config], overrides: dict[str, dict], seeds: list[i
             continue
         log.info("bench noise: %s seed %d (%d of %d)", name, seed, i, len(todo))
         row = {"variant": name, "seed": seed, "key": key, **fit_one(reseeded(cfgs[name], seed), task, splits)}
-        log.info("bench noise: %s seed %d: test %s %.4f, fit %.0f s", name, seed, base.loop.metric, row["test"],
-                 row["fit_s"])
+        log.info("bench noise: %s seed %d: test %s %.4f, fit %.0f s", name, seed, base.loop.metric,
+                 row["test"], row["fit_s"])
         runs.append(row)
         _save(result, out)  # an interrupted benchmark keeps what it has fitted
     _save(result, out)

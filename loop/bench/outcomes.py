@@ -45,8 +45,8 @@ def read_outcome(run_dir: Path, tracking_uri: str, experiment: str) -> Outcome:
                                                    "verdict='accepted'", (rid,)))
         spent = db.execute("SELECT COALESCE(SUM(tokens),0), ROUND(COALESCE(SUM(money),0), 9), "
                            "COALESCE(SUM(samples),0) FROM ledger WHERE run_id=?", (rid,)).fetchone()
-        paid = [r[0] for r in db.execute("SELECT COUNT(*) FROM ledger WHERE run_id=? AND event LIKE 'response:%' "
-                                         "GROUP BY event", (rid,))]
+        paid = [r[0] for r in db.execute("SELECT COUNT(*) FROM ledger WHERE run_id=? "
+                                         "AND event LIKE 'response:%' GROUP BY event", (rid,))]
     finally:
         db.close()
     import mlflow
@@ -54,8 +54,9 @@ def read_outcome(run_dir: Path, tracking_uri: str, experiment: str) -> Outcome:
     client = mlflow.tracking.MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name(experiment)
     parents = client.search_runs([exp.experiment_id], f"tags.run_id = '{run_dir.name}'") if exp else []
-    return Outcome(status=status[0] if status else "missing", rounds=rounds, accepted=accepted, spent=tuple(spent),
-                   responses=len(paid), paid_twice=sum(n - 1 for n in paid), mlflow_parents=len(parents))
+    return Outcome(status=status[0] if status else "missing", rounds=rounds, accepted=accepted,
+                   spent=tuple(spent), responses=len(paid), paid_twice=sum(n - 1 for n in paid),
+                   mlflow_parents=len(parents))
 
 
 def compare(got: Outcome, clean: Outcome, caps: dict) -> dict:
@@ -86,16 +87,18 @@ def report(result: dict) -> list[str]:
 
     kinds = {k: (sum(r["handled"] for r in v), len(v)) for k, v in result["bad_inputs"].items()}
     handled, tried = sum(h for h, _ in kinds.values()), sum(n for _, n in kinds.values())
-    corpora = [f"bad inputs handled: {handled} / {tried} (" + ", ".join(f"{k} {h}/{n}" for k, (h, n) in kinds.items())
+    corpora = [f"bad inputs handled: {handled} / {tried} ("
+               + ", ".join(f"{k} {h}/{n}" for k, (h, n) in kinds.items())
                + ")"] + report_lines(result.get("hostile_programs", {}))
     if "summary" not in result:
         return corpora
     s, clean = result["summary"], result["clean"]
     return [
         f"trials survived: {s['survived']} / {s['trials']} (each killed at least once: {s['killed']}; "
-        f"{s['kills']} SIGKILLs in all: " + ", ".join(f"{POINT_NAMES[p]} {n}" for p, n in s["by_point"].items()) + ")",
-        f"uninterrupted run: {clean['responses']} responses, {clean['spent_tokens']} / {clean['caps']['tokens']} "
-        f"tokens, {clean['accepted']} samples accepted, {clean['seconds']:.1f}s",
+        f"{s['kills']} SIGKILLs in all: "
+        + ", ".join(f"{POINT_NAMES[p]} {n}" for p, n in s["by_point"].items()) + ")",
+        f"uninterrupted run: {clean['responses']} responses, {clean['spent_tokens']} / "
+        f"{clean['caps']['tokens']} tokens, {clean['accepted']} samples accepted, {clean['seconds']:.1f}s",
         f"responses paid twice: {s['paid_twice']}",
         f"samples lost: {s['lost']}, duplicated: {s['duplicated']}",
         f"budget overshoot: {s['overshoot']}",

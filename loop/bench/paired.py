@@ -36,7 +36,8 @@ def at_budget(curve: list[dict], budget: int) -> dict:
     within = [r for r in curve if r["tokens"] <= budget]
     last = within[-1]
     best = max(within, key=lambda r: (r["stop"], -r["round"]))
-    return {"test": last["test"], "tokens": last["tokens"], "round": last["round"], "selected_test": best["test"]}
+    return {"test": last["test"], "tokens": last["tokens"], "round": last["round"],
+            "selected_test": best["test"]}
 
 
 def _indices(n_seeds: int, n: int, seed: int) -> np.ndarray:
@@ -154,7 +155,8 @@ def token_ratio(result: dict, n: int = N_BOOT, level: float = LEVEL, seed: int =
     curves = np.array([[_point(rand[s], int(t))["test"] for t in grid] for s in seeds])  # (seeds, grid)
     final = np.array([_point(targ[s], top)["test"] for s in seeds])
     spent = np.array([_point(targ[s], top)["tokens"] for s in seeds], dtype=float)
-    ratio, need, reached = _ratios(curves.mean(0)[None], final.mean(keepdims=True), spent.mean(keepdims=True), grid)
+    ratio, need, reached = _ratios(curves.mean(0)[None], final.mean(keepdims=True), spent.mean(keepdims=True),
+                                   grid)
     out = {"value": None, "low": None, "high": None, "reached": bool(reached[0]),
            "random_tokens": int(need[0]) if reached[0] else None, "targeted_tokens": float(spent.mean()),
            "seeds": len(seeds)}
@@ -163,7 +165,7 @@ def token_ratio(result: dict, n: int = N_BOOT, level: float = LEVEL, seed: int =
         return out
     w = _weights(len(seeds), n, seed)
     boot, _, _ = _ratios(w @ curves, w @ final, w @ spent, grid)
-    low, high = _percentiles(boot[np.isfinite(boot)], level)  # a resample of seeds that spent nothing: no ratio
+    low, high = _percentiles(boot[np.isfinite(boot)], level)  # resampled seeds that spent nothing: no ratio
     out.update({"value": float(ratio[0]), "low": low, "high": high})
     return out
 
@@ -211,7 +213,8 @@ def table(result: dict) -> dict[str, dict]:
             mean, std = _mean_std([p["test"] for p in points])
             smean, sstd = _mean_std([p["selected_test"] for p in points])
             out[arm][str(b)] = {"mean": mean, "std": std, "selected_mean": smean, "selected_std": sstd,
-                                "tokens_mean": statistics.fmean(p["tokens"] for p in points), "seeds": len(points)}
+                                "tokens_mean": statistics.fmean(p["tokens"] for p in points),
+                                "seeds": len(points)}
     return out
 
 
@@ -236,7 +239,8 @@ def summary(result: dict) -> dict:
     pairs = {k: v for k, v in pairs.items() if v}
     ratio, recovery = token_ratio(result), gain_recovery(result)
     return {"table": table(result), "paired": pairs, "token_ratio": ratio, "gain_recovery": recovery,
-            "verdicts": verdicts(result, pairs, ratio, recovery), "seeds": len({r["seed"] for r in result["runs"]})}
+            "verdicts": verdicts(result, pairs, ratio, recovery),
+            "seeds": len({r["seed"] for r in result["runs"]})}
 
 
 # -- text -----------------------------------------------------------------------------------------------
@@ -314,7 +318,8 @@ def _diff_panel(ax, result: dict) -> None:
     for i, (arm, d) in enumerate(diffs.items()):
         xs = [j - 0.4 + width * (i + 0.5) for j in range(len(budgets))]
         mean = [d[b]["mean"] for b in budgets]
-        err = [[m - d[b]["low"] for m, b in zip(mean, budgets)], [d[b]["high"] - m for m, b in zip(mean, budgets)]]
+        err = [[m - d[b]["low"] for m, b in zip(mean, budgets)],
+               [d[b]["high"] - m for m, b in zip(mean, budgets)]]
         ax.errorbar(xs, mean, yerr=err, fmt="o", capsize=3, color=COLOURS.get(arm, f"C{i % 10}"),
                     label=f"targeted \u2212 {arm}")
     ax.axhline(0, color="black", linewidth=0.8)
@@ -338,7 +343,8 @@ def plot(result: dict, path: Path) -> None:
     _curve_panel(left, result)
     _diff_panel(right, result)
     seeds = len({r["seed"] for r in result["runs"]})
-    fig.suptitle(f"{result.get('config', result['task'])}: test {result['metric']} vs teacher tokens ({seeds} seeds)")
+    fig.suptitle(f"{result.get('config', result['task'])}: test {result['metric']} vs teacher tokens "
+                 f"({seeds} seeds)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

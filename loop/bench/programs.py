@@ -32,8 +32,10 @@ FALSE_PASSES = {
     "excepthook exits 0": WRONG + "import os, sys\nsys.excepthook = lambda *a: os._exit(0)\n",
     "atexit os._exit(0)": WRONG + "import atexit, os\natexit.register(os._exit, 0)\n",
     "thread exits later": WRONG + ("import os, threading, time\n"
-                                   "threading.Thread(target=lambda: (time.sleep(0.05), os._exit(0))).start()\n"),
-    "__del__ exits": WRONG + "import os\nclass K:\n    def __del__(self):\n        os._exit(0)\nk = K()\ndel k\n",
+                                   "threading.Thread(target=lambda: (time.sleep(0.05), os._exit(0)))"
+                                   ".start()\n"),
+    "__del__ exits": WRONG + ("import os\nclass K:\n    def __del__(self):\n        os._exit(0)\n"
+                              "k = K()\ndel k\n"),
     "__del__ exits during the test": ("import os\nclass K:\n    def __del__(self):\n        os._exit(0)\n"
                                       "def add(a, b):\n    K()\n    return a - b\n"),
     "settrace exits when check is called": WRONG + (
@@ -44,13 +46,16 @@ FALSE_PASSES = {
     "result equal to everything": ("class Yes:\n    def __eq__(self, other):\n        return True\n"
                                    "    __hash__ = object.__hash__\n"
                                    "def add(a, b):\n    return Yes()\n"),
-    "int subclass equal to everything": ("class Liar(int):\n    def __eq__(self, other):\n        return True\n"
+    "int subclass equal to everything": ("class Liar(int):\n    def __eq__(self, other):\n"
+                                         "        return True\n"
                                          "    __hash__ = int.__hash__\n"
                                          "def add(a, b):\n    return Liar(a - b)\n"),
     "raise KeyboardInterrupt in the call": "def add(a, b):\n    raise KeyboardInterrupt\n",
-    "patched builtins": WRONG + "import builtins\nbuiltins.AssertionError = type('A', (BaseException,), {})\n",
+    "patched builtins": WRONG + ("import builtins\n"
+                                 "builtins.AssertionError = type('A', (BaseException,), {})\n"),
     "frame walk to the tests": ("import sys\ndef add(a, b):\n    f = sys._getframe()\n"
-                                "    while f.f_back:\n        f = f.f_back\n        f.f_locals.pop('check', None)\n"
+                                "    while f.f_back:\n        f = f.f_back\n"
+                                "        f.f_locals.pop('check', None)\n"
                                 "    return a - b\n"),
     "forged verdict on every descriptor": WRONG + (
         "import os, json\n"
@@ -58,7 +63,8 @@ FALSE_PASSES = {
         "for fd in range(0, 64):\n    try:\n        os.write(fd, msg)\n    except OSError:\n        pass\n"
         "os._exit(0)\n"),
     "kill the judge": WRONG + ("import os, signal\n"
-                               "def add(a, b):\n    os.kill(os.getppid(), signal.SIGKILL)\n    return a - b\n"),
+                               "def add(a, b):\n    os.kill(os.getppid(), signal.SIGKILL)\n"
+                               "    return a - b\n"),
     "print PASSED and exit": WRONG + "print('passed')\nimport os\nos._exit(0)\n",
     "endless loop": "def add(a, b):\n    while True:\n        pass\n",
     "generator result": "def add(a, b):\n    yield a + b\n",
@@ -117,15 +123,17 @@ def escapes(host: Host) -> dict[str, str]:
         "read project files": _try("project", f"open({str(project)!r}).read()"),
         "read /etc/passwd": _try("passwd", "open('/etc/passwd').read()"),
         "write to /run/lock": "open('/run/lock/loop-escape', 'w').write('x')\n",
-        "write to the host folder": _try("host-folder", f"open({str(host.folder / 'escaped')!r}, 'w').write('x')"),
+        "write to the host folder": _try("host-folder",
+                                         f"open({str(host.folder / 'escaped')!r}, 'w').write('x')"),
         "write to host /tmp": "import os\nopen(f'/tmp/loop-escape-{os.getpid()}', 'w').write('x')\n",
         "write to /dev/shm": "import os\nopen(f'/dev/shm/loop-escape-{os.getpid()}', 'w').write('x')\n",
         "posix.fork": _try("fork", "import posix\nif posix.fork() == 0:\n    posix._exit(0)"),
-        "posix.posix_spawn": _try("posix_spawn", "import posix\nposix.posix_spawn('/bin/true', ['true'], {})"),
+        "posix.posix_spawn": _try("posix_spawn",
+                                  "import posix\nposix.posix_spawn('/bin/true', ['true'], {})"),
         "_posixsubprocess.fork_exec": _try("fork_exec", (
             "import _posixsubprocess, os\nr, w = os.pipe()\n"
-            "_posixsubprocess.fork_exec(['true'], [b'/bin/true'], True, (), None, None, -1, -1, -1, -1, -1, -1, "
-            "r, w, True, False, None, None, None, -1, None, False)")),
+            "_posixsubprocess.fork_exec(['true'], [b'/bin/true'], True, (), None, None, "
+            "-1, -1, -1, -1, -1, -1, r, w, True, False, None, None, None, -1, None, False)")),
         "posix.system": _try("system", "import posix\nassert posix.system('true') == 0"),
         "reload posix and fork": _try("reload", (
             "import sys, importlib\nsys.modules.pop('posix', None)\nimport posix\n"
@@ -136,12 +144,14 @@ def escapes(host: Host) -> dict[str, str]:
             "libc.execve(b'/bin/true', argv, None)\nraise OSError")),
         "network through _socket": _try("socket", f"import _socket\ns = _socket.socket()\ns.settimeout(2)\n"
                                                    f"s.connect(('127.0.0.1', {host.port}))"),
-        "network through ctypes": _try("ctypes-socket", "import ctypes\nassert ctypes.CDLL(None).socket(2, 1, 0) >= 0"),
+        "network through ctypes": _try("ctypes-socket",
+                                       "import ctypes\nassert ctypes.CDLL(None).socket(2, 1, 0) >= 0"),
         "other processes' /proc": seek,
         "signal the host": _try("signal", f"import os\nos.kill({os.getpid()}, 0)"),
         "signal pid 1": _try("signal-1", "import os\nos.kill(1, 0)"),
         "double fork daemon": _try("daemon", (
-            "import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        time.sleep(60)\n"
+            "import os, time\nif os.fork() == 0:\n    os.setsid()\n"
+            "    if os.fork() == 0:\n        time.sleep(60)\n"
             "    os._exit(0)")),
         "sleep past the limit": "import time\ntime.sleep(60)\n",
         "output flood": "import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n",
@@ -176,8 +186,10 @@ def escaped(name: str, outcome, host: Host, limits) -> list[str]:
 
 def sibling_harm(limits) -> list[str]:
     """A program that kills every process it can see, run beside correct programs: they must still pass."""
-    killer = ("import os, signal\nfor p in os.listdir('/proc'):\n    if p.isdigit() and int(p) != os.getpid():\n"
-              "        try:\n            os.kill(int(p), signal.SIGKILL)\n        except OSError:\n            pass\n")
+    killer = ("import os, signal\nfor p in os.listdir('/proc'):\n"
+              "    if p.isdigit() and int(p) != os.getpid():\n"
+              "        try:\n            os.kill(int(p), signal.SIGKILL)\n"
+              "        except OSError:\n            pass\n")
     from loop.sandbox import run_many
 
     outs = run_many([(killer + ADD, CHECK, "add")] + [(ADD, CHECK, "add")] * 5, limits)
@@ -211,8 +223,8 @@ def run_hostile(limits=None) -> dict:
     honest = run_tests(ADD, CHECK, "add", limits).passed
     tried, leaks = run_escapes(limits)
     return {"backend": isolation.backend(), "uid": os.getuid(), "false_pass_programs": len(FALSE_PASSES),
-            "false_passes": false, "correct_program_passes": honest, "escape_programs": tried, "escapes": leaks,
-            "seconds": round(time.perf_counter() - start, 1)}
+            "false_passes": false, "correct_program_passes": honest, "escape_programs": tried,
+            "escapes": leaks, "seconds": round(time.perf_counter() - start, 1)}
 
 
 def run_backends() -> dict:
@@ -243,8 +255,8 @@ def report_lines(result: dict) -> list[str]:
         if "skipped" in got:
             lines.append(f"hostile programs ({name}): skipped, {got['skipped']}")
             continue
-        lines.append(f"hostile programs ({name}, as uid {got.get('uid', '?')}): {got['false_pass_programs']} false-pass "
-                     f"tricks, {len(got['false_passes'])} passed; {got['escape_programs']} escape programs, "
-                     f"{len(got['escapes'])} escaped; a correct program passes: {got['correct_program_passes']} "
-                     f"({got['seconds']} s)")
+        lines.append(f"hostile programs ({name}, as uid {got.get('uid', '?')}): "
+                     f"{got['false_pass_programs']} false-pass tricks, {len(got['false_passes'])} passed; "
+                     f"{got['escape_programs']} escape programs, {len(got['escapes'])} escaped; "
+                     f"a correct program passes: {got['correct_program_passes']} ({got['seconds']} s)")
     return lines

@@ -315,15 +315,16 @@ def run(config: str | None, overrides: dict, root: Path, trials: int, seed: int 
     finally:
         for z in zygotes:
             z.close()
-    return {"clean": {"seconds": clean["seconds"], "counts": clean["counts"], "accepted": len(reference.accepted),
-                      "spent_tokens": reference.spent[0], "responses": reference.responses, "caps": caps},
+    return {"clean": {"seconds": clean["seconds"], "counts": clean["counts"],
+                      "accepted": len(reference.accepted), "spent_tokens": reference.spent[0],
+                      "responses": reference.responses, "caps": caps},
             "trials": rows, "summary": summarise(rows)}
 
 
 # the benchmark's run: the default task, shrunk so that ~50 launches fit in minutes, with a binding cap
 BENCH_OVERRIDES = {"data.train_size": 60, "data.dev_size": 200, "data.test_size": 300, "student.epochs": 3,
-                   "loop.rounds": 2, "loop.patience": 5, "budget.tokens": 9000, "generation.targeted_requests": 6,
-                   "generation.revise_requests": 4}
+                   "loop.rounds": 2, "loop.patience": 5, "budget.tokens": 9000,
+                   "generation.targeted_requests": 6, "generation.revise_requests": 4}
 
 
 def run_bench(config: str | None, overrides: dict, trials: int, seed: int, workers: int, cassette: str | None,
@@ -343,8 +344,8 @@ def run_bench(config: str | None, overrides: dict, trials: int, seed: int, worke
     corpus = run_corpus(load_config(config, settings), main)
     result["bad_inputs"] = corpus
     result["hostile_programs"] = run_backends()
-    result["settings"] = {"config": config or "<defaults>", "overrides": settings, "trials": trials, "seed": seed,
-                          "workers": workers}
+    result["settings"] = {"config": config or "<defaults>", "overrides": settings, "trials": trials,
+                          "seed": seed, "workers": workers}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     return result

@@ -83,7 +83,8 @@ def _raw_transformers(teacher, reqs):
     tok, model, total = teacher.tok, teacher._load(), 0
     for start in range(0, len(reqs), teacher.cfg.batch_size):
         chunk = reqs[start:start + teacher.cfg.batch_size]
-        texts = [tok.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False) for r in chunk]
+        texts = [tok.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False)
+                 for r in chunk]
         enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.inference_mode():
             out = model.generate(**enc, max_new_tokens=chunk[0].max_tokens, do_sample=False,
@@ -152,7 +153,7 @@ def bench_backend(name: str, teacher, task, reqs: list[GenRequest], repeats: int
     for _ in range(repeats):
         results: list = []
 
-        def loop_path():
+        def loop_path(results=results):  # this repeat's list
             results.extend(teacher.generate(reqs))
             return sum(r.completion_tokens for r in results)
 
@@ -187,7 +188,8 @@ def make_teacher(name: str, base: TeacherConfig, url: str | None = None, served:
     changes = {"backend": name, "cache": False}
     if name == "openai":
         # a server we started serves base.model, whose tokenizer gives exact prompt counts
-        changes.update(model=served or base.model, base_urls=[url], tokenizer=base.model if served else base.tokenizer)
+        changes.update(model=served or base.model, base_urls=[url],
+                       tokenizer=base.model if served else base.tokenizer)
     return TEACHERS[name](rebuilt("teacher", base, **changes))
 
 

@@ -31,10 +31,13 @@ def bench():
 @click.option("--requests", "n", default=16, show_default=True, help="Prompts in the batch.")
 @click.option("--max-tokens", default=128, show_default=True, help="Completion tokens per prompt.")
 @click.option("--repeats", default=3, show_default=True, help="Timed repeats per path (medians reported).")
-@click.option("--single", default=4, show_default=True, help="vLLM: requests sent one at a time for the single rate.")
+@click.option("--single", default=4, show_default=True,
+              help="vLLM: requests sent one at a time for the single rate.")
 @click.option("--url", help="openai: an already running server (default: start `vllm serve` on loopback).")
-@click.option("--port", default=8765, show_default=True, help="Port for the `vllm serve` the benchmark starts.")
-@click.option("--out", default="bench/results/teacher.json", show_default=True, help="Where to write the JSON.")
+@click.option("--port", default=8765, show_default=True,
+              help="Port for the `vllm serve` the benchmark starts.")
+@click.option("--out", default="bench/results/teacher.json", show_default=True,
+              help="Where to write the JSON.")
 @SET_OPT
 @handle_errors
 def bench_teacher(config, backends, model, n, max_tokens, repeats, single, url, port, out, sets):
@@ -47,13 +50,14 @@ def bench_teacher(config, backends, model, n, max_tokens, repeats, single, url, 
     overrides = _parse_sets(sets)
     overrides["teacher.model"] = model
     cfg = _load(config, overrides)
-    rows = run_bench(cfg, [b.strip() for b in backends.split(",") if b.strip()], n, max_tokens, repeats, single,
-                     url, port)
+    rows = run_bench(cfg, [b.strip() for b in backends.split(",") if b.strip()], n, max_tokens, repeats,
+                     single, url, port)
     click.echo(f"{'backend':14}{'loop tok/s':>12}{'raw tok/s':>12}{'loop/raw':>10}{'single tok/s':>14}"
                f"{'batch/single':>14}{'parse rate':>12}")
     for r in rows:
         click.echo(f"{r['backend']:14}{r['loop_tok_s']:12.1f}{r['raw_tok_s']:12.1f}{r['ratio']:10.2f}"
-                   f"{r.get('single_tok_s', float('nan')):14.1f}{r.get('batched_over_single', float('nan')):14.1f}"
+                   f"{r.get('single_tok_s', float('nan')):14.1f}"
+                   f"{r.get('batched_over_single', float('nan')):14.1f}"
                    f"{r['parse_rate']:12.2f}")
     settings = {"model": model, "requests": n, "max_tokens": max_tokens, "repeats": repeats}
     path = Path(out)
@@ -68,13 +72,15 @@ def bench_teacher(config, backends, model, n, max_tokens, repeats, single, url, 
 
 @bench.command("mining")
 @click.option("--pools", default="10000,100000,1000000", show_default=True, help="Pool sizes (vectors).")
-@click.option("--hard-cases", default="1000,10000", show_default=True, help="Numbers of hard cases (queries).")
+@click.option("--hard-cases", default="1000,10000", show_default=True,
+              help="Numbers of hard cases (queries).")
 @click.option("--data", default="synthetic,real", show_default=True,
               help="synthetic (clustered unit vectors) and/or real (MiniLM embeddings of the tweet corpus).")
 @click.option("--index", "index_kind", default="auto", show_default=True, help="auto, flat, hnsw or ivf.")
 @click.option("--nprobe", default=32, show_default=True, help="IVF lists searched per query.")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--out", default="bench/results/mining.json", show_default=True, help="Where to write the JSON.")
+@click.option("--out", default="bench/results/mining.json", show_default=True,
+              help="Where to write the JSON.")
 @handle_errors
 def bench_mining(pools, hard_cases, data, index_kind, nprobe, seed, out):
     """Mining wall time, peak memory and recall@10 against exact brute force."""
@@ -104,7 +110,8 @@ def bench_mining(pools, hard_cases, data, index_kind, nprobe, seed, out):
               help="Comma-separated token budgets; each run spends up to the largest.")
 @click.option("--rounds", type=int, help="Rounds per run (default: loop.rounds).")
 @click.option("--out", type=click.Path(dir_okay=False),
-              help="JSON to write (default: bench/results/efficiency-<config name>.json; the PNG goes beside it).")
+              help="JSON to write (default: bench/results/efficiency-<config name>.json; the PNG goes "
+                   "beside it).")
 @SET_OPT
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
 @handle_errors
@@ -131,8 +138,8 @@ def bench_efficiency(config, strategies, seeds, budgets, rounds, out, sets, verb
 @CONFIG_OPT
 @click.option("--seeds", default="0,1,2,3,4", show_default=True, help="Comma-separated student seed offsets.")
 @click.option("--variant", "variants", multiple=True, metavar="'KEY=VALUE ...'",
-              help="student.* overrides fitted as one variant ('baseline': none); repeatable "
-                   "(default: baseline, student.warmup=0, student.average_last=3, student.select_epoch=true).")
+              help="student.* overrides fitted as one variant ('baseline': none); repeatable (default: "
+                   "baseline, student.warmup=0, student.average_last=3, student.select_epoch=true).")
 @click.option("--out", type=click.Path(dir_okay=False),
               help="JSON to write (default: bench/results/noise-<config name>.json).")
 @SET_OPT
@@ -149,7 +156,7 @@ def bench_noise(config, seeds, variants, out, sets, verbose):
                  for v in (variants or DEFAULT_VARIANTS)}
     check_variants(overrides)
     base = _parse_sets(sets)
-    cfgs = {name: _load(config, {**base, **ov}) for name, ov in overrides.items()}  # all validated before a fit
+    cfgs = {name: _load(config, {**base, **ov}) for name, ov in overrides.items()}  # checked before any fit
     name = Path(config).stem if config else "default"
     out_path = Path(out or f"bench/results/noise-{name}.json")
     result = run_bench(cfgs, overrides, [int(x) for x in seeds.split(",") if x.strip()], out_path)
@@ -194,9 +201,10 @@ def bench_seed(config, seeds, rounds, out, sets, verbose):
 
 
 @bench.command("reliability")
-@click.option("--config", "-c", type=click.Path(dir_okay=False), help="Config (default: the built-in defaults, "
-              "shrunk so the trials fit in minutes).")
-@click.option("--trials", type=int, default=20, show_default=True, help="Kill-and-resume trials (0: the corpora only).")
+@click.option("--config", "-c", type=click.Path(dir_okay=False),
+              help="Config (default: the built-in defaults, shrunk so the trials fit in minutes).")
+@click.option("--trials", type=int, default=20, show_default=True,
+              help="Kill-and-resume trials (0: the corpora only).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the kill points and delays.")
 @click.option("--workers", type=int, default=1, show_default=True, help="Trials run at once.")
 @click.option("--cassette", type=click.Path(dir_okay=False, exists=True),
@@ -217,7 +225,7 @@ def bench_reliability(config, trials, seed, workers, cassette, out, sets, verbos
     cfg = _load(config, overrides)
     result = run_bench(config, overrides, trials, seed, workers, cassette, Path(out),
                        cfg.resolve(cfg.run.dir) / "bench-reliability" / time.strftime("%Y%m%d-%H%M%S"),
-                       click.get_current_context().find_root().command)  # the `loop` group: bad inputs go through it
+                       click.get_current_context().find_root().command)  # the `loop` group: bad inputs use it
     for line in report(result):
         click.echo(line)
     click.echo(f"written: {out}")

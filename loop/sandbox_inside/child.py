@@ -19,13 +19,13 @@ import seccomp  # noqa: E402
 import wire  # noqa: E402
 
 # imported before root is dropped and ctypes closed: the interpreter may live where `nobody` cannot read
-PRELOAD = ("array", "bisect", "collections", "copy", "dataclasses", "datetime", "decimal", "enum", "fractions",
-           "functools", "hashlib", "heapq", "itertools", "json", "math", "numbers", "operator", "random", "re",
-           "statistics", "string", "textwrap", "time", "typing", "unicodedata", "threading", "traceback",
-           "posix", "_posixsubprocess", "ctypes", "platform", "landlock", "rlimits")
-SPAWN = ("fork", "forkpty", "system", "popen", "execv", "execve", "execvp", "execvpe", "execl", "execle", "execlp",
-         "execlpe", "spawnv", "spawnve", "spawnvp", "spawnvpe", "posix_spawn", "posix_spawnp", "kill", "killpg",
-         "setsid", "setpgid", "setpgrp", "pidfd_open", "register_at_fork")
+PRELOAD = ("array", "bisect", "collections", "copy", "dataclasses", "datetime", "decimal", "enum",
+           "fractions", "functools", "hashlib", "heapq", "itertools", "json", "math", "numbers", "operator",
+           "random", "re", "statistics", "string", "textwrap", "time", "typing", "unicodedata", "threading",
+           "traceback", "posix", "_posixsubprocess", "ctypes", "platform", "landlock", "rlimits")
+SPAWN = ("fork", "forkpty", "system", "popen", "execv", "execve", "execvp", "execvpe", "execl", "execle",
+         "execlp", "execlpe", "spawnv", "spawnve", "spawnvp", "spawnvpe", "posix_spawn", "posix_spawnp",
+         "kill", "killpg", "setsid", "setpgid", "setpgrp", "pidfd_open", "register_at_fork")
 
 
 def private_scratch(disk_mb: int) -> None:

@@ -31,7 +31,8 @@ CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "child.py")
 
 
 class Stop(BaseException):
-    """Ends the tests with a verdict; a BaseException so that `except Exception` in a test cannot swallow it."""
+    """Ends the tests with a verdict; a BaseException so that `except Exception` in a test cannot
+    swallow it."""
 
     def __init__(self, status: str, detail: str):
         super().__init__(detail)
@@ -45,8 +46,8 @@ class Program:
         to_child, self.write_fd = os.pipe()
         self.read_fd, from_child = os.pipe()
         self.proc = subprocess.Popen([sys.executable, "-I", "-S", "-B", CHILD, str(to_child), str(from_child),
-                                      json.dumps(limits)], stdin=subprocess.DEVNULL, pass_fds=(to_child, from_child),
-                                     close_fds=True)
+                                      json.dumps(limits)], stdin=subprocess.DEVNULL,
+                                     pass_fds=(to_child, from_child), close_fds=True)
         os.close(to_child)
         os.close(from_child)
         self.stopped: Stop | None = None  # sticky: once the program is gone, every later call fails too

@@ -23,13 +23,14 @@ DENY = ("fork", "vfork", "execve", "execveat", "socket", "socketpair", "ptrace",
         "process_vm_writev", "tkill", "pidfd_open", "pidfd_send_signal", "setsid", "setpgid")
 ARCHES = {
     "x86_64": (0xC000003E, {"fork": 57, "vfork": 58, "execve": 59, "execveat": 322, "socket": 41,
-                            "socketpair": 53, "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311,
-                            "tkill": 200, "pidfd_open": 434, "pidfd_send_signal": 424, "setsid": 112,
-                            "setpgid": 109, "kill": 62, "tgkill": 234, "clone": 56, "clone3": 435}),
+                            "socketpair": 53, "ptrace": 101, "process_vm_readv": 310,
+                            "process_vm_writev": 311, "tkill": 200, "pidfd_open": 434,
+                            "pidfd_send_signal": 424, "setsid": 112, "setpgid": 109, "kill": 62,
+                            "tgkill": 234, "clone": 56, "clone3": 435}),
     "aarch64": (0xC00000B7, {"execve": 221, "execveat": 281, "socket": 198, "socketpair": 199, "ptrace": 117,
-                             "process_vm_readv": 270, "process_vm_writev": 271, "tkill": 130, "pidfd_open": 434,
-                             "pidfd_send_signal": 424, "setsid": 157, "setpgid": 154, "kill": 129,
-                             "tgkill": 131, "clone": 220, "clone3": 435}),
+                             "process_vm_readv": 270, "process_vm_writev": 271, "tkill": 130,
+                             "pidfd_open": 434, "pidfd_send_signal": 424, "setsid": 157, "setpgid": 154,
+                             "kill": 129, "tgkill": 131, "clone": 220, "clone3": 435}),
 }
 
 
@@ -48,8 +49,8 @@ def program(machine: str, pid: int) -> bytes:
             ops += [_op(JEQ_K, nr[name], 0, 1), _op(RET_K, RET_ERRNO | EPERM)]
     ops += [_op(JEQ_K, nr["clone3"], 0, 1), _op(RET_K, RET_ERRNO | ENOSYS)]
     for name in ("kill", "tgkill"):  # only to itself
-        ops += [_op(JEQ_K, nr[name], 0, 4), _op(LD_ABS_W, OFF_ARG0), _op(JEQ_K, pid, 0, 1), _op(RET_K, RET_ALLOW),
-                _op(RET_K, RET_ERRNO | EPERM)]
+        ops += [_op(JEQ_K, nr[name], 0, 4), _op(LD_ABS_W, OFF_ARG0), _op(JEQ_K, pid, 0, 1),
+                _op(RET_K, RET_ALLOW), _op(RET_K, RET_ERRNO | EPERM)]
     ops += [_op(JEQ_K, nr["clone"], 0, 4), _op(LD_ABS_W, OFF_ARG0), _op(JSET_K, CLONE_THREAD, 0, 1),
             _op(RET_K, RET_ALLOW), _op(RET_K, RET_ERRNO | EPERM)]
     ops.append(_op(RET_K, RET_ALLOW))

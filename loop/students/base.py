@@ -33,7 +33,7 @@ class TrainingOptions:
 
 class Student(Protocol):
     kinds: ClassVar[tuple[str, ...]]  # what tasks may use it for (a task's student_kind is one of these)
-    Options: ClassVar[type]  # its own settings, a dataclass of `option(...)` fields (config section `student`)
+    Options: ClassVar[type]  # its own settings, a dataclass of `option(...)` fields (section `student`)
 
     def __init__(self, cfg: StudentConfig, labels: list[str]) -> None: ...
 
@@ -53,16 +53,19 @@ class Generator(Student, Protocol):
     cfg: StudentConfig
     tokenizer: object
 
-    def sample(self, prompts: list[str], n: int = 1, temperature: float = 0.0, seed: int = 0) -> list[list[str]]:
+    def sample(self, prompts: list[str], n: int = 1, temperature: float = 0.0,
+               seed: int = 0) -> list[list[str]]:
         """`n` completions per prompt."""
 
-    def chat(self, messages: list[list[dict]], max_tokens: int, temperature: float, seed: int = 0) -> list[str]:
+    def chat(self, messages: list[list[dict]], max_tokens: int, temperature: float,
+             seed: int = 0) -> list[str]:
         """One reply per chat."""
 
     def count_tokens(self, text: str) -> int: ...
 
     def fingerprint(self) -> str:
-        """A digest of the current weights (replies of one round's student are cached apart from another's)."""
+        """A digest of the current weights (replies of one round's student are cached apart from
+        another's)."""
 
 
 def train_epochs(model, params, n: int, cfg, batch_loss: Callable) -> None:

@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 STOPS = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\nassert ", "\n```")
 
 
-INSTRUCTION = "Complete this Python function. Reply with the whole function in one code block.\n\n```python\n{prompt}```"
+INSTRUCTION = ("Complete this Python function. Reply with the whole function in one code block.\n\n"
+               "```python\n{prompt}```")
 
 
 def cut(completion: str) -> str:
@@ -80,10 +81,12 @@ class CausalLMStudent(Component):
         opened with the function's own header and docstring (so the model writes the body)."""
         if not self.tokenizer.chat_template:
             return prompt
-        head = self.tokenizer.apply_chat_template([{"role": "user", "content": INSTRUCTION.format(prompt=prompt)}],
-                                                  tokenize=False, add_generation_prompt=True)
+        head = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": INSTRUCTION.format(prompt=prompt)}],
+            tokenize=False, add_generation_prompt=True)
         # ends without the newline: the body's first token then carries it with the indentation, as in
-        # ordinary code ("\n    return"), instead of a lone newline token the model would close the block after
+        # ordinary code ("\n    return"), instead of a lone newline token the model would close the
+        # block after
         return head + "```python\n" + prompt.rstrip()
 
     # -- training ---------------------------------------------------------------------------------
@@ -113,7 +116,8 @@ class CausalLMStudent(Component):
 
         ids, mask, positions, labels = self._batch(rows)
         keep = int((labels != -100).sum(1).max()) + 1
-        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
+        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                            logits_to_keep=keep).logits
         return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
                                                  labels[:, -keep + 1:].reshape(-1), ignore_index=-100)
 
@@ -130,14 +134,15 @@ class CausalLMStudent(Component):
         pairs = [pair_sides(e.text) for e in examples]
         rows = [self._encode(p, c) for p, c in pairs if c.strip()]
         if not rows:
-            raise ConfigError("student: the causal_lm student needs examples with completions (prompt, solution)")
+            raise ConfigError("student: the causal_lm student needs examples with completions "
+                              "(prompt, solution)")
         torch.manual_seed(cfg.seed)
         self._unwrap()
         layers = self.base.config.num_hidden_layers
         top = list(range(max(0, layers - cfg.lora_layers), layers)) if cfg.lora_layers else None
         lora = LoraConfig(r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, lora_dropout=0.05, task_type="CAUSAL_LM",
-                          target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-                          layers_to_transform=top)
+                          target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                          "down_proj"], layers_to_transform=top)
         self.model = get_peft_model(self.base, lora)
         steps = cfg.steps or cfg.epochs * ((len(rows) + cfg.batch_size - 1) // cfg.batch_size)
         opt = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=cfg.learning_rate)
@@ -194,12 +199,15 @@ class CausalLMStudent(Component):
                 results[i] = texts[j * n:(j + 1) * n]
         return [results[i] for i in range(len(prompts))]
 
-    def sample(self, prompts: list[str], n: int = 1, temperature: float = 0.0, seed: int = 0) -> list[list[str]]:
+    def sample(self, prompts: list[str], n: int = 1, temperature: float = 0.0,
+               seed: int = 0) -> list[list[str]]:
         """`n` completions per prompt, cut at the end of the function (greedy when temperature is 0)."""
-        outs = self._generate([self.frame(p) for p in prompts], self.cfg.max_new_tokens, temperature, n, seed, STOPS)
+        outs = self._generate([self.frame(p) for p in prompts], self.cfg.max_new_tokens, temperature, n,
+                              seed, STOPS)
         return [[cut(t).strip("\n") for t in texts] for texts in outs]
 
-    def chat(self, messages: list[list[dict]], max_tokens: int, temperature: float, seed: int = 0) -> list[str]:
+    def chat(self, messages: list[list[dict]], max_tokens: int, temperature: float,
+             seed: int = 0) -> list[str]:
         """One reply per chat conversation (the student as its own reviser)."""
         prompts = [self.tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
                    for m in messages]

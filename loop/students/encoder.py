@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 
 
 def lr_factor(step: int, steps: int, warmup: int) -> float:
-    """Linear warmup over `warmup` steps, then linear decay to 0 at `steps` (warmup 0: decay from the start)."""
+    """Linear warmup over `warmup` steps, then linear decay to 0 at `steps` (warmup 0: decay from the
+    start)."""
     if step < warmup:
         return (step + 1) / (warmup + 1)
     return max(0.0, 1 - (step - warmup) / max(1, steps - warmup))
@@ -129,13 +130,15 @@ class EncoderStudent(Component):
 
     @dataclass
     class Options(TrainingOptions):
-        truncation_side: Literal["right", "left"] = option("right", "which end of a too-long example is cut: right, "
-                                                                    "or left (keeps the end: for code, the body "
-                                                                    "after a long docstring)")
-        warmup: float = option(0.1, "share of the optimizer steps over which the learning rate ramps up linearly "
-                                    "before its linear decay (0: decay from the first step)", ge=0, le=0.5)
+        truncation_side: Literal["right", "left"] = option("right", "which end of a too-long example is cut: "
+                                                                    "right, or left (keeps the end: for "
+                                                                    "code, the body after a long docstring)")
+        warmup: float = option(0.1, "share of the optimizer steps over which the learning rate ramps up "
+                                    "linearly before its linear decay (0: decay from the first step)",
+                               ge=0, le=0.5)
         select_epoch: bool = option(False, "after each epoch score a held-out slice of the training examples "
-                                           "(student.holdout; macro-F1, then loss) and keep the best epoch's weights")
+                                           "(student.holdout; macro-F1, then loss) and keep the best epoch's "
+                                           "weights")
         holdout: float = option(0.2, "with select_epoch: share of each label's training examples held out to "
                                      "choose the epoch (not trained on; every label keeps one)", gt=0, le=0.5)
         average_last: int = option(0, "keep the mean of the weights after each of the last N epochs "

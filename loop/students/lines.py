@@ -44,8 +44,9 @@ class LineStudent(Component):
 
     @dataclass
     class Options(TrainingOptions):
-        truncation_side: Literal["right", "left"] = option("right", "which end of a too-long function is cut: right, "
-                                                                    "or left (keeps the body after a long docstring)")
+        truncation_side: Literal["right", "left"] = option("right", "which end of a too-long function is "
+                                                                    "cut: right, or left (keeps the body "
+                                                                    "after a long docstring)")
 
     def __init__(self, cfg: StudentConfig, labels: list[str]):
         import torch

@@ -52,7 +52,7 @@ class ProbeStudent(Component):
         """Fit the logistic regression (L2, C = student.probe_c) on the frozen embeddings of `examples`."""
         from sklearn.linear_model import LogisticRegression
 
-        examples = sorted(examples, key=lambda e: (e.label, text_id(e.text)))  # the set decides, not its order
+        examples = sorted(examples, key=lambda e: (e.label, text_id(e.text)))  # the set decides, not order
         x = self.embedder.encode([e.text for e in examples])
         y = np.array([self.labels.index(e.label) for e in examples])
         dim = x.shape[1]
@@ -69,7 +69,8 @@ class ProbeStudent(Component):
             coef, bias = np.vstack([-coef / 2, coef / 2]), np.array([-bias[0] / 2, bias[0] / 2])
         self.coef[model.classes_] = coef
         self.bias[model.classes_] = bias
-        log.debug("probe: %d examples, %d labels, %d iterations", len(examples), len(present), model.n_iter_[0])
+        log.debug("probe: %d examples, %d labels, %d iterations", len(examples), len(present),
+                  model.n_iter_[0])
 
     def predict(self, examples: list[Example]) -> Predictions:
         if self.coef is None:

@@ -81,7 +81,8 @@ class Task(Component):
         raise NotImplementedError
 
     def self_reviser(self, student):
-        """A teacher that answers self-revise requests instead of the teacher (codegen: the student), or None."""
+        """A teacher that answers self-revise requests instead of the teacher (codegen: the student), or
+        None."""
         return None
 
     # -- the report -------------------------------------------------------------------------------

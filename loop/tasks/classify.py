@@ -23,8 +23,9 @@ FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
 
 
 MAX_STARTS = 64  # '{' / '[' positions tried in a reply with prose around its JSON
-# what json raises on hostile but well-formed-looking text besides JSONDecodeError (a ValueError): RecursionError
-# for absurdly deep nesting, ValueError for an integer over Python's 4,300-digit int(str) limit
+# what json raises on hostile but well-formed-looking text besides JSONDecodeError (a ValueError):
+# RecursionError for absurdly deep nesting, ValueError for an integer over Python's 4,300-digit int(str)
+# limit
 UNDECODABLE = (ValueError, RecursionError)
 
 
@@ -89,7 +90,8 @@ def scores(pred: list[str], gold: list[str], labels: list[str]) -> dict[str, flo
 def focus_labels(variables: dict, labels: list[str]) -> list[str]:
     """The labels a request is about, in the task's order: its exemplars' and contrasts', its confused pair,
     the revised example's and the student's wrong prediction."""
-    named = [e.label for e in variables.get("exemplars") or []] + [e.label for e in variables.get("contrasts") or []]
+    named = ([e.label for e in variables.get("exemplars") or []]
+             + [e.label for e in variables.get("contrasts") or []])
     named += list(variables.get("confusion") or ())
     if variables.get("example") is not None:
         named.append(variables["example"].label)
@@ -103,9 +105,9 @@ class ClassifyTask(Task):
 
     @dataclass
     class Options:
-        list_labels: int = option(20, "most labels a prompt lists; with more, a request lists only the labels it "
-                                      "is about (its examples', its confused pair) while the JSON schema still "
-                                      "allows all", ge=2)
+        list_labels: int = option(20, "most labels a prompt lists; with more, a request lists only the "
+                                      "labels it is about (its examples', its confused pair) while the JSON "
+                                      "schema still allows all", ge=2)
 
     def __init__(self, cfg: Config):
         super().__init__(cfg)
@@ -136,7 +138,8 @@ class ClassifyTask(Task):
         return self.prompts.messages(kind, common, **variables)
 
     def _candidate(self, item: Any, req: GenRequest) -> Candidate:
-        if not isinstance(item, dict) or not isinstance(item.get("text"), str) or not isinstance(item.get("label"), str):
+        if not isinstance(item, dict) or not isinstance(item.get("text"), str) \
+                or not isinstance(item.get("label"), str):
             return Candidate(text=str(item)[:500], label="", request_id=req.id, kind=req.kind,
                              verdict="rejected", reason="schema")
         text = clean_text(item["text"])  # '' when only invisible characters: rejected as 'length'

@@ -53,7 +53,8 @@ def strip_docstrings(code: str) -> str:
 
 def _docstring(fn: ast.FunctionDef) -> ast.Expr | None:
     first = fn.body[0] if fn.body else None
-    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
+            and isinstance(first.value.value, str):
         return first
     return None
 
@@ -133,7 +134,8 @@ class CodeTask(Task):
     def load_splits(self) -> dict[str, list[Example]]:
         d = self.full.data
         path, problems = read_problems(d.source, self.full.resolve)
-        problems = build_variants(path, problems, mutants_per_problem=d.mutants_per_problem, limits=self.limits)
+        problems = build_variants(path, problems, mutants_per_problem=d.mutants_per_problem,
+                                  limits=self.limits)
         half = d.dev_size // 2
         sizes = {"train": d.train_size, "dev_mine": half, "dev_stop": d.dev_size - half, "test": d.test_size}
         by_split = split_problems(problems, sizes, d.seed)
@@ -166,11 +168,13 @@ class CodeTask(Task):
 
     def request_vars(self, kind: str, variables: dict) -> tuple[dict, dict]:
         """Extra template variables and request meta: the problem whose variants are asked for."""
-        source = variables.get("example") if kind == "self_revise" else (variables.get("exemplars") or [None])[0]
+        source = (variables.get("example") if kind == "self_revise"
+                  else (variables.get("exemplars") or [None])[0])
         problem = self.problems.get(source.group) if source is not None else None
         if problem is None:
             return {"reference": "", "entry_point": ""}, {}
-        return {"reference": problem.reference, "entry_point": problem.entry_point}, {"problem": problem.task_id}
+        return ({"reference": problem.reference, "entry_point": problem.entry_point},
+                {"problem": problem.task_id})
 
     def json_schema(self, n: int, kind: str = "targeted") -> dict:
         item = {"type": "object", "properties": {"intent": {"type": "string", "enum": self.labels},
@@ -183,7 +187,8 @@ class CodeTask(Task):
     # -- candidates -------------------------------------------------------------------------------
     def parse(self, text: str, req: GenRequest) -> list[Candidate]:
         value = extract_json(text)
-        items = value.get("samples") if isinstance(value, dict) else value if isinstance(value, list) else None
+        items = (value.get("samples") if isinstance(value, dict)
+                 else value if isinstance(value, list) else None)
         if not items:
             return [Candidate(text=text[:500], label="", request_id=req.id, kind=req.kind, verdict="rejected",
                               reason="parse")]
@@ -191,7 +196,8 @@ class CodeTask(Task):
         for item in items:
             read = self.read_item(item)
             text, extra = read if read is not None else (str(item)[:500], {})
-            cand = Candidate(text=text, label="", request_id=req.id, kind=req.kind, meta={**req.meta, **extra})
+            cand = Candidate(text=text, label="", request_id=req.id, kind=req.kind,
+                             meta={**req.meta, **extra})
             if read is None:
                 cand.verdict, cand.reason = "rejected", "schema"
             out.append(cand)

@@ -84,7 +84,8 @@ def locate(reference: str, stated: int, original: str) -> int:
     if not text:
         return 0
     forms = {_line_form(text), _line_form(text + ":")}  # a block header copied without its colon
-    hits = [i for i, line in enumerate(reference.split("\n"), 1) if line.strip() and _line_form(line) in forms]
+    hits = [i for i, line in enumerate(reference.split("\n"), 1)
+            if line.strip() and _line_form(line) in forms]
     return stated if stated in hits else hits[0] if len(hits) == 1 else 0
 
 
@@ -116,8 +117,8 @@ class FaultLocTask(CodeTask):
 
     @dataclass
     class Options:
-        max_lines: int = option(40, "lines ranked per function (its labels are the line numbers 1..max_lines)",
-                                ge=2)
+        max_lines: int = option(40, "lines ranked per function (its labels are the line numbers "
+                                    "1..max_lines)", ge=2)
 
     @classmethod
     def derived_labels(cls, task: TaskConfig) -> list[str]:
@@ -149,7 +150,8 @@ class FaultLocTask(CodeTask):
             lines = row.get("fault_lines")
             if not isinstance(row.get("code"), str) or not isinstance(lines, list) or not lines \
                     or not all(isinstance(x, int) and not isinstance(x, bool) for x in lines):
-                raise DataError(f"{path}:{lineno}: needs 'code' (text) and 'fault_lines' (a list of line numbers)")
+                raise DataError(f"{path}:{lineno}: needs 'code' (text) and 'fault_lines' (a list of line "
+                                "numbers)")
             if not 1 <= lines[0] <= min(self.cfg.max_lines, len(row["code"].split("\n"))):
                 raise DataError(f"{path}:{lineno}: fault line {lines[0]} is outside the function's first "
                                 f"{self.cfg.max_lines} lines (task.max_lines)")
@@ -158,7 +160,8 @@ class FaultLocTask(CodeTask):
         keys = sorted(groups)
         random.Random(d.seed).shuffle(keys)
         half = d.dev_size // 2
-        sizes = [("train", d.train_size), ("dev_mine", half), ("dev_stop", d.dev_size - half), ("test", d.test_size)]
+        sizes = [("train", d.train_size), ("dev_mine", half), ("dev_stop", d.dev_size - half),
+                 ("test", d.test_size)]
         if len(keys) < sum(n for _, n in sizes):
             raise DataError(f"{path}: {len(keys)} groups, but the splits need {sum(n for _, n in sizes)} "
                             "(data.*_size count groups)")
@@ -195,7 +198,8 @@ class FaultLocTask(CodeTask):
         extra["numbered"] = numbered(extra["reference"]) if extra["reference"] else ""
         shown = [variables["example"]] if kind == "self_revise" else variables.get("exemplars") or []
         extra["faults"] = [self.fault(ex) for ex in shown if ex is not None and ex.label]
-        others = [f["problem"] for f in extra["faults"] if f["original"] and f["problem"] != meta.get("problem")]
+        others = [f["problem"] for f in extra["faults"]
+                  if f["original"] and f["problem"] != meta.get("problem")]
         if others and meta:
             meta["shown"] = list(dict.fromkeys(others))  # their lines are in the prompt too
         return extra, meta
@@ -268,8 +272,9 @@ class FaultLocTask(CodeTask):
                 cand.verdict, cand.reason = "rejected", reason
             else:
                 todo.append((cand, code, problem, line))
-        outcomes = run_many([(code, p.test, p.entry_point, support(p)) for _, code, p, _ in todo], self.limits)
-        for (cand, code, problem, line), outcome in zip(todo, outcomes):
+        outcomes = run_many([(code, p.test, p.entry_point, support(p)) for _, code, p, _ in todo],
+                            self.limits)
+        for (cand, _code, _problem, line), outcome in zip(todo, outcomes):
             cand.meta.update(outcome.record())
             cand.label = str(line)
             if outcome.passed:
@@ -277,7 +282,8 @@ class FaultLocTask(CodeTask):
 
     def artifacts(self, preds: dict, splits: dict, mined) -> dict[str, list[dict]]:
         """Per-round table: the mislocalized functions the round mined (faulty line not ranked first by
-        the previous student), each with its neighbourhood, the line ranked first and the rank of the fault."""
+        the previous student), each with its neighbourhood, the line ranked first and the rank of the
+        fault."""
         hood_of = {c.example.id: h.id for h in mined.hoods for c in h.cases}
         rows = []
         for case in mined.hard:
@@ -286,8 +292,8 @@ class FaultLocTask(CodeTask):
                 continue
             lines = ex.text.split("\n") + [""] * len(row)  # padded: a line number past the end reads empty
             top = int(np.argmax(row))
-            rows.append({"problem": ex.group, "neighbourhood": hood_of.get(ex.id), "fault_line": int(ex.label),
-                         "fault_text": lines[int(ex.label) - 1].strip(),
+            rows.append({"problem": ex.group, "neighbourhood": hood_of.get(ex.id),
+                         "fault_line": int(ex.label), "fault_text": lines[int(ex.label) - 1].strip(),
                          "rank": ranks(row[None], self.labels, [ex.label])[0],
                          "predicted_line": top + 1, "predicted_text": lines[top].strip(),
                          "top_probability": round(float(row[top]), 4), "code": ex.text})

@@ -16,10 +16,11 @@ import random
 
 from loop.mutation import mutants
 
-PURE = {"abs", "len", "sorted", "set", "list", "tuple", "round", "sum", "min", "max", "all", "any", "str", "int",
-        "float", "bool", "frozenset", "dict", "reversed"}
-NODES = (ast.Expression, ast.Compare, ast.Call, ast.Constant, ast.List, ast.Tuple, ast.Set, ast.Dict, ast.UnaryOp,
-         ast.BinOp, ast.BoolOp, ast.Subscript, ast.Slice, ast.keyword, ast.Name, ast.Load, ast.operator, ast.unaryop, ast.cmpop, ast.boolop)
+PURE = {"abs", "len", "sorted", "set", "list", "tuple", "round", "sum", "min", "max", "all", "any", "str",
+        "int", "float", "bool", "frozenset", "dict", "reversed"}
+NODES = (ast.Expression, ast.Compare, ast.Call, ast.Constant, ast.List, ast.Tuple, ast.Set, ast.Dict,
+         ast.UnaryOp, ast.BinOp, ast.BoolOp, ast.Subscript, ast.Slice, ast.keyword, ast.Name, ast.Load,
+         ast.operator, ast.unaryop, ast.cmpop, ast.boolop)
 MUTANTS = 6
 
 

@@ -44,7 +44,8 @@ class LlamaCppTeacher(Component):
             try:
                 from llama_cpp import Llama
             except ImportError as exc:
-                raise TeacherError(f"the llamacpp back-end needs llama-cpp-python ({exc}): {INSTALL_HINT}") from None
+                raise TeacherError(f"the llamacpp back-end needs llama-cpp-python ({exc}): "
+                                   f"{INSTALL_HINT}") from None
             self._llm = Llama(model_path=self.path, n_ctx=self.cfg.max_model_len, seed=self.cfg.seed,
                               n_threads=self.cfg.threads or os.cpu_count(), verbose=False)
         return self._llm
@@ -79,7 +80,8 @@ class LlamaCppTeacher(Component):
         return GenResult(request_id=req.id, text=choice["message"].get("content") or "",
                          prompt_tokens=int(usage.get("prompt_tokens", 0)),
                          completion_tokens=int(usage.get("completion_tokens", 0)),
-                         finish_reason=str(choice.get("finish_reason")), latency_s=time.perf_counter() - start)
+                         finish_reason=str(choice.get("finish_reason")),
+                         latency_s=time.perf_counter() - start)
 
     def generate(self, requests: list[GenRequest]) -> list[GenResult]:
         results: list[GenResult] = []

@@ -52,11 +52,13 @@ class OpenAITeacher(Component):
 
     @dataclass
     class Options:
-        base_urls: list[str] = option([], "base URLs of OpenAI-compatible servers (requests balanced across them)")
+        base_urls: list[str] = option([], "base URLs of OpenAI-compatible servers (requests balanced "
+                                          "across them)")
         api_key_env: Optional[str] = option(None, "name of the environment variable holding the API key")
         concurrency: int = option(8, "requests in flight at once", ge=1)
         timeout_s: float = option(300.0, "seconds before a request times out (then retried)", gt=0)
-        max_retries: int = option(4, "retries per request (timeouts, 429, 5xx, resets) before a TeacherError", ge=0)
+        max_retries: int = option(4, "retries per request (timeouts, 429, 5xx, resets) before a TeacherError",
+                                  ge=0)
         backoff_s: float = option(1.0, "first retry delay; doubles each retry, with jitter", ge=0)
         down_after: int = option(12, "consecutive failed attempts (any request, any server) after which the "
                                      "teacher is marked down and the run stops, resumable", ge=1)
@@ -87,7 +89,8 @@ class OpenAITeacher(Component):
         if self.cfg.api_key_env:
             key = os.environ.get(self.cfg.api_key_env)
             if not key:
-                raise TeacherError(f"teacher.api_key_env: environment variable {self.cfg.api_key_env} is not set")
+                raise TeacherError(f"teacher.api_key_env: environment variable {self.cfg.api_key_env} "
+                                   "is not set")
             register(key)
             headers["Authorization"] = f"Bearer {key}"
         return headers
@@ -100,7 +103,8 @@ class OpenAITeacher(Component):
                 "temperature": req.temperature, "top_p": req.top_p, "seed": req.seed}
         if self._schema_ok and req.json_schema is not None:
             body["response_format"] = {"type": "json_schema",
-                                       "json_schema": {"name": "samples", "schema": req.json_schema, "strict": True}}
+                                       "json_schema": {"name": "samples", "schema": req.json_schema,
+                                                       "strict": True}}
         return body
 
     async def _attempt(self, client, url: str, req: GenRequest, headers: dict) -> GenResult:
@@ -113,7 +117,8 @@ class OpenAITeacher(Component):
             raise _Retry(f"{type(exc).__name__}: {exc}") from None
         if resp.status_code in RETRY_STATUS:
             raise _Retry(f"HTTP {resp.status_code}", _retry_after(resp.headers.get("retry-after")))
-        if resp.status_code == 400 and self._schema_ok and req.json_schema is not None and "response_format" in resp.text:
+        if resp.status_code == 400 and self._schema_ok and req.json_schema is not None \
+                and "response_format" in resp.text:
             log.warning("%s refused response_format json_schema; falling back to free text + extraction", url)
             self._schema_ok = False
             raise _Retry("response_format unsupported", 0.0)
@@ -131,13 +136,15 @@ class OpenAITeacher(Component):
         prompt = int(usage.get("prompt_tokens") or self.prompt_tokens(req.messages))
         completion = int(usage.get("completion_tokens") or req.max_tokens)
         return GenResult(request_id=req.id, text=text, prompt_tokens=prompt, completion_tokens=completion,
-                         finish_reason=str(choice.get("finish_reason")), latency_s=time.perf_counter() - start)
+                         finish_reason=str(choice.get("finish_reason")),
+                         latency_s=time.perf_counter() - start)
 
     def _failed(self, url: str, why: str) -> None:
         self._fails += 1
         if self._fails >= self.cfg.down_after and not self._down:
             self._down = f"{url}: {why}"
-            log.error("teacher marked down after %d consecutive failed attempts (last: %s)", self._fails, self._down)
+            log.error("teacher marked down after %d consecutive failed attempts (last: %s)", self._fails,
+                      self._down)
 
     def _check_down(self) -> None:
         if self._down:

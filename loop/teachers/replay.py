@@ -64,8 +64,8 @@ class ReplayTeacher(Component):
     def generate(self, requests: list[GenRequest]) -> list[GenResult]:
         missing = [r.id for r in requests if r.id not in self.entries]
         if missing:
-            raise TeacherError(f"{self.path}: no recorded response for {len(missing)} of {len(requests)} requests "
-                               f"(first: {missing[0]}); record them with --record")
+            raise TeacherError(f"{self.path}: no recorded response for {len(missing)} of {len(requests)} "
+                               f"requests (first: {missing[0]}); record them with --record")
         return [GenResult(request_id=r.id, latency_s=0.0,
                           **{k: v for k, v in self.entries[r.id]["response"].items() if k != "latency_s"})
                 for r in requests]

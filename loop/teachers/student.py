@@ -22,7 +22,8 @@ class StudentReviser:
         return f"student:{self.student.cfg.model}:{self.student.fingerprint()}"
 
     def prompt_tokens(self, messages: list[dict]) -> int:
-        text = self.student.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        text = self.student.tokenizer.apply_chat_template(messages, tokenize=False,
+                                                          add_generation_prompt=True)
         return self.student.count_tokens(text)
 
     def generate(self, requests: list[GenRequest]) -> list[GenResult]:
@@ -30,7 +31,8 @@ class StudentReviser:
             return []
         start = time.perf_counter()
         limit = max(r.max_tokens for r in requests)
-        replies = self.student.chat([r.messages for r in requests], limit, requests[0].temperature, requests[0].seed)
+        replies = self.student.chat([r.messages for r in requests], limit, requests[0].temperature,
+                                    requests[0].seed)
         latency = time.perf_counter() - start
         return [GenResult(request_id=r.id, text=text, prompt_tokens=self.prompt_tokens(r.messages),
                           completion_tokens=min(r.max_tokens, self.student.count_tokens(text)),

@@ -68,8 +68,8 @@ class TransformersTeacher(Component):
         start = time.perf_counter()
         with torch.inference_mode():
             out = model.generate(**enc, max_new_tokens=max(r.max_tokens for r in reqs), do_sample=sample,
-                                 temperature=r0.temperature if sample else None, top_p=r0.top_p if sample else None,
-                                 pad_token_id=self.tok.pad_token_id)
+                                 temperature=r0.temperature if sample else None,
+                                 top_p=r0.top_p if sample else None, pad_token_id=self.tok.pad_token_id)
         latency = time.perf_counter() - start
         results = []
         width = enc["input_ids"].shape[1]
@@ -78,7 +78,8 @@ class TransformersTeacher(Component):
             ids = gen.tolist()
             stop = self.tok.eos_token_id
             n = ids.index(stop) + 1 if stop in ids else len(ids)
-            results.append(GenResult(request_id=req.id, text=self.tok.decode(ids[:n], skip_special_tokens=True),
+            results.append(GenResult(request_id=req.id,
+                                     text=self.tok.decode(ids[:n], skip_special_tokens=True),
                                      prompt_tokens=int(enc["attention_mask"][i].sum()), completion_tokens=n,
                                      finish_reason="stop" if n < len(ids) or stop in ids else "length",
                                      latency_s=latency))
