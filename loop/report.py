@@ -49,7 +49,8 @@ def _hood_rows(mined, planned, cands: list[Candidate]) -> list[dict]:
     return rows
 
 
-DETAILS = ("execution", "output_truncated", "error", "weak_tests", "mutants_caught")  # why, where a check says
+# why, where a check says
+DETAILS = ("execution", "output_truncated", "error", "weak_tests", "mutants_caught")
 
 
 def _candidate_rows(cands: list[Candidate], verdict: str) -> list[dict]:
@@ -85,6 +86,7 @@ def log_round_artifacts(tracker, task, splits, preds, mined, planned, cands: lis
         tracker.log_table([{"label": lab, **{k: round(per_class[f"{k}_{lab}"], 4)
                                              for k in ("precision", "recall", "f1")}}
                            for lab in task.labels], "per_class_test.json")
-    if hasattr(task, "artifacts"):  # task-specific tables (codegen: failing problems; faultloc: mislocalized functions)
+    # task-specific tables (codegen: failing problems; faultloc: mislocalized functions)
+    if hasattr(task, "artifacts"):
         for name, rows in task.artifacts(preds, splits, mined).items():
             tracker.log_table(rows, name)

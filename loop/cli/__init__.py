@@ -66,19 +66,22 @@ def _exit_cleanly_on_sigterm() -> None:
 @click.option("--teacher-url", "teacher_urls", multiple=True,
               help="openai back-end: base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 "
               "(repeatable: requests are balanced across them).")
-@click.option("--cassette", type=click.Path(dir_okay=False), help="replay back-end: the cassette to answer from.")
+@click.option("--cassette", type=click.Path(dir_okay=False),
+              help="replay back-end: the cassette to answer from.")
 @click.option("--record", type=click.Path(dir_okay=False),
               help="Append every teacher request and response to this JSONL cassette (any back-end).")
 @click.option("--budget-tokens", type=int, help="Hard cap on teacher tokens for the run (budget.tokens).")
 @click.option("--name", "run_name", help="Run name (run.name); default: time stamp and strategy.")
-@click.option("--resume", "resume_id", help="Continue this run from its store (same config; --rounds may extend it).")
-@click.option("--dry-run", is_flag=True, help="Forecast the run's teacher cost (requests x tokens) and stop: no model "
-              "is loaded, no teacher called.")
+@click.option("--resume", "resume_id",
+              help="Continue this run from its store (same config; --rounds may extend it).")
+@click.option("--dry-run", is_flag=True,
+              help="Forecast the run's teacher cost (requests x tokens) and stop: no model is loaded, no "
+                   "teacher called.")
 @SET_OPT
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
 @handle_errors
-def run(config, rounds, strategy, teacher_backend, teacher_model, teacher_urls, cassette, record, budget_tokens,
-        run_name, resume_id, dry_run, sets, verbose):
+def run(config, rounds, strategy, teacher_backend, teacher_model, teacher_urls, cassette, record,
+        budget_tokens, run_name, resume_id, dry_run, sets, verbose):
     """Run the closed loop: baseline, then ROUNDS rounds of mine -> generate -> screen -> retrain."""
     _logging(verbose)
     flags = _parse_sets(sets)
@@ -104,7 +107,8 @@ def run(config, rounds, strategy, teacher_backend, teacher_model, teacher_urls, 
     click.echo(f"done: {summary['rounds_run']} round(s), stopped by {summary['stop_reason']}; best round "
                f"{summary['best_round']}: stop {metric} {summary[f'best_stop_{metric}']:.4f}, test {metric} "
                f"{summary[f'best_test_{metric}']:.4f} (baseline {summary[f'baseline_test_{metric}']:.4f}); "
-               f"tokens {summary['tokens_spent']} / {cfg.budget.tokens}; accepted {summary['accepted_total']}")
+               f"tokens {summary['tokens_spent']} / {cfg.budget.tokens}; "
+               f"accepted {summary['accepted_total']}")
     click.echo(f"store: {parts.store.path} (run id {run_id})  best student: {run_dir / 'student-best'}")
     click.echo(f"MLflow run {summary['mlflow_run_id']}: mlflow ui --backend-store-uri {parts.tracker.uri}")
 
@@ -180,12 +184,14 @@ def mine_cmd(config, student_path, run_name, sets, verbose):
     click.echo(f"student: stop {m} {metrics[f'stop_{m}']:.4f}, test {m} {metrics[f'test_{m}']:.4f}; "
                f"mining split: {mined.errors} errors, {mined.low_confidence} low-confidence, "
                f"{len(mined.hoods)} neighbourhoods")
-    click.echo(f"{'id':>3} {'cases':>5} {'errors':>6} {'mass':>6} {'disagree':>8} {'prompts':>7}  confusion    exemplar")
+    click.echo(f"{'id':>3} {'cases':>5} {'errors':>6} {'mass':>6} {'disagree':>8} {'prompts':>7}  "
+               "confusion    exemplar")
     for h in mined.hoods:
         row = h.row(planned.hoods.get(h.id))
         first = row["exemplars"].split(" | ")[0].split("] ", 1)[-1][:60]
-        click.echo(f"{row['neighbourhood']:>3} {row['hard_cases']:>5} {row['errors']:>6} {row['error_mass']:>6.1f} "
-                   f"{row['label_disagreement']:>8.2f} {row['requests']:>7}  {row['confusion']:<12} {first}")
+        click.echo(f"{row['neighbourhood']:>3} {row['hard_cases']:>5} {row['errors']:>6} "
+                   f"{row['error_mass']:>6.1f} {row['label_disagreement']:>8.2f} {row['requests']:>7}  "
+                   f"{row['confusion']:<12} {first}")
     click.echo(f"MLflow run {parts.tracker.parent_id}: mlflow ui --backend-store-uri {parts.tracker.uri}")
 
 
