@@ -49,7 +49,9 @@ def _pick_contrasts(hood: Neighbourhood, n: int) -> list[Example]:
     return near[:n]
 
 
-def plan_targeted(hoods: list[Neighbourhood], task, cfg: Config, rnd: int) -> Plan:
+def plan_targeted(hoods: list[Neighbourhood], task, cfg: Config, rnd: int, evidence: dict | None = None) -> Plan:
+    """Targeted prompts over `hoods` by error mass, then self-revisions of their worst cases (`evidence`:
+    example id -> what the task saw deciding it, shown to the reviser where the task uses it)."""
     g = cfg.generation
     allocs = allocate([h.error_mass for h in hoods], g.targeted_requests, g.cluster_floor, g.cluster_cap)
     out, seed = Plan(), cfg.teacher.seed + rnd * 10007
@@ -73,7 +75,8 @@ def plan_targeted(hoods: list[Neighbourhood], task, cfg: Config, rnd: int) -> Pl
     for hood_id, case in picked:
         meta = {"round": rnd, "neighbourhood": hood_id, "strategy": "targeted", "source": case.example.id}
         reqs.append(_request(task, cfg, "self_revise", seed + len(reqs), meta, example=case.example,
-                             predicted=case.predicted if case.wrong else None))
+                             predicted=case.predicted if case.wrong else None,
+                             evidence=(evidence or {}).get(case.example.id)))
     return out
 
 

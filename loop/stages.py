@@ -62,6 +62,7 @@ class MineResult:
     probs: dict[str, np.ndarray] = field(default_factory=dict)  # example id -> class probabilities
     vectors: np.ndarray | None = None  # embeddings of the mined examples (for the 2-D map)
     status: list[str] = field(default_factory=list)  # correct | wrong | low_confidence, per mined example
+    evidence: dict = field(default_factory=dict)  # example id -> what the task saw (codegen: the sampled programs)
 
 
 def _status(examples: list[Example], hard: list[HardCase]) -> list[str]:
@@ -120,7 +121,8 @@ def mine(student, task, cfg: Config, mine_split: list[Example], pool: list[Examp
     out = MineResult(hard=hard, errors=sum(h.wrong for h in hard), low_confidence=sum(not h.wrong for h in hard),
                      predicted={e.id: lab for e, lab in zip(mine_split, pred.labels)},
                      probs={e.id: row for e, row in zip(mine_split, pred.probs)}, vectors=vectors,
-                     status=_status(mine_split, hard))
+                     status=_status(mine_split, hard),
+                     evidence=dict(zip((e.id for e in mine_split), pred.evidence or ())))
     if hard:
         pos = {e.id: i for i, e in enumerate(mine_split)}
         case_vecs = vectors[[pos[h.example.id] for h in hard]]
@@ -147,7 +149,7 @@ def followup(previous: list[Neighbourhood], planned: Plan, mined: MineResult) ->
 
 def plan(strategy: str, mined: MineResult, pool: list[Example], task, cfg: Config, rnd: int) -> Plan:
     if strategy == "targeted":
-        return plan_targeted(mined.hoods, task, cfg, rnd)
+        return plan_targeted(mined.hoods, task, cfg, rnd, mined.evidence)
     if strategy == "random":
         return Plan(plan_random(pool, task, cfg, rnd))
     return Plan()

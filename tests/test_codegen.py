@@ -25,12 +25,14 @@ PY_BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 
 
 def test_program_parts():
-    code = 'import math\n\ndef f(x: int) -> int:\n    """Twice x.\n    >>> f(2)\n    4\n    """\n    y = x\n    return y * 2\n'
+    code = ('import math\n\ndef f(x: int) -> int:\n    """Twice x.\n    >>> f(2)\n    4\n    """\n'
+            '    y = x\n    return y * 2\n')
     prompt, body, name = split_function(code)
     assert name == "f" and prompt.endswith('    """\n') and body == "    y = x\n    return y * 2"
     assert prompt.startswith("import math")
     assert split_function("def f(x):\n    return x\n") is None  # no docstring: no prompt to learn from
-    assert body_of("def g(a):\n  if a:\n    return 1\n  return 2\n", "g") == "    if a:\n      return 1\n    return 2"
+    assert body_of("def g(a):\n  if a:\n    return 1\n  return 2\n", "g") \
+        == "    if a:\n      return 1\n    return 2"
     assert body_of("def g(a):\n    return a\n", "h") is None
     assert body_of("def helper():\n    pass\ndef g(a):\n    return a\n", "g") is None  # extra functions
     assert body_of("def g(a:\n", "g") is None
@@ -109,7 +111,8 @@ class CodegenTeacher(ScriptedTeacher):
                 samples.append({"code": ref.replace("return", "return None and", 1)})
             return json.dumps({"samples": samples})
         k = self.counter
-        good = f'def add_{k}(x: int) -> int:\n    """Add {k}.\n    >>> add_{k}(0)\n    {k}\n    """\n    return x + {k}\n'
+        good = (f'def add_{k}(x: int) -> int:\n    """Add {k}.\n    >>> add_{k}(0)\n    {k}\n    """\n'
+                f'    return x + {k}\n')
         bad = f'def sub_{k}(x: int) -> int:\n    """Subtract {k}."""\n    return x + {k}\n'
         held = f'def {self.held_out_name}(x):\n    """Same name as a held-out problem."""\n    return x\n'
         return json.dumps({"samples": [
@@ -121,10 +124,11 @@ class CodegenTeacher(ScriptedTeacher):
 @pytest.fixture
 def codegen_config(tmp_path, problems_file):
     def make(**overrides):
-        base = {"data.source": str(problems_file), "data.train_size": 10, "data.dev_size": 4, "data.test_size": 6,
-                "data.mutants_per_problem": 4, "tracking.uri": f"sqlite:///{tmp_path}/mlruns/mlflow.db",
-                "run.dir": str(tmp_path / "runs"), "loop.rounds": 2, "loop.patience": 5,
-                "generation.targeted_requests": 2, "generation.revise_requests": 4, "task.mine_samples": 2}
+        base = {"data.source": str(problems_file), "data.train_size": 10, "data.dev_size": 4,
+                "data.test_size": 6, "data.mutants_per_problem": 4,
+                "tracking.uri": f"sqlite:///{tmp_path}/mlruns/mlflow.db", "run.dir": str(tmp_path / "runs"),
+                "loop.rounds": 2, "loop.patience": 5, "generation.targeted_requests": 2,
+                "generation.revise_requests": 4, "task.mine_samples": 2}
         base.update(overrides)
         return load_config(str(ROOT / "configs" / "seed-codegen.yaml"), base)
     return make
@@ -134,15 +138,17 @@ def _parts(cfg, tmp_path, teacher, student, reviser=None):
     task = build_task(cfg)
     store = RunStore(tmp_path / "runs" / "store.sqlite")
     store.start_run("g", cfg.to_dict())
-    return Parts(task=task, student=student, teacher=teacher, embedder=HashEmbedder(), splits=task.load_splits(),
-                 store=store, tracker=Tracker(cfg.tracking.uri, cfg.tracking.experiment), reviser=reviser)
+    return Parts(task=task, student=student, teacher=teacher, embedder=HashEmbedder(),
+                 splits=task.load_splits(), store=store,
+                 tracker=Tracker(cfg.tracking.uri, cfg.tracking.experiment), reviser=reviser)
 
 
 def test_codegen_splits_are_problems_and_errors_are_mined_on_training_problems(codegen_config):
     task = build_task(codegen_config())
     splits = task.load_splits()
     groups = {name: {e.group for e in splits[name]} for name in ("train", "dev_stop", "test")}
-    assert len(groups["train"]) == 10 and not groups["train"] & groups["test"] and not groups["dev_stop"] & groups["test"]
+    assert len(groups["train"]) == 10 and not groups["train"] & groups["test"] \
+        and not groups["dev_stop"] & groups["test"]
     assert [e.id for e in splits["dev_mine"]] == [e.id for e in splits["train"]]
     for e in splits["train"][:3]:  # prompt + reference body passes the tests
         prompt, body = e.text.split(PAIR_SEP)
@@ -193,7 +199,8 @@ def test_a_codegen_round_keeps_only_programs_that_pass(codegen_config, tmp_path)
     assert r2.data.metrics["errors"] < m["errors"]
     local = client.download_artifacts(r1.info.run_id, "error_analysis/failing_problems.json", str(tmp_path))
     rows = json.load(open(local))
-    assert rows["data"] and all("return None" in row[rows["columns"].index("program")] for row in rows["data"])
+    assert rows["data"] and all("return None" in row[rows["columns"].index("program")]
+                                for row in rows["data"])
 
 
 def test_the_student_can_revise_its_own_programs(codegen_config, tmp_path):
@@ -257,12 +264,13 @@ def test_real_student_trains_samples_and_revises(codegen_config, tmp_path):
     assert len(pred.programs) == 3 and all(len(p) == 2 for p in pred.programs)
     assert all(o.status in set(STATUSES) - {"completed"} for outs in pred.outcomes for o in outs)
     reviser = StudentReviser(student)
-    req_messages = task.messages("self_revise", n=1, **task.request_vars("self_revise",
-                                                                         {"example": splits["test"][0]})[0])
+    shown = {"example": splits["test"][0], "evidence": pred.evidence[0]}  # its own sampled programs
+    req_messages = task.messages("self_revise", n=1, **task.request_vars("self_revise", shown)[0])
+    assert pred.programs[0][0] in req_messages[-1]["content"] or any(o.passed for o in pred.outcomes[0])
     from loop.records import GenRequest
 
-    res = reviser.generate([GenRequest(messages=req_messages, max_tokens=16, temperature=0.0, top_p=1.0, seed=0,
-                                       kind="self_revise")])
+    res = reviser.generate([GenRequest(messages=req_messages, max_tokens=16, temperature=0.0, top_p=1.0,
+                                       seed=0, kind="self_revise")])
     assert res[0].completion_tokens <= 16 and res[0].prompt_tokens > 100
     student.save(str(tmp_path / "adapter"))
     assert (tmp_path / "adapter" / "adapter_config.json").is_file()

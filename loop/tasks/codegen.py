@@ -168,7 +168,6 @@ class CodegenTask(Task):
         self.prompts = Prompts(cfg.resolve(cfg.task.prompts))
         self.problems: dict[str, Problem] = {}
         self.held_out: set[str] = set()  # entry points of the evaluation problems
-        self.attempts: dict[str, list[tuple[str, Outcome]]] = {}  # example id -> last sampled programs
         self.limits = Limits(timeout_s=10, cpu_s=4)
         isolation.backend()  # decided, and said, once at start
         self._calls = 0
@@ -202,12 +201,11 @@ class CodegenTask(Task):
         outcomes = [[next(flat) for _ in bodies] for bodies in outs]
         rates = np.array([sum(o.passed for o in outs_) / len(outs_) for outs_ in outcomes], np.float32)
         probs = np.stack([rates, 1 - rates], 1) if len(rates) else np.zeros((0, 2), np.float32)
-        for e, prompt, bodies, outs_ in zip(examples, prompts, outs, outcomes):
-            self.attempts[e.id] = [(prompt + b, o) for b, o in zip(bodies, outs_)]
+        programs = [[prompt + b for b in bodies] for prompt, bodies in zip(prompts, outs)]
         return CodePredictions(labels=[PASS if r >= 0.5 else FAIL for r in rates], probs=probs,
-                               embeddings=np.zeros((len(examples), 1), np.float32),
-                               programs=[[prompt + b for b in bodies] for prompt, bodies in zip(prompts, outs)],
-                               outcomes=outcomes)
+                               embeddings=np.zeros((len(examples), 1), np.float32), programs=programs,
+                               outcomes=outcomes,
+                               evidence=[list(zip(ps, os_)) for ps, os_ in zip(programs, outcomes)])
 
     def metric(self, pred: CodePredictions, examples: list[Example]) -> dict[str, float]:
         if not examples:
@@ -227,9 +225,10 @@ class CodegenTask(Task):
     def messages(self, kind: str, **variables) -> list[dict]:
         return self.prompts.messages(kind, self.common(), **variables)
 
-    def failing_attempt(self, example: Example) -> tuple[str, str]:
-        """The student's last program for this problem that failed (else its last one) and the test output."""
-        tries = self.attempts.get(example.id, [])
+    @staticmethod
+    def failing_attempt(example: Example, tries: list[tuple[str, Outcome]]) -> tuple[str, str]:
+        """The first of the student's programs for this problem (`tries`: its sampled programs and their
+        outcomes) that failed, else the first, and the test output."""
         bad = [t for t in tries if not t[1].passed] or tries
         if not bad:
             return pair_sides(example.text)[0] + "    pass\n", "(no attempt recorded)"
@@ -240,7 +239,7 @@ class CodegenTask(Task):
         if kind == "self_revise":
             ex = variables["example"]
             problem = self.problems[ex.group]
-            program, output = self.failing_attempt(ex)
+            program, output = self.failing_attempt(ex, variables.get("evidence") or [])
             return ({"prompt": problem.prompt, "program": program, "output": output,
                      "reference": problem.reference if self.cfg.revise_with_reference else "",
                      "entry_point": problem.entry_point}, {"problem": problem.task_id})
@@ -349,9 +348,9 @@ class CodegenTask(Task):
         """Per-round tables: the failing training problems with one failing program and its test output."""
         rows = []
         for ex in splits["dev_mine"]:
-            tries = self.attempts.get(ex.id, [])
+            tries = mined.evidence.get(ex.id) or []
             if tries and sum(o.passed for _, o in tries) * 2 < len(tries):
-                program, output = self.failing_attempt(ex)
+                program, output = self.failing_attempt(ex, tries)
                 rows.append({"problem": ex.group, "passed": sum(o.passed for _, o in tries), "samples": len(tries),
                              "program": program, "output": output})
         return {"error_analysis/failing_problems.json": rows}
