@@ -97,4 +97,4 @@ class Predictions:
     labels: list[str]
     probs: np.ndarray
     embeddings: np.ndarray
-    evidence: list | None = None  # per example, what the task saw deciding it (codegen: programs and outcomes)
+    evidence: list | None = None  # per example, what the task saw deciding it (codegen: programs, outcomes)

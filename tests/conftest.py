@@ -90,7 +90,8 @@ class ScriptedTeacher:
         for lab in LABELS:
             self.counter += 1
             words = " ".join(WORDS[lab][(self.counter + i) % 5] for i in range(3))
-            samples.append({"text": f"sample {self.counter} {words} x{self.counter * 7919 % 1000}", "label": lab})
+            samples.append({"text": f"sample {self.counter} {words} x{self.counter * 7919 % 1000}",
+                            "label": lab})
         return json.dumps({"samples": samples})
 
     def generate(self, requests):
@@ -99,8 +100,8 @@ class ScriptedTeacher:
         for req in requests:
             text = self.queue.pop(0) if self.queue else self._default(req)
             out.append(GenResult(request_id=req.id, text=text, prompt_tokens=self.prompt_tokens(req.messages),
-                                 completion_tokens=min(req.max_tokens, len(text.split())), finish_reason="stop",
-                                 latency_s=0.0))
+                                 completion_tokens=min(req.max_tokens, len(text.split())),
+                                 finish_reason="stop", latency_s=0.0))
         return out
 
     def unload(self):
@@ -125,7 +126,8 @@ class StableTeacher:
             samples = [{"text": f"s{h % 10**8} {WORDS[lab][h % 5]} {WORDS[lab][(h >> 8) % 5]} n{h % 997}",
                         "label": lab} for lab in LABELS]
             text = json.dumps({"samples": samples})
-            out.append(GenResult(req.id, text, self.prompt_tokens(req.messages), len(text.split()), "stop", 0.0))
+            out.append(GenResult(req.id, text, self.prompt_tokens(req.messages), len(text.split()), "stop",
+                                 0.0))
         self.sent += len(requests)
         return out
 
@@ -159,8 +161,8 @@ def tiny_data(tmp_path) -> Path:
 def tiny_config(tmp_path, tiny_data):
     """A config over the tiny data with a temporary MLflow store and run folder."""
     def make(**overrides):
-        base = {"data.source": str(tiny_data), "data.train_size": 60, "data.dev_size": 200, "data.test_size": 200,
-                "task.prompts": str(ROOT / "prompts" / "classify"),
+        base = {"data.source": str(tiny_data), "data.train_size": 60, "data.dev_size": 200,
+                "data.test_size": 200, "task.prompts": str(ROOT / "prompts" / "classify"),
                 "tracking.uri": f"sqlite:///{tmp_path}/mlruns/mlflow.db", "run.dir": str(tmp_path / "runs"),
                 "budget.tokens": 20000, "loop.rounds": 2, "loop.patience": 5}
         base.update(overrides)
@@ -227,8 +229,8 @@ def problems_file(_problems, monkeypatch) -> Path:
 @pytest.fixture
 def code_config(tmp_path, problems_file):
     def make(task="defects", **overrides):
-        base = {"data.source": str(problems_file), "data.train_size": 8, "data.dev_size": 8, "data.test_size": 8,
-                "data.mutants_per_problem": 4,
+        base = {"data.source": str(problems_file), "data.train_size": 8, "data.dev_size": 8,
+                "data.test_size": 8, "data.mutants_per_problem": 4,
                 "tracking.uri": f"sqlite:///{tmp_path}/mlruns/mlflow.db", "run.dir": str(tmp_path / "runs"),
                 "loop.rounds": 1, "loop.patience": 5, "generation.targeted_requests": 4,
                 "generation.revise_requests": 2}

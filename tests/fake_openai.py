@@ -14,11 +14,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 def reply_for(body: dict) -> dict:
-    text = json.dumps({"samples": [{"text": f"served reply for {len(body['messages'])} messages, seed {body.get('seed')}",
+    text = json.dumps({"samples": [{"text": f"served reply for {len(body['messages'])} messages, "
+                                            f"seed {body.get('seed')}",
                                     "label": "neutral"}]})
     prompt = sum(len(m["content"].split()) for m in body["messages"])
     return {"id": "x", "object": "chat.completion", "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": "stop"}],
             "usage": {"prompt_tokens": prompt, "completion_tokens": 12, "total_tokens": prompt + 12}}
 
 

@@ -14,9 +14,11 @@ def runs():
     for seed, noise in enumerate((0.0, 0.01, -0.01)):
         out.append({"strategy": "none", "seed": seed, "rounds": curve([(0, 0.50 + noise)])})
         out.append({"strategy": "random", "seed": seed,
-                    "rounds": curve([(0, 0.50 + noise), (900, 0.52 + noise), (1900, 0.54 + noise), (2900, 0.56 + noise)])})
+                    "rounds": curve([(0, 0.50 + noise), (900, 0.52 + noise), (1900, 0.54 + noise),
+                                     (2900, 0.56 + noise)])})
         out.append({"strategy": "targeted", "seed": seed,
-                    "rounds": curve([(0, 0.50 + noise), (950, 0.56 + noise), (1950, 0.58 + noise), (2950, 0.60 + noise)])})
+                    "rounds": curve([(0, 0.50 + noise), (950, 0.56 + noise), (1950, 0.58 + noise),
+                                     (2950, 0.60 + noise)])})
     return out
 
 
@@ -76,7 +78,8 @@ def test_a_seeds_round_0_student_is_trained_once_and_reused():
     from loop.records import Example
 
     cfg = load_config(None, {"student.epochs": 1, "student.max_length": 32})
-    gold = [Example(f"sample text number {i} {'great' if i % 2 else 'awful'}", "positive" if i % 2 else "negative")
+    gold = [Example(f"sample text number {i} {'great' if i % 2 else 'awful'}",
+                    "positive" if i % 2 else "negative")
             for i in range(12)]
     fits, calls = FitCache(), []
 
@@ -113,6 +116,7 @@ def test_partial_results_are_saved_with_their_table_and_plot(tmp_path):
     _save({"task": "x", "metric": "macro_f1", "budgets": [1000, 2000], "rounds": 3, "settings": "k",
            "runs": partial}, out)
     saved = json.loads(out.read_text())
-    assert set(saved["summary"]["table"]) == {"none", "random"} and saved["summary"]["table"]["random"]["1000"]["seeds"] == 1
+    assert set(saved["summary"]["table"]) == {"none", "random"} \
+        and saved["summary"]["table"]["random"]["1000"]["seeds"] == 1
     assert saved["summary"]["token_ratio"] == {} and "targeted-random" not in saved["summary"]["paired"]
     assert out.with_suffix(".png").stat().st_size > 1000

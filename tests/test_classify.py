@@ -14,8 +14,8 @@ def task():
 
 
 def req(kind="targeted"):
-    return GenRequest(messages=[{"role": "user", "content": "x"}], max_tokens=10, temperature=0, top_p=1, seed=0,
-                      kind=kind, meta={"neighbourhood": 2})
+    return GenRequest(messages=[{"role": "user", "content": "x"}], max_tokens=10, temperature=0, top_p=1,
+                      seed=0, kind=kind, meta={"neighbourhood": 2})
 
 
 def test_parses_guided_json(task):
@@ -47,7 +47,8 @@ def test_unparseable_is_a_counted_rejection(task, text):
 
 def test_schema_label_length_rejections(task):
     text = json.dumps({"samples": [{"text": 5, "label": "positive"}, {"text": "fine text", "label": "angry"},
-                                   {"text": "x", "label": "neutral"}, {"text": "y" * 400, "label": "neutral"}]})
+                                   {"text": "x", "label": "neutral"},
+                                   {"text": "y" * 400, "label": "neutral"}]})
     assert [c.reason for c in task.parse(text, req())] == ["schema", "label", "length", "length"]
 
 

@@ -10,7 +10,8 @@ def invoke(*args):
 def test_help_lists_commands_and_options():
     assert {"run", "config", "assets"} <= set(invoke("--help").output.split())
     out = invoke("run", "--help").output
-    for opt in ("--rounds", "--strategy", "--teacher", "--teacher-model", "--budget-tokens", "--set", "--config"):
+    for opt in ("--rounds", "--strategy", "--teacher", "--teacher-model", "--budget-tokens", "--set",
+                "--config"):
         assert opt in out
 
 
@@ -31,7 +32,8 @@ def test_missing_data_file_fails_before_models_load(tmp_path):
 
 def test_unknown_backend_lists_valid_ones():
     res = invoke("run", "--teacher", "telepathy")
-    assert res.exit_code == 1 and "teacher.backend: unknown name 'telepathy' (valid: llamacpp, openai, replay, transformers, vllm)" in res.output
+    assert res.exit_code == 1 and ("teacher.backend: unknown name 'telepathy' "
+                                   "(valid: llamacpp, openai, replay, transformers, vllm)") in res.output
 
 
 def test_bad_set_syntax():
@@ -61,7 +63,8 @@ def test_a_teacher_that_is_down_stops_the_run_with_the_resume_command(tmp_path, 
     monkeypatch.setattr(loop.components, "assemble", lambda cfg, run_dir: parts)
 
     def down(*args, **kwargs):
-        raise TeacherDown("the teacher is down: 12 consecutive failed attempts across 1 server(s), last x: HTTP 503")
+        raise TeacherDown("the teacher is down: 12 consecutive failed attempts across 1 server(s), "
+                          "last x: HTTP 503")
 
     monkeypatch.setattr(loop.controller, "run_loop", down)
     res = CliRunner().invoke(main, ["run", "--name", "r1", "--set", f"run.dir={tmp_path}/runs"])

@@ -52,7 +52,8 @@ def test_verify_labels_by_execution_and_rejects_broken_code(code_config):
     assert cands[0].meta["intent_agrees"] is False and cands[1].meta["intent_agrees"] is True
     bare = [_cand("def truncate_number(number: float) -> float:\n    return number % 1.0", pid)]
     task.verify(bare)  # the teacher left the docstring out: the example gets the problem's back
-    assert bare[0].label == "correct" and '"""' in bare[0].text and "Given a positive floating point" in bare[0].text
+    assert bare[0].label == "correct" and '"""' in bare[0].text \
+        and "Given a positive floating point" in bare[0].text
     clones = build_task(code_config("clones"))
     clones.load_splits()
     pair = [_cand(ref, pid)]
@@ -84,8 +85,10 @@ def test_a_variant_is_completed_from_the_reference_before_the_tests_run(code_con
 
 def test_parse_reads_code_samples_and_counts_bad_ones(code_config):
     task = build_task(code_config())
-    req = GenRequest(messages=[], max_tokens=10, temperature=0, top_p=1, seed=0, meta={"problem": "HumanEval/2"})
-    good = task.parse(json.dumps({"samples": [{"intent": "buggy", "code": "def f():\n    pass"}, {"x": 1}]}), req)
+    req = GenRequest(messages=[], max_tokens=10, temperature=0, top_p=1, seed=0,
+                     meta={"problem": "HumanEval/2"})
+    good = task.parse(json.dumps({"samples": [{"intent": "buggy", "code": "def f():\n    pass"}, {"x": 1}]}),
+                      req)
     assert [c.verdict for c in good] == ["pending", "rejected"] and good[1].reason == "schema"
     assert good[0].meta["problem"] == "HumanEval/2"
     assert task.parse("no json here", req)[0].reason == "parse"
@@ -95,7 +98,8 @@ def test_code_escaped_twice_is_decoded_once(code_config):
     """A teacher that writes literal backslash-n inside the JSON string still gives runnable code."""
     task = build_task(code_config())
     task.load_splits()
-    req = GenRequest(messages=[], max_tokens=10, temperature=0, top_p=1, seed=0, meta={"problem": "HumanEval/2"})
+    req = GenRequest(messages=[], max_tokens=10, temperature=0, top_p=1, seed=0,
+                     meta={"problem": "HumanEval/2"})
     code = 'def truncate_number(number: float) -> float:\n    return number % 2.0 if "x" else 0'
     broken = "def f(:\n    pass"
     escaped = [json.dumps(c)[1:-1] for c in (code, broken)]  # the text holds backslash-n, not line breaks

@@ -75,7 +75,8 @@ def test_explain_covers_every_key():
 
 
 @pytest.mark.parametrize("text,message", [
-    ("task:\n  labels: [[negative], [positive]]\n", r"task\.labels\[0\]: expected str, got list \['negative'\]"),
+    ("task:\n  labels: [[negative], [positive]]\n",
+     r"task\.labels\[0\]: expected str, got list \['negative'\]"),
     ("task:\n  labels: [1, 2, 3]\n", r"task\.labels\[0\]: expected str, got int 1 \(quote it"),
     ("task:\n  labels: [a, '']\n", r"task\.labels\[1\]: must not be empty"),
     ("filters:\n  contamination_splits: [[test]]\n", r"filters\.contamination_splits\[0\]: must be one of "
@@ -152,7 +153,8 @@ def test_ordered_pairs(tmp_path, text, message):
 
 
 @pytest.mark.parametrize("text,message", [
-    ("budget:\n  tokens: 5\n  tokens: 6\n", r"c\.yaml:3: duplicate key 'tokens' at line 3 \(first at line 2\)"),
+    ("budget:\n  tokens: 5\n  tokens: 6\n",
+     r"c\.yaml:3: duplicate key 'tokens' at line 3 \(first at line 2\)"),
     ("budget:\n  tokens: 5\nloop:\n  rounds: 1\nbudget:\n  samples: 3\n",
      r"c\.yaml:5: duplicate key 'budget' at line 5 \(first at line 1\)"),
     ("task: {labels: [a, b], labels: [c, d]}\n", r"duplicate key 'labels' at line 1 \(first at line 1\)"),
@@ -180,7 +182,8 @@ def test_run_dir_must_be_writable(tmp_path):
 
     check_run_dir(load_config(None, {"run.dir": str(tmp_path / "new" / "runs")}))
     assert not (tmp_path / "new").exists()  # checked, not created
-    with pytest.raises(ConfigError, match=r"run\.dir: cannot write /dev/null/runs \(/dev/null is not a folder\)"):
+    with pytest.raises(ConfigError,
+                       match=r"run\.dir: cannot write /dev/null/runs \(/dev/null is not a folder\)"):
         check_run_dir(load_config(None, {"run.dir": "/dev/null/runs"}))
     if os.geteuid() != 0:  # root writes into read-only folders
         ro = tmp_path / "ro"
@@ -191,14 +194,15 @@ def test_run_dir_must_be_writable(tmp_path):
 
 def test_a_component_rule_names_its_key():
     with pytest.raises(ConfigError, match=r"task\.pass_k: must be <= task\.samples"):
-        load_config("configs/seed-codegen.yaml", {"task.samples": 2, "task.pass_k": 3, "task.temperature": 0.8})
+        load_config("configs/seed-codegen.yaml",
+                    {"task.samples": 2, "task.pass_k": 3, "task.temperature": 0.8})
 
 
 def test_a_component_section_takes_the_chosen_components_options(tmp_path, caplog):
-    cfg = load_config(write(tmp_path, "teacher:\n  backend: openai\n  base_urls: [http://h/v1]\n  concurrency: 3\n"
-                                      "  vllm:\n    kv_cache_gb: 7\n"))
+    cfg = load_config(write(tmp_path, "teacher:\n  backend: openai\n  base_urls: [http://h/v1]\n"
+                                      "  concurrency: 3\n  vllm:\n    kv_cache_gb: 7\n"))
     assert cfg.teacher.concurrency == 3 and not hasattr(cfg.teacher, "kv_cache_gb")
-    cfg = load_config(write(tmp_path, "teacher:\n  kv_cache_gb: 5\n  openai:\n    concurrency: 2\n"), 
+    cfg = load_config(write(tmp_path, "teacher:\n  kv_cache_gb: 5\n  openai:\n    concurrency: 2\n"),
                       {"teacher.backend": "openai", "teacher.base_urls": ["http://h/v1"]})
     assert cfg.teacher.concurrency == 2  # the chosen back-end's block is used
     assert "teacher.kv_cache_gb: an option of teacher backend vllm, not of 'openai': not used" in caplog.text
@@ -209,7 +213,8 @@ def test_a_component_section_takes_the_chosen_components_options(tmp_path, caplo
     ("teacher:\n  backend: vlm\n", r"teacher\.backend: unknown name 'vlm' \(valid: llamacpp, openai, replay"),
     ("teacher:\n  kv_cach_gb: 5\n", r"teacher: unknown key 'kv_cach_gb' \(valid: backend, cache, dtype"),
     ("teacher:\n  openai:\n    concurency: 5\n", r"teacher\.openai: unknown key 'concurency'"),
-    ("student:\n  name: lines\n", r"student\.name: task classify needs a text_classifier student: encoder, probe"),
+    ("student:\n  name: lines\n",
+     r"student\.name: task classify needs a text_classifier student: encoder, probe"),
     ("loop:\n  metric: top1\n", r"loop\.metric: task classify reports accuracy, macro_f1"),
     ("student:\n  name: probe\n  epochs: 3\n  probe_c: -1\n", r"student\.probe_c: must be > 0"),
 ])

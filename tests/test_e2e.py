@@ -1,4 +1,5 @@
-"""`loop run` as a user runs it: a subprocess, real MiniLM, real vLLM on SmolLM2-135M, real FAISS and MLflow."""
+"""`loop run` as a user runs it: a subprocess, real MiniLM, real vLLM on SmolLM2-135M, real FAISS and
+MLflow."""
 
 import json
 import os
@@ -20,7 +21,8 @@ def test_two_real_rounds(tmp_path):
            "--set", "student.epochs=2", "--set", "student.max_length=48",
            "--set", "generation.targeted_requests=6", "--set", "generation.revise_requests=2",
            "--set", "teacher.max_tokens=200", "--set", "loop.patience=5",
-           "--set", f"tracking.uri=sqlite:///{tmp_path}/mlruns/mlflow.db", "--set", f"run.dir={tmp_path}/runs"]
+           "--set", f"tracking.uri=sqlite:///{tmp_path}/mlruns/mlflow.db",
+           "--set", f"run.dir={tmp_path}/runs"]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -39,13 +41,15 @@ def test_two_real_rounds(tmp_path):
     exp = client.get_experiment_by_name("loop")
     runs = client.search_runs([exp.experiment_id])
     parent = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = sorted((r for r in runs if "mlflow.parentRunId" in r.data.tags), key=lambda r: r.data.tags["round"])
+    children = sorted((r for r in runs if "mlflow.parentRunId" in r.data.tags),
+                      key=lambda r: r.data.tags["round"])
     assert len(parent) == 1 and [c.data.tags["round"] for c in children] == ["0", "1", "2"]
     m = children[1].data.metrics
     assert m["requests"] > 0 and m["completion_tokens"] > 0 and "stop_macro_f1" in m
     assert parent[0].data.metrics["tokens_spent"] <= cap
     arts = [a.path for a in client.list_artifacts(children[1].info.run_id, "error_analysis")]
     assert "error_analysis/neighbourhoods.json" in arts
-    table = json.loads(open(client.download_artifacts(children[1].info.run_id, "error_analysis/neighbourhoods.json",
+    table = json.loads(open(client.download_artifacts(children[1].info.run_id,
+                                                      "error_analysis/neighbourhoods.json",
                                                       str(tmp_path))).read())
     assert table["data"] and "confusion" in table["columns"]

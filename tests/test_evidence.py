@@ -53,7 +53,8 @@ def test_tsv_with_a_separate_test_file_and_equal_counts_per_label(tsv_pair, tmp_
     assert not test_ids & {e.id for e in used}  # the text in both files is a test text only
     # every row the splits do not use is the labelled reserve; the two-line quoted row was read whole
     assert len(used) == len({e.id for e in used}) == 600 + 1 - 1
-    assert any(e.text.startswith("first line") and e.text.endswith("second line of the same row") for e in used)
+    assert any(e.text.startswith("first line") and e.text.endswith("second line of the same row")
+               for e in used)
     assert all(e.label for e in splits["oracle"])
 
 
@@ -199,12 +200,14 @@ def test_a_crossval_run_trains_on_the_mining_split_and_mines_out_of_fold(tiny_co
 
     cfg = tiny_config(**{"mining.source": "crossval", "loop.rounds": 2})
     folds = []
-    monkeypatch.setattr(loop.components, "build_student", lambda _cfg: folds.append(MemoStudent()) or folds[-1])
+    monkeypatch.setattr(loop.components, "build_student",
+                        lambda _cfg: folds.append(MemoStudent()) or folds[-1])
     store = RunStore(tmp_path / "runs" / "store.sqlite")
     store.start_run("cv", cfg.to_dict())
     student, teacher = MemoStudent(), ScriptedTeacher()
     parts = Parts(task=ClassifyTask(cfg), student=student, teacher=teacher, embedder=HashEmbedder(),
-                  splits=load_splits(cfg), store=store, tracker=Tracker(cfg.tracking.uri, cfg.tracking.experiment))
+                  splits=load_splits(cfg), store=store,
+                  tracker=Tracker(cfg.tracking.uri, cfg.tracking.experiment))
     summary = run_loop(cfg, parts, "cv", tmp_path / "runs" / "cv")
     assert summary["rounds_run"] == 2 and len(folds) == 6  # 3 fold students per round
     assert student.fits[0] == 160  # seed (60) + mining split (100)
@@ -222,8 +225,8 @@ def test_crossval_and_bought_labels_with_the_real_student(tiny_config):
     from loop.components import build_student
     from loop.stages import crossval_predict
 
-    cfg = tiny_config(**{"data.train_size": 24, "data.dev_size": 24, "data.test_size": 30, "student.epochs": 1,
-                         "student.max_length": 24, "mining.source": "crossval"})
+    cfg = tiny_config(**{"data.train_size": 24, "data.dev_size": 24, "data.test_size": 30,
+                         "student.epochs": 1, "student.max_length": 24, "mining.source": "crossval"})
     splits = load_splits(cfg)
     splits["oracle"] = splits["oracle"][:60]
     labels, probs = crossval_predict(cfg, splits["train"], [])

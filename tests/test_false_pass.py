@@ -89,7 +89,8 @@ def test_tests_that_no_mutant_fails_are_weak_and_strong_ones_are_kept(codegen):
     [weak] = codegen.parse(_reply(function, ["assert shift(0) >= -5", "assert shift(1) < 10"]), req)
     [strong] = codegen.parse(_reply(function, ["assert shift(0) == 0", "assert shift(7) == 7"]), req)
     codegen.verify([weak, strong])
-    assert (weak.verdict, weak.reason) == ("rejected", "weak_tests") and weak.meta["mutants_caught"].startswith("0/")
+    assert (weak.verdict, weak.reason) == ("rejected", "weak_tests") \
+        and weak.meta["mutants_caught"].startswith("0/")
     assert strong.verdict == "pending" and strong.meta["problem"] in codegen.problems
 
 
@@ -98,9 +99,11 @@ def test_tests_that_no_mutant_fails_are_weak_and_strong_ones_are_kept(codegen):
 def test_faultloc_never_takes_an_exit_for_passing_tests(code_config, faulty):
     task = _with_add(build_task(code_config("faultloc")))
     cand = Candidate(text="", label="", request_id="r", kind="targeted",
-                     meta={"problem": "t/add", "stated_line": 2, "original": "return a + b", "faulty": faulty})
+                     meta={"problem": "t/add", "stated_line": 2, "original": "return a + b",
+                           "faulty": faulty})
     honest = Candidate(text="", label="", request_id="r", kind="targeted",
-                       meta={"problem": "t/add", "stated_line": 2, "original": "return a + b", "faulty": "return b + a"})
+                       meta={"problem": "t/add", "stated_line": 2, "original": "return a + b",
+                             "faulty": "return b + a"})
     task.verify([cand, honest])
     assert cand.meta["execution"] != "passed" and cand.label == "2"
     assert honest.meta["execution"] == "passed" and honest.reason == "passes_tests"

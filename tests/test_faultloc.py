@@ -17,8 +17,8 @@ from loop.tasks.faultloc import ranks
 
 
 def _task(code_config, **over):
-    task = build_task(code_config("faultloc", **{"data.train_size": 8, "data.dev_size": 8, "data.test_size": 8,
-                                                 **over}))
+    task = build_task(code_config("faultloc", **{"data.train_size": 8, "data.dev_size": 8,
+                                                 "data.test_size": 8, **over}))
     return task, task.load_splits()
 
 
@@ -41,7 +41,8 @@ def _edit(line, original, faulty, problem):
 
 
 def _fault(task, pid):
-    """A failing one-line mutant of problem `pid` (not renamed): its line, the original and the faulty text."""
+    """A failing one-line mutant of problem `pid` (not renamed): its line, the original and the faulty
+    text."""
     bad = next(v for v in task.problems[pid].variants if not v["passed"] and len(v["lines"]) == 1
                and v["kind"] == "mutant:" + v["kind"].split(":")[1])
     line = bad["lines"][0]
@@ -54,11 +55,12 @@ def test_teacher_edits_are_applied_and_checked_by_diff_and_tests(code_config):
     bad, line, original, faulty = _fault(task, pid)
     lines = task.problems[pid].reference.split("\n")
     ret = next(i for i, text in enumerate(lines, 1) if text.strip().startswith("return "))
-    other = next(i for i, text in enumerate(lines, 1) if i != line and text.strip() and text.strip() != original.strip())
+    other = next(i for i, text in enumerate(lines, 1)
+                 if i != line and text.strip() and text.strip() != original.strip())
     cands = [_edit(line, original, faulty, pid),                      # right
              _edit(line, original.strip(), faulty.strip(), pid),      # indentation is the original line's
-             _edit(other, original, faulty, pid),                     # wrong number, but the text names one line
-             _edit(line, "x = undefined_thing", faulty, pid),         # the original text is not in the solution
+             _edit(other, original, faulty, pid),                     # wrong number, the text names one line
+             _edit(line, "x = undefined_thing", faulty, pid),         # original text not in the solution
              _edit(line, original, original + "  # <- fault", pid),   # a comment is no change
              _edit(line, original, "def broken(:", pid),              # not Python
              _edit(line, original, "a = 1\nb = 2", pid),              # two lines
@@ -78,7 +80,8 @@ def test_teacher_edits_are_applied_and_checked_by_diff_and_tests(code_config):
     assert got[8][:2] == ("rejected", "passes_tests")  # an equivalent rewrite is not a bug: the tests decide
 
 
-def test_an_ambiguous_original_needs_the_right_number_and_numbers_copied_from_the_prompt_are_dropped(code_config):
+def test_an_ambiguous_original_needs_the_right_number_and_numbers_copied_from_the_prompt_are_dropped(
+        code_config):
     from loop.tasks.faultloc import locate, numbered
 
     ref = "def f(x):\n    y = x + 1\n    if y > 2:\n        y = x + 1\n    return y"
@@ -98,16 +101,19 @@ def test_prompts_show_the_numbered_solution_and_the_faults_as_edits(code_config)
     ex = splits["train"][0]
     bad, line, original, faulty = _fault(task, ex.group)
     shown = type(ex)(bad["code"], str(line), group=ex.group)
-    for kind, variables in (("targeted", {"exemplars": [shown]}), ("self_revise", {"example": shown, "predicted": "1"})):
+    for kind, variables in (("targeted", {"exemplars": [shown]}),
+                            ("self_revise", {"example": shown, "predicted": "1"})):
         req = _request(task, task.full, kind, 0, {}, **variables)
         text = req.messages[-1]["content"]
         assert f"`{original.strip()}` became `{faulty.strip()}`" in text
         assert f"{line} | {original}" in text.replace(f" {line} |", f"{line} |")
         assert req.meta["problem"] == ex.group
-        assert set(req.json_schema["properties"]["samples"]["items"]["required"]) == {"line", "original", "faulty"}
+        assert set(req.json_schema["properties"]["samples"]["items"]["required"]) \
+            == {"line", "original", "faulty"}
     other = next(e for e in splits["train"] if e.group != ex.group)
     req = _request(task, task.full, "targeted", 0, {}, exemplars=[shown, other])
-    assert [line[:5] for line in req.messages[-1]["content"].split("\n")[1:3]] == ["- in ", "- in "]  # a line each
+    assert [line[:5] for line in req.messages[-1]["content"].split("\n")[1:3]] \
+        == ["- in ", "- in "]  # a line each
 
 
 def test_an_edit_of_another_shown_faults_solution_is_checked_against_that_problem(code_config):
@@ -117,8 +123,8 @@ def test_an_edit_of_another_shown_faults_solution_is_checked_against_that_proble
 
     task, splits = _task(code_config)
     a = splits["train"][0]
-    b = next(e for e in splits["train"] if e.group != a.group and changed_lines(task.problems[e.group].reference,
-                                                                               e.text) == [int(e.label)])
+    b = next(e for e in splits["train"] if e.group != a.group
+             and changed_lines(task.problems[e.group].reference, e.text) == [int(e.label)])
     bad, line, original, faulty = _fault(task, b.group)
     req = _request(task, task.full, "targeted", 0, {}, exemplars=[a, b])
     assert req.meta["problem"] == a.group and req.meta["shown"] == [b.group]
@@ -204,12 +210,14 @@ class MutantTeacher(ScriptedTeacher):
     def _default(self, req: GenRequest) -> str:
         self.counter += 1
         block = re.findall(r"```\n(.*?)```", req.messages[-1]["content"], re.S)[-1]
-        ref = "\n".join(line.split(" | ", 1)[1] if " | " in line else "" for line in block.rstrip("\n").split("\n"))
+        ref = "\n".join(line.split(" | ", 1)[1] if " | " in line else ""
+                        for line in block.rstrip("\n").split("\n"))
         out = []
         for v in mutants(ref, random.Random(self.counter), 3):
             if len(v.lines) == 1:
                 n = v.lines[0]
-                out.append({"line": n, "original": ref.split("\n")[n - 1], "faulty": v.code.split("\n")[n - 1]})
+                out.append({"line": n, "original": ref.split("\n")[n - 1],
+                            "faulty": v.code.split("\n")[n - 1]})
         if out:
             out.append({**out[0], "line": out[0]["line"] + 2, "original": "zzz = 0"})
         return json.dumps({"samples": out})

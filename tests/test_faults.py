@@ -22,10 +22,11 @@ SENTINEL = "sk-sentinel-7f3a9c1e55"
 def _parts(cfg, tmp_path, url, **teacher):
     store = RunStore(tmp_path / "runs" / "store.sqlite")
     store.start_run("f", cfg.to_dict())
-    t = OpenAITeacher(section("teacher", backend="openai", model="served", base_urls=[url], api_key_env="LOOP_KEY",
-                                    backoff_s=0.01, concurrency=2, **teacher))
+    t = OpenAITeacher(section("teacher", backend="openai", model="served", base_urls=[url],
+                              api_key_env="LOOP_KEY", backoff_s=0.01, concurrency=2, **teacher))
     return Parts(task=ClassifyTask(cfg), student=TinyStudent(), teacher=t, embedder=HashEmbedder(),
-                 splits=load_splits(cfg), store=store, tracker=Tracker(cfg.tracking.uri, cfg.tracking.experiment))
+                 splits=load_splits(cfg), store=store,
+                 tracker=Tracker(cfg.tracking.uri, cfg.tracking.experiment))
 
 
 def test_faults_are_retried_and_the_key_never_leaks(tiny_config, tmp_path, monkeypatch, caplog):
@@ -84,10 +85,11 @@ def test_a_success_resets_the_count_of_consecutive_failures(tiny_config, tmp_pat
     with FakeOpenAI(faults) as server:
         store = RunStore(tmp_path / "runs" / "store.sqlite")
         store.start_run("g", cfg.to_dict())
-        t = OpenAITeacher(section("teacher", backend="openai", model="served", base_urls=[server.url], backoff_s=0.001,
-                                        concurrency=1, max_retries=10, down_after=6))
+        t = OpenAITeacher(section("teacher", backend="openai", model="served", base_urls=[server.url],
+                                  backoff_s=0.001, concurrency=1, max_retries=10, down_after=6))
         parts = Parts(task=ClassifyTask(cfg), student=TinyStudent(), teacher=t, embedder=HashEmbedder(),
-                      splits=load_splits(cfg), store=store, tracker=Tracker(cfg.tracking.uri, cfg.tracking.experiment))
+                      splits=load_splits(cfg), store=store,
+                      tracker=Tracker(cfg.tracking.uri, cfg.tracking.experiment))
         summary = run_loop(cfg, parts, "g", tmp_path / "runs" / "g")
     store.close()
     assert summary["rounds_run"] == 1 and summary["accepted_total"] > 0

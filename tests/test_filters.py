@@ -22,7 +22,8 @@ def test_screen_verdicts_and_reasons():
              ]
     cands.insert(0, Candidate(text="junk", label="", request_id="r", kind="targeted", verdict="rejected",
                               reason="parse"))
-    screen(cands, known, evaluation, FilterConfig(near_dup_cosine=0.95, contamination_cosine=0.95), samples_left=1)
+    screen(cands, known, evaluation, FilterConfig(near_dup_cosine=0.95, contamination_cosine=0.95),
+           samples_left=1)
     assert [c.reason or c.verdict for c in cands] == ["parse", "duplicate", "near_duplicate", "contamination",
                                                       "accepted", "duplicate", "budget"]
     assert rejection_counts(cands) == {"parse": 1, "duplicate": 2, "near_duplicate": 1, "contamination": 1,
@@ -46,10 +47,12 @@ def test_same_label_scope_keeps_a_close_twin_with_the_other_label():
     # the buggy twin of a correct example stays; the correct twin is a near duplicate; the second buggy twin
     # is too close to the first (diversity within its label)
     assert [c.reason or c.verdict for c in cands] == ["accepted", "near_duplicate", "diversity"]
-    assert known.nearest(emb.encode(["def f(x): return x + 1 # fine!!"]), ["buggy"])[0] > 0.9  # joined, by label
+    # joined, by label
+    assert known.nearest(emb.encode(["def f(x): return x + 1 # fine!!"]), ["buggy"])[0] > 0.9
     cands = twins()
-    screen(cands, Reference(emb, train), evaluation, FilterConfig(near_dup_cosine=0.9, contamination_cosine=0.99,
-                                                                  diversity_cosine=0.9), samples_left=10)
+    screen(cands, Reference(emb, train), evaluation,
+           FilterConfig(near_dup_cosine=0.9, contamination_cosine=0.99, diversity_cosine=0.9),
+           samples_left=10)
     assert [c.reason for c in cands] == ["near_duplicate"] * 3  # scope 'all': every twin is a duplicate
 
 
@@ -66,7 +69,8 @@ def test_in_round_diversity_keeps_the_first_of_a_close_pair():
     # with diversity off (cosine 1.0) the close pair both pass
     cands = [cand("red apples and green pears today"), cand("red apples and green pears today now")]
     screen(cands, Reference(emb, [Example("x y z", "neutral")]), evaluation,
-           FilterConfig(near_dup_cosine=0.99, contamination_cosine=0.99, diversity_cosine=1.0), samples_left=10)
+           FilterConfig(near_dup_cosine=0.99, contamination_cosine=0.99, diversity_cosine=1.0),
+           samples_left=10)
     assert [c.verdict for c in cands] == ["accepted", "accepted"]
 
 
@@ -87,8 +91,8 @@ def test_agreement_check_runs_after_similarity_and_before_the_cap():
     screen(cands, known, evaluation, FilterConfig(diversity_cosine=1.0), samples_left=2, agree=agree)
     assert seen == ["lovely day out", "a plain remark", "another plain remark entirely",
                     "one more different statement"]  # the duplicate never reached the (paid) check
-    assert [c.reason or c.verdict for c in cands] == ["duplicate", "label_disagreement", "accepted", "accepted",
-                                                      "budget"]
+    assert [c.reason or c.verdict for c in cands] == ["duplicate", "label_disagreement", "accepted",
+                                                      "accepted", "budget"]
 
 
 def test_pairs_compare_the_generated_side_only():
@@ -97,8 +101,10 @@ def test_pairs_compare_the_generated_side_only():
     ref = "def add(a, b):\n    return a + b"
     known = Reference(emb, [Example(ref + PAIR_SEP + "def add(x, y):\n    return x + y", "clone")])
     evaluation = Reference(emb, [Example("evaluation only text", "neutral")])
-    cfg = FilterConfig(near_dup_cosine=0.7, contamination_cosine=0.99, diversity_cosine=0.9)  # whole pairs: 0.75
-    rewrite = cand(ref + PAIR_SEP + "def add(p, q):\n    total = p\n    total += q\n    return total", "clone")
+    # whole pairs: 0.75
+    cfg = FilterConfig(near_dup_cosine=0.7, contamination_cosine=0.99, diversity_cosine=0.9)
+    rewrite = cand(ref + PAIR_SEP + "def add(p, q):\n    total = p\n    total += q\n    return total",
+                   "clone")
     copy = cand(ref + PAIR_SEP + "def add(x, y):\n    return  x + y", "clone")  # same generated side
     screen([rewrite, copy], known, evaluation, cfg, samples_left=10)
     assert [c.reason or c.verdict for c in (rewrite, copy)] == ["accepted", "near_duplicate"]

@@ -30,8 +30,9 @@ def test_forecast_uses_what_earlier_replies_cost(tiny_config, tmp_path):
     cfg = tiny_config(**{"teacher.model": "no-such-model", "loop.rounds": 1})
     store = RunStore(tmp_path / "runs" / "store.sqlite")
     store.start_run("a", cfg.to_dict())
-    parts = Parts(task=ClassifyTask(cfg), student=TinyStudent(), teacher=ScriptedTeacher(), embedder=HashEmbedder(),
-                  splits=load_splits(cfg), store=store, tracker=Tracker(cfg.tracking.uri, cfg.tracking.experiment))
+    parts = Parts(task=ClassifyTask(cfg), student=TinyStudent(), teacher=ScriptedTeacher(),
+                  embedder=HashEmbedder(), splits=load_splits(cfg), store=store,
+                  tracker=Tracker(cfg.tracking.uri, cfg.tracking.experiment))
     run_loop(cfg, parts, "a", tmp_path / "runs" / "a")
     f = forecast(cfg, parts.task, parts.splits, store)
     # the scripted teacher's replies are a few dozen words: far below max_tokens

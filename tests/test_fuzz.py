@@ -9,21 +9,24 @@ from loop.components import build_task
 from loop.records import GenRequest
 from loop.tasks.classify import ClassifyTask, extract_json
 
-REQ = GenRequest(messages=[{"role": "user", "content": "x"}], max_tokens=10, temperature=0.0, top_p=1.0, seed=0)
-REVISE = GenRequest(messages=[{"role": "user", "content": "y"}], max_tokens=10, temperature=0.0, top_p=1.0, seed=0,
-                    kind="self_revise", meta={"problem": "HumanEval/0"})
+REQ = GenRequest(messages=[{"role": "user", "content": "x"}], max_tokens=10, temperature=0.0, top_p=1.0,
+                 seed=0)
+REVISE = GenRequest(messages=[{"role": "user", "content": "y"}], max_tokens=10, temperature=0.0, top_p=1.0,
+                    seed=0, kind="self_revise", meta={"problem": "HumanEval/0"})
 
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                                        max_size=4), max_leaves=12)
-# replies that look like what a teacher sends: JSON (whole, cut short, wrapped in prose or fences), code, noise
+                           lambda inner: (st.lists(inner, max_size=4)
+                                          | st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+                           max_leaves=12)
+# replies that look like what a teacher sends: JSON (whole, cut short, in prose or fences), code, noise
 replies = st.one_of(
     st.text(max_size=400),
     json_values.map(json.dumps),
     st.builds(lambda v, cut: json.dumps(v)[:cut], json_values, st.integers(0, 200)),
     st.builds(lambda items: json.dumps({"samples": items}),
-              st.lists(st.dictionaries(st.sampled_from(["text", "label", "code", "intent", "function", "tests", "line"]),
-                                       json_values, max_size=4), max_size=4)),
+              st.lists(st.dictionaries(
+                  st.sampled_from(["text", "label", "code", "intent", "function", "tests", "line"]),
+                  json_values, max_size=4), max_size=4)),
     st.builds(lambda pre, v: f"{pre}\n```json\n{json.dumps(v)}\n```", st.text(max_size=40), json_values),
     st.builds(lambda code: f"```python\n{code}\n```", st.text(max_size=200)),
     st.text(alphabet=st.characters(max_codepoint=0x1F), max_size=100),  # control characters

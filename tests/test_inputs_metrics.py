@@ -55,8 +55,9 @@ def test_a_run_with_labels_mlflow_refuses(tmp_path, tiny_config):
     """Banking77's `reverted_card_payment?` crashed a run after its baseline had trained."""
     data = tmp_path / "odd.jsonl"
     with open(data, "w") as fh:
-        for i, ex in enumerate(make_examples(600, seed=1, prefix="row")):
-            fh.write(json.dumps({"text": ex.text, "label": LABELS[["negative", "neutral", "positive"].index(ex.label)]})
+        for _i, ex in enumerate(make_examples(600, seed=1, prefix="row")):
+            fh.write(json.dumps({"text": ex.text,
+                                 "label": LABELS[["negative", "neutral", "positive"].index(ex.label)]})
                      + "\n")
     cfg = tiny_config(**{"data.source": str(data), "task.labels": LABELS[:3], "loop.rounds": 1})
     store = RunStore(tmp_path / "runs" / "store.sqlite")

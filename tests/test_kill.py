@@ -10,9 +10,9 @@ from loop.bench import reliability
 
 
 def test_sigkill_at_random_points_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_data):
-    overrides = {"data.source": str(tiny_data), "data.train_size": 60, "data.dev_size": 200, "data.test_size": 200,
-                 "task.prompts": str(ROOT / "prompts" / "classify"), "budget.tokens": 6000, "loop.rounds": 2,
-                 "loop.patience": 5}
+    overrides = {"data.source": str(tiny_data), "data.train_size": 60, "data.dev_size": 200,
+                 "data.test_size": 200, "task.prompts": str(ROOT / "prompts" / "classify"),
+                 "budget.tokens": 6000, "loop.rounds": 2, "loop.patience": 5}
     env = {"PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
     result = reliability.run(None, overrides, tmp_path / "bench", trials=20, seed=7,
                              factory="tiny_parts:tiny_parts", env=env, workers=2)

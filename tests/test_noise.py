@@ -90,7 +90,8 @@ def test_the_epoch_is_chosen_by_macro_f1_not_accuracy():
     macro-F1."""
     held = [Example(str(i), lab) for i, lab in enumerate(["negative"] * 6 + ["neutral", "positive"] * 2)]
     majority = Fixed(["negative"] * 10)  # accuracy 0.6, macro-F1 0.25
-    balanced = Fixed(["negative"] * 2 + ["positive"] * 4 + ["neutral", "positive", "neutral", "negative"])  # 0.5, 0.58
+    balanced = Fixed(["negative"] * 2 + ["positive"] * 4
+                     + ["neutral", "positive", "neutral", "negative"])  # 0.5, 0.58
     assert EncoderStudent._holdout_score(balanced, held) > EncoderStudent._holdout_score(majority, held)
 
 
@@ -132,7 +133,8 @@ def test_without_options_the_last_epoch_is_kept():
 
 def test_config_checks_the_steadier_options():
     cfg = load_config(None)
-    assert (cfg.student.warmup, cfg.student.select_epoch, cfg.student.average_last) == (0.1, False, 0)  # warmup measured steadier: the default
+    # warmup measured steadier: the default
+    assert (cfg.student.warmup, cfg.student.select_epoch, cfg.student.average_last) == (0.1, False, 0)
     with pytest.raises(ConfigError, match="student.average_last"):
         load_config(None, {"student.average_last": 9, "student.epochs": 8})
     with pytest.raises(ConfigError, match="select_epoch"):
@@ -162,12 +164,14 @@ class SeededStudent(TinyStudent):
 @pytest.fixture
 def fits(monkeypatch):
     log = []
-    monkeypatch.setattr("loop.components.build_student", lambda cfg: SeededStudent(cfg.student, cfg.task.labels, log))
+    monkeypatch.setattr("loop.components.build_student",
+                        lambda cfg: SeededStudent(cfg.student, cfg.task.labels, log))
     return log
 
 
 def test_bench_fits_every_variant_and_seed_on_the_same_data_and_resumes(tiny_config, fits, tmp_path):
-    cfgs = {"baseline": tiny_config(**{"student.warmup": 0.0}), "steady": tiny_config(**{"student.warmup": 0.1})}
+    cfgs = {"baseline": tiny_config(**{"student.warmup": 0.0}),
+            "steady": tiny_config(**{"student.warmup": 0.1})}
     overrides = {"baseline": {"student.warmup": 0.0}, "steady": {"student.warmup": 0.1}}
     out = tmp_path / "noise.json"
     result = noise.run_bench(cfgs, overrides, [0, 1, 2], out)
@@ -216,7 +220,7 @@ def test_cli_prints_the_table_and_writes_the_json(tiny_config, tiny_data, fits, 
     assert bad.exit_code == 1 and "only student.* settings may vary" in bad.output
 
 
-# --- the real student -----------------------------------------------------------------------------------------
+# --- the real student ---------------------------------------------------------------------------------------
 
 def _recorded(monkeypatch):
     """Copies of the weights at every Checkpoints.record, with the score it was given."""
@@ -238,14 +242,17 @@ def test_real_student_keeps_the_averaged_or_the_selected_weights(monkeypatch):
 
     train = make_examples(30, seed=3)
     seen = _recorded(monkeypatch)
-    student = EncoderStudent(section("student", epochs=3, max_length=16, batch_size=8, average_last=2), LABELS)
+    student = EncoderStudent(section("student", epochs=3, max_length=16, batch_size=8, average_last=2),
+                             LABELS)
     student.fit(train)
     state = student.model.state_dict()
     last2 = [s for _, _, s in seen[1:]]
-    moved = [k for k, v in state.items() if v.is_floating_point() and not torch.equal(last2[0][k], last2[1][k])]
+    moved = [k for k, v in state.items()
+             if v.is_floating_point() and not torch.equal(last2[0][k], last2[1][k])]
     assert moved  # the last two epochs differ, so their mean is neither of them
     for k in moved:
-        assert torch.allclose(state[k], (last2[0][k].double() + last2[1][k].double()).div(2).float(), atol=1e-6)
+        assert torch.allclose(state[k], (last2[0][k].double() + last2[1][k].double()).div(2).float(),
+                              atol=1e-6)
         assert not torch.equal(state[k], last2[1][k])
 
     seen.clear()

@@ -165,7 +165,8 @@ def test_summary_is_json_and_holds_the_verdicts():
 
 def test_crossval_verdict():
     r = result(("all_labels",))
-    r["runs"] += [{"strategy": "crossval", "seed": s, "rounds": curve([(0, 0.92)], n)} for s, n in enumerate(NOISE)]
+    r["runs"] += [{"strategy": "crossval", "seed": s, "rounds": curve([(0, 0.92)], n)}
+                  for s, n in enumerate(NOISE)]
     s = summary(r)
     assert s["verdicts"]["crossval_above_all_labels"] is True
     assert s["paired"]["crossval-all_labels"]["6400"]["mean"] == pytest.approx(0.02)

@@ -44,7 +44,8 @@ class EchoTeacher(Component):
             samples = [{"text": f"{self.cfg.prefix} {self.sent} {i} " + " ".join(WORDS[lab]), "label": lab}
                        for i, lab in enumerate(LABELS[:self.cfg.per_request])]
             text = json.dumps({"samples": samples})
-            out.append(GenResult(req.id, text, self.prompt_tokens(req.messages), len(text.split()), "stop", 0.0))
+            out.append(GenResult(req.id, text, self.prompt_tokens(req.messages), len(text.split()), "stop",
+                                 0.0))
         return out
 
     def unload(self):
@@ -106,7 +107,8 @@ def plugged(monkeypatch, tmp_path):
     prompts = tmp_path / "prompts"
     prompts.mkdir()
     (prompts / "system.j2").write_text("You write {{ description }} examples: {{ labels | join(', ') }}.")
-    (prompts / "targeted.j2").write_text("Write {{ n }} like: {% for e in exemplars %}{{ e.text }}; {% endfor %}")
+    (prompts / "targeted.j2").write_text("Write {{ n }} like: "
+                                         "{% for e in exemplars %}{{ e.text }}; {% endfor %}")
     (prompts / "self_revise.j2").write_text("Write {{ n }} like {{ example.text }} ({{ example.label }}).")
     return prompts
 

@@ -58,7 +58,8 @@ def test_predicting_before_fit_is_an_error():
 
 
 def test_the_probe_classifies_single_texts_only(tiny_config):
-    with pytest.raises(ConfigError, match="student.name: task clones needs a pair_classifier student: encoder$"):
+    with pytest.raises(ConfigError,
+                       match="student.name: task clones needs a pair_classifier student: encoder$"):
         load_config("configs/clones.yaml", {"student.name": "probe"})
     cfg = tiny_config(**{"student.name": "probe", "mining.source": "crossval"})
     assert cfg.student.name == "probe"
@@ -71,4 +72,4 @@ def test_crossval_mining_with_the_probe(tiny_config):
     gold = make_examples(30, seed=4)
     labels, probs = crossval_predict(cfg, gold, [])
     assert len(labels) == 30 and probs.shape == (30, 3) and np.allclose(probs.sum(1), 1, atol=1e-4)
-    assert np.mean([p == e.label for p, e in zip(labels, gold)]) > 0.5  # out of fold, still better than chance
+    assert np.mean([p == e.label for p, e in zip(labels, gold)]) > 0.5  # out of fold, yet better than chance

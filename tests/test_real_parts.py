@@ -35,5 +35,6 @@ def test_real_embedder_screens_paraphrases_and_contamination():
     cands = [Candidate("the flight was delayed again. I am so annoyed!", "negative", "r", "targeted"),
              Candidate("loving the new phone, the battery lasts forever!!", "positive", "r", "targeted"),
              Candidate("The weather report says rain tomorrow afternoon", "neutral", "r", "targeted")]
-    screen(cands, known, evaluation, FilterConfig(near_dup_cosine=0.9, contamination_cosine=0.9), samples_left=10)
+    screen(cands, known, evaluation, FilterConfig(near_dup_cosine=0.9, contamination_cosine=0.9),
+           samples_left=10)
     assert [c.reason or c.verdict for c in cands] == ["near_duplicate", "contamination", "accepted"]

@@ -35,13 +35,15 @@ def _bomb(obj, method: str, at: int):
 def _parts(cfg, tmp_path):
     store = RunStore(tmp_path / "runs" / "store.sqlite")
     store.start_run("r", cfg.to_dict())
-    return Parts(task=ClassifyTask(cfg), student=TinyStudent(), teacher=StableTeacher(), embedder=HashEmbedder(),
-                 splits=load_splits(cfg), store=store, tracker=Tracker(cfg.tracking.uri, cfg.tracking.experiment))
+    return Parts(task=ClassifyTask(cfg), student=TinyStudent(), teacher=StableTeacher(),
+                 embedder=HashEmbedder(), splits=load_splits(cfg), store=store,
+                 tracker=Tracker(cfg.tracking.uri, cfg.tracking.experiment))
 
 
 def _outcome(parts):
     db = parts.store.db
-    paid = db.execute("SELECT COUNT(*), SUM(tokens) FROM ledger WHERE run_id='r' AND event LIKE 'response:%'").fetchone()
+    paid = db.execute("SELECT COUNT(*), SUM(tokens) FROM ledger WHERE run_id='r' "
+                      "AND event LIKE 'response:%'").fetchone()
     return {"accepted": [e.text for e in parts.store.accepted("r")], "spent": parts.store.spent("r"),
             "paid": paid, "rounds": [r["round"] for r in parts.store.round_rows("r")]}
 
@@ -84,7 +86,7 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tiny_config, tmp_path
     assert resumed.store.run_info("r")["status"] == "done"
     children = client.search_runs([exp], f"tags.mlflow.parentRunId = '{mlflow_parent}'")
     rounds = sorted(int(c.data.tags["round"]) for c in children)
-    assert rounds == [0, 1, 2, 3] and all(c.info.status == "FINISHED" for c in children)  # one child per round
+    assert rounds == [0, 1, 2, 3] and all(c.info.status == "FINISHED" for c in children)  # a child per round
 
 
 def test_resume_refuses_unknown_changed_finished_or_busy_runs(tiny_config, tmp_path):

@@ -15,7 +15,8 @@ TABLES = ("rounds", "requests", "skipped", "responses", "candidates", "ledger")
 
 
 def light_parts(monkeypatch):
-    """The real `assemble` (store, tracker, task, openai teacher) with the tiny student and hashing embedder."""
+    """The real `assemble` (store, tracker, task, openai teacher) with the tiny student and hashing
+    embedder."""
     import loop.components
     import loop.embedder
 
@@ -55,7 +56,8 @@ def cli(tmp_path, tiny_data, monkeypatch):
 def rows(store, run_id: str) -> dict:
     db = sqlite3.connect(store)
     try:
-        out = {t: db.execute(f"SELECT * FROM {t} WHERE run_id=? ORDER BY rowid", (run_id,)).fetchall() for t in TABLES}
+        out = {t: db.execute(f"SELECT * FROM {t} WHERE run_id=? ORDER BY rowid", (run_id,)).fetchall()
+               for t in TABLES}
         out["runs"] = db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchall()
         return out
     finally:

@@ -65,7 +65,8 @@ def test_a_key_given_as_api_key_env_is_refused_and_never_stored(cli, tmp_path, c
     args = [command, "--config", "CONFIG", "--set", "teacher.base_urls=[http://127.0.0.1:9/v1]",
             "--set", f"teacher.api_key_env={KEY}"] + (["--name", "k"] if command == "run" else [])
     res = cli(*args)
-    assert res.exit_code == 1 and "ConfigError" in res.output and "teacher.api_key_env" in res.output, res.output
+    assert res.exit_code == 1 and "ConfigError" in res.output and "teacher.api_key_env" in res.output, \
+        res.output
     assert KEY not in res.output
     assert not leaks(tmp_path, KEY)
 

@@ -61,12 +61,14 @@ def test_no_trick_passes_a_wrong_program(name, backend):
 def test_endless_programs_time_out_and_the_pid_namespace_dies(backend):
     out = run_program("import time\ntime.sleep(60)", FAST)
     assert out.status == "timeout" and out.seconds < FAST.timeout_s + 2
-    assert run_tests("def add(a, b):\n    while True:\n        pass\n", CHECK, "add", FAST).status == "timeout"
+    assert run_tests("def add(a, b):\n    while True:\n        pass\n", CHECK, "add",
+                     FAST).status == "timeout"
 
 
 def test_output_is_capped(backend):
     limits = Limits(timeout_s=4, cpu_s=2, output_kb=16)
-    out = run_program("import sys\nfor _ in range(2000):\n    sys.stdout.write('x' * 4096)\nprint('END')", limits)
+    out = run_program("import sys\nfor _ in range(2000):\n    sys.stdout.write('x' * 4096)\nprint('END')",
+                      limits)
     assert out.output_truncated and out.output.rstrip().endswith("END") and len(out.output) < 20 * 1024
 
 
@@ -78,7 +80,8 @@ def test_memory_bomb_is_stopped(backend):
 def test_environment_is_scrubbed(monkeypatch, backend):
     monkeypatch.setenv("LOOP_TEST_SECRET", "sentinel-4242")
     out = run_program("import os\nprint(sorted(os.environ))\nprint(os.environ.get('LOOP_TEST_SECRET'))", FAST)
-    assert out.status == "completed" and "sentinel-4242" not in out.output and "LOOP_TEST_SECRET" not in out.output
+    assert out.status == "completed" and "sentinel-4242" not in out.output \
+        and "LOOP_TEST_SECRET" not in out.output
 
 
 def test_the_working_folder_is_writable_and_files_are_capped(backend):

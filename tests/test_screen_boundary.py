@@ -1,5 +1,5 @@
-"""No reply can crash a round: the poison replies of the issue, each through `screen_candidates` (and, where it
-was the culprit, the helper that raised), end as counted rejections; the round goes on, and a stored
+"""No reply can crash a round: the poison replies of the issue, each through `screen_candidates` (and,
+where it was the culprit, the helper that raised), end as counted rejections; the round goes on, and a stored
 poison reply replayed on resume does not crash the resumed run."""
 
 import json
@@ -66,11 +66,11 @@ def test_deeply_nested_reply_is_a_counted_rejection(classify):
 
 
 # one sample with every task's fields, one of them an integer json cannot read
-BIG_REPLY = ('{"samples": [{"text": "a perfectly ordinary sentence", "label": "positive", "intent": "correct", '
-             '"code": "def f(x):\\n    return x\\n", '
+BIG_REPLY = ('{"samples": [{"text": "a perfectly ordinary sentence", "label": "positive", '
+             '"intent": "correct", "code": "def f(x):\\n    return x\\n", '
              '"function": "def f(x):\\n    \\"\\"\\"x\\"\\"\\"\\n    return x\\n", '
-             '"tests": ["assert f(1) == 1", "assert f(2) == 2"], "original": "return x", "faulty": "return -x", '
-             f'"line": {BIG}}}]}}')
+             '"tests": ["assert f(1) == 1", "assert f(2) == 2"], "original": "return x", '
+             f'"faulty": "return -x", "line": {BIG}}}]}}')
 
 
 def test_huge_integer_in_a_classify_reply(classify):
@@ -98,7 +98,8 @@ def test_codegen_revision_with_4000_minus_signs(code_config):
     assert _all_rejected(cands)
     tests = ["assert f(1) == " + "-" * 4000 + "1", "assert f(2) == 2"]
     fn = 'def f(x):\n    """x"""\n    return x\n'
-    assert _all_rejected(_screen(task, cfg, setup, json.dumps({"samples": [{"function": fn, "tests": tests}]})))
+    assert _all_rejected(_screen(task, cfg, setup,
+                                 json.dumps({"samples": [{"function": fn, "tests": tests}]})))
 
 
 def test_lone_surrogate_has_an_id_and_is_rejected_storably(classify, tmp_path):
@@ -108,7 +109,8 @@ def test_lone_surrogate_has_an_id_and_is_rejected_storably(classify, tmp_path):
     escaped = json.dumps({"samples": [{"text": "a fine sentence \ud800 about love", "label": "positive"}]})
     raw = json.dumps({"samples": [{"text": "another fine sentence \udfff about hate", "label": "negative"}]},
                      ensure_ascii=False)
-    cands = _screen(task, cfg, setup, escaped) + _screen(task, cfg, setup, raw) + _screen(task, cfg, setup, "\ud800")
+    cands = (_screen(task, cfg, setup, escaped) + _screen(task, cfg, setup, raw)
+             + _screen(task, cfg, setup, "\ud800"))
     assert _all_rejected(cands)
     assert {c.reason for c in cands[:2]} == {"control_chars"}
     store = RunStore(tmp_path / "store.sqlite")  # what the round stores next must be storable
@@ -126,7 +128,8 @@ def test_invisible_texts_are_empty_and_bidi_controls_are_rejected(classify):
     invisible = json.dumps({"samples": [{"text": "\u200b" * 40 + "\ufeff" * 10, "label": "positive"}]})
     assert [c.reason for c in _screen(task, cfg, setup, invisible)] == ["length"]
     for ch in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069":
-        reply = json.dumps({"samples": [{"text": f"a clear {ch}sentence about my lovely day", "label": "positive"}]})
+        reply = json.dumps({"samples": [{"text": f"a clear {ch}sentence about my lovely day",
+                                         "label": "positive"}]})
         assert [c.reason for c in _screen(task, cfg, setup, reply)] == ["control_chars"], hex(ord(ch))
 
 
@@ -153,7 +156,8 @@ def test_a_parser_or_checker_that_raises_rejects_only_its_reply(classify, monkey
     pairs = [(req, GenResult(req.id, t, 1, 1, "stop", 0.0)) for t in (good, "explode", bad)]
     cands = screen_candidates(pairs, task, known, evaluation, cfg, samples_left=100)
     assert [(c.verdict, c.reason, c.meta.get("error")) for c in cands] == [
-        ("accepted", "", None), ("rejected", "malformed", "RecursionError"), ("rejected", "malformed", "ValueError")]
+        ("accepted", "", None), ("rejected", "malformed", "RecursionError"),
+        ("rejected", "malformed", "ValueError")]
 
 
 class PoisonTeacher(StableTeacher):
@@ -183,7 +187,8 @@ def test_a_stored_poison_reply_replayed_on_resume_does_not_crash(tiny_config, tm
         if store.run_info("r") is None:
             store.start_run("r", cfg.to_dict())
         return Parts(task=ClassifyTask(cfg), student=TinyStudent(), teacher=teacher, embedder=HashEmbedder(),
-                     splits=load_splits(cfg), store=store, tracker=Tracker(cfg.tracking.uri, cfg.tracking.experiment))
+                     splits=load_splits(cfg), store=store,
+                     tracker=Tracker(cfg.tracking.uri, cfg.tracking.experiment))
 
     first = parts(PoisonTeacher())
     log_round = first.tracker.log_round
@@ -198,7 +203,7 @@ def test_a_stored_poison_reply_replayed_on_resume_does_not_crash(tiny_config, tm
         run_loop(cfg, first, "r", tmp_path / "runs" / "r")
     assert DEEP in [row[0] for row in first.store.db.execute("SELECT text FROM responses")]
     first.store.close()
-    again = parts(StableTeacher())  # a fresh process: round 1's replies, the poison one too, come from the store
+    again = parts(StableTeacher())  # a fresh process: round 1's replies, poison one too, come from the store
     summary = run_loop(cfg, again, "r", tmp_path / "runs" / "r", resume=True)
     assert summary["rounds_run"] == 1 and again.teacher.sent == 0
     assert again.store.run_info("r")["status"] == "done"
@@ -219,7 +224,8 @@ def test_a_reply_holding_a_raw_lone_surrogate_is_stored(classify, tmp_path):
     store = RunStore(tmp_path / "store.sqlite")
     store.start_run("r", {})
     reply = '{"samples": [{"text": "a fine sentence \ud800 about love", "label": "positive"}]}'
-    gen = generate(ScriptedTeacher([reply]), [reqs["targeted"]], Budget(cfg.budget, store.spent("r")), store, "r", 1)
+    gen = generate(ScriptedTeacher([reply]), [reqs["targeted"]], Budget(cfg.budget, store.spent("r")), store,
+                   "r", 1)
     assert gen.pairs[0][1].text == reply.replace("\ud800", "\ufffd")
     assert store.own_response("r", reqs["targeted"].id).text == gen.pairs[0][1].text
 
@@ -235,4 +241,5 @@ def test_a_failure_of_the_machine_is_not_hidden_as_a_malformed_reply(classify, m
     monkeypatch.setattr(task, "verify", verify)
     reply = json.dumps({"samples": [{"text": "a brand new sentence about football", "label": "neutral"}]})
     with pytest.raises(type(error)):
-        screen_candidates([(req, GenResult(req.id, reply, 1, 1, "stop", 0.0))], task, known, evaluation, cfg, 100)
+        screen_candidates([(req, GenResult(req.id, reply, 1, 1, "stop", 0.0))], task, known, evaluation,
+                          cfg, 100)

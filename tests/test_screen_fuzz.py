@@ -15,7 +15,8 @@ from loop.tasks.classify import ClassifyTask
 
 # characters that broke or fooled the parsers and filters: surrogates, bidi overrides and isolates,
 # zero-width and other invisible characters, controls
-HOSTILE = "\ud800\udbff\udc00\udfff\u202a\u202e\u2066\u2069\u200b\u200c\u200d\u200e\ufeff\u2060\u00ad\x00\x1b\x85"
+HOSTILE = ("\ud800\udbff\udc00\udfff\u202a\u202e\u2066\u2069\u200b\u200c\u200d\u200e\ufeff\u2060"
+           "\u00ad\x00\x1b\x85")
 chars = st.one_of(st.characters(blacklist_categories=()), st.sampled_from(HOSTILE))  # () lets surrogates in
 texts = st.text(alphabet=chars, max_size=40)
 depth = st.integers(200, 3000)
@@ -28,7 +29,8 @@ values = st.one_of(
 )
 # code that stresses the Python parser: deep unary chains, deep brackets, huge literals, hostile characters
 code = st.one_of(
-    st.builds(lambda n, op: "def {f}(*a):\n    return " + op * n + "1\n", depth, st.sampled_from(["-", "~", "not "])),
+    st.builds(lambda n, op: "def {f}(*a):\n    return " + op * n + "1\n", depth,
+              st.sampled_from(["-", "~", "not "])),
     st.builds(lambda n: "def {f}(*a):\n    return " + "(" * n + "1" + ")" * n + "\n", depth),
     st.builds(lambda n: "def {f}(*a):\n    return " + "9" * n + "\n", st.integers(4200, 4600)),
     st.builds(lambda s: "def {f}(*a):\n    return '" + s + "'\n", texts),
@@ -107,7 +109,8 @@ def test_code_task_screening_never_raises(code_config, name):
 
     # few examples: a candidate that parses runs in the sandbox (a tenth of a second each)
     @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
-    @given(text=replies(family, problem.entry_point, lines), kind=st.sampled_from(["targeted", "self_revise"]))
+    @given(text=replies(family, problem.entry_point, lines),
+           kind=st.sampled_from(["targeted", "self_revise"]))
     def run(text, kind):
         _check(_screen(task, cfg, setup, text, kind))
 

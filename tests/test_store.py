@@ -5,11 +5,13 @@ from loop.store import RunStore
 def test_store_round_trip(tmp_path):
     store = RunStore(tmp_path / "s.sqlite")
     store.start_run("r1", {"a": 1})
-    req = GenRequest(messages=[{"role": "user", "content": "hi"}], max_tokens=5, temperature=0, top_p=1, seed=0)
+    req = GenRequest(messages=[{"role": "user", "content": "hi"}], max_tokens=5, temperature=0, top_p=1,
+                     seed=0)
     store.add_requests("r1", 1, [req], [3])
     store.add_response("r1", 1, GenResult(req.id, "reply", 3, 4, "stop", 0.1), cost=0.5)
     store.add_candidates("r1", 1, [Candidate("good", "neutral", req.id, "targeted", verdict="accepted"),
-                                   Candidate("bad", "", req.id, "targeted", verdict="rejected", reason="parse")])
+                                   Candidate("bad", "", req.id, "targeted", verdict="rejected",
+                                             reason="parse")])
     spent = store.spent("r1")
     assert (spent.tokens, spent.money, spent.samples) == (7, 0.5, 1)
     assert [e.text for e in store.accepted("r1")] == ["good"]
@@ -46,7 +48,8 @@ def test_an_old_store_gains_base_dir_and_unstarted_runs_can_be_forgotten(tmp_pat
 
     path = tmp_path / "old.sqlite"
     db = sqlite3.connect(path)  # the runs table as stores written before base_dir had it
-    db.execute("CREATE TABLE runs (id TEXT PRIMARY KEY, created REAL, config TEXT, mlflow_run_id TEXT, status TEXT)")
+    db.execute("CREATE TABLE runs (id TEXT PRIMARY KEY, created REAL, config TEXT, mlflow_run_id TEXT, "
+               "status TEXT)")
     db.execute("INSERT INTO runs VALUES ('old', 1.0, '{}', NULL, 'running')")
     db.commit()
     db.close()

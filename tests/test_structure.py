@@ -1,4 +1,5 @@
-"""The shape of the code: no import cycles (imports inside functions count), no oversized modules or functions."""
+"""The shape of the code: no import cycles (imports inside functions count), no oversized modules or
+functions."""
 
 import ast
 from pathlib import Path
@@ -83,5 +84,6 @@ def test_modules_and_functions_stay_small():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 length = node.end_lineno - node.lineno + 1
                 if length > 50:
-                    big_functions.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {length} lines")
+                    big_functions.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: "
+                                         f"{length} lines")
     assert not big_modules and not big_functions, "\n".join(big_modules + big_functions)

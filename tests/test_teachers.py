@@ -16,13 +16,15 @@ from loop.teachers.replay import Recorder, ReplayTeacher
 
 SCHEMA = {"type": "object", "properties": {"samples": {"type": "array", "items": {
     "type": "object", "properties": {"text": {"type": "string"},
-                                     "label": {"type": "string", "enum": ["negative", "neutral", "positive"]}},
+                                     "label": {"type": "string",
+                                               "enum": ["negative", "neutral", "positive"]}},
     "required": ["text", "label"]}, "minItems": 1, "maxItems": 2}}, "required": ["samples"]}
 
 
 def requests(n=3, max_tokens=48):
     return [GenRequest(messages=[{"role": "system", "content": "Answer with JSON only."},
-                                 {"role": "user", "content": f"Write 2 short tweets about topic {i}, with labels."}],
+                                 {"role": "user",
+                                  "content": f"Write 2 short tweets about topic {i}, with labels."}],
                        max_tokens=max_tokens, temperature=0.7, top_p=0.95, seed=i, json_schema=SCHEMA)
             for i in range(n)]
 
@@ -67,10 +69,12 @@ class TestOpenAIContract(TeacherContract):
 
 def test_replay_reproduces_recording_exactly(tmp_path):
     with FakeOpenAI() as server:
-        live = Recorder(OpenAITeacher(section("teacher", backend="openai", model="m", base_urls=[server.url])),
+        live = Recorder(OpenAITeacher(section("teacher", backend="openai", model="m",
+                                              base_urls=[server.url])),
                         tmp_path / "c.jsonl")
         first = live.generate(requests())
-    replayed = ReplayTeacher(section("teacher", backend="replay", cassette=str(tmp_path / "c.jsonl"))).generate(requests())
+    replayed = ReplayTeacher(section("teacher", backend="replay",
+                                     cassette=str(tmp_path / "c.jsonl"))).generate(requests())
     assert [(r.text, r.prompt_tokens, r.completion_tokens) for r in replayed] == \
         [(r.text, r.prompt_tokens, r.completion_tokens) for r in first]
     with pytest.raises(TeacherError, match="no recorded response for 1 of 1"):
@@ -101,7 +105,8 @@ def test_openai_sends_schema_seed_key_and_balances(monkeypatch):
 def test_openai_missing_key_env_is_clear(monkeypatch):
     monkeypatch.delenv("NOPE_KEY", raising=False)
     with FakeOpenAI() as s:
-        t = OpenAITeacher(section("teacher", backend="openai", model="m", base_urls=[s.url], api_key_env="NOPE_KEY"))
+        t = OpenAITeacher(section("teacher", backend="openai", model="m", base_urls=[s.url],
+                                  api_key_env="NOPE_KEY"))
         with pytest.raises(TeacherError, match="NOPE_KEY is not set"):
             t.generate(requests(1))
 

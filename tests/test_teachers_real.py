@@ -79,10 +79,10 @@ def small_round(tmp_path, *args):
            "--set", "student.epochs=1", "--set", "student.max_length=32",
            "--set", "generation.targeted_requests=3", "--set", "generation.revise_requests=1",
            "--set", "teacher.max_tokens=120",
-           "--set", f"tracking.uri=sqlite:///{tmp_path}/mlruns/mlflow.db", "--set", f"run.dir={tmp_path}/runs",
-           *args]
-    proc = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, HF_HUB_OFFLINE="1"), capture_output=True, text=True,
-                          timeout=600)
+           "--set", f"tracking.uri=sqlite:///{tmp_path}/mlruns/mlflow.db",
+           "--set", f"run.dir={tmp_path}/runs", *args]
+    proc = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, HF_HUB_OFFLINE="1"), capture_output=True,
+                          text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     db = sqlite3.connect(tmp_path / "runs" / "store.sqlite")
     return db
@@ -98,7 +98,8 @@ def test_round_through_vllm_serve(tmp_path, vllm_server):
                      "--set", f"teacher.tokenizer={SMOL}", "--record", str(cassette),
                      "--set", "filters.label_agreement=true", "--set", "filters.diversity_cosine=0.99")
     kinds = dict(db.execute("SELECT kind, COUNT(*) FROM requests GROUP BY kind").fetchall())
-    n, tokens = db.execute("SELECT COUNT(*), SUM(prompt_tokens + completion_tokens) FROM responses").fetchone()
+    n, tokens = db.execute("SELECT COUNT(*), SUM(prompt_tokens + completion_tokens) "
+                           "FROM responses").fetchone()
     assert n == 4 + kinds.get("label", 0) and 0 < tokens <= 6000
     assert db.execute("SELECT COUNT(*) FROM candidates").fetchone()[0] > 0
     # one blind request per candidate that passed the other checks, paid from the same budget
@@ -112,14 +113,18 @@ def test_round_through_vllm_serve(tmp_path, vllm_server):
     replay_dir = tmp_path / "replay"
     replay_dir.mkdir()
     db2 = small_round(replay_dir, "--teacher", "replay", "--cassette", str(cassette))
-    texts = lambda d: sorted(r[0] for r in d.execute("SELECT text FROM candidates"))
+
+    def texts(d):
+        return sorted(r[0] for r in d.execute("SELECT text FROM candidates"))
+
     assert texts(db2) == texts(db)
 
 
 class TestLlamaCppContract(TeacherContract):
     @pytest.fixture(scope="class")
     def teacher(self):
-        pytest.importorskip("llama_cpp", reason="llama-cpp-python is an optional extra (./setup.sh --with-llamacpp)")
+        pytest.importorskip("llama_cpp",
+                            reason="llama-cpp-python is an optional extra (./setup.sh --with-llamacpp)")
         from loop.teachers.llamacpp import LlamaCppTeacher
         t = LlamaCppTeacher(section("teacher", backend="llamacpp", model=SMOL, max_model_len=2048))
         yield t
@@ -127,15 +132,18 @@ class TestLlamaCppContract(TeacherContract):
 
 
 def test_round_through_llamacpp(tmp_path):
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python is an optional extra (./setup.sh --with-llamacpp)")
+    pytest.importorskip("llama_cpp",
+                        reason="llama-cpp-python is an optional extra (./setup.sh --with-llamacpp)")
     db = small_round(tmp_path, "--teacher", "llamacpp", "--teacher-model", SMOL)
-    n, tokens = db.execute("SELECT COUNT(*), SUM(prompt_tokens + completion_tokens) FROM responses").fetchone()
+    n, tokens = db.execute("SELECT COUNT(*), SUM(prompt_tokens + completion_tokens) "
+                           "FROM responses").fetchone()
     assert n == 4 and 0 < tokens <= 6000
 
 
 def test_round_through_transformers(tmp_path):
     db = small_round(tmp_path, "--teacher", "transformers", "--teacher-model", SMOL)
-    n, tokens = db.execute("SELECT COUNT(*), SUM(prompt_tokens + completion_tokens) FROM responses").fetchone()
+    n, tokens = db.execute("SELECT COUNT(*), SUM(prompt_tokens + completion_tokens) "
+                           "FROM responses").fetchone()
     assert n == 4 and 0 < tokens <= 6000
 
 
@@ -181,7 +189,8 @@ def test_faultloc_round_through_vllm_serve(tmp_path, vllm_server, _problems):
         meta = json.loads(meta)
         if "execution" in meta:  # applied, one line changed, and run: the tests decided
             faulty = _bare(meta["faulty"])
-            assert _line_form(text.split("\n")[int(label) - 1]) in {_line_form(faulty), _line_form(faulty + ":")}
+            assert _line_form(text.split("\n")[int(label) - 1]) \
+                in {_line_form(faulty), _line_form(faulty + ":")}
             assert (reason == "passes_tests") == (meta["execution"] == "passed")
         else:
             assert verdict == "rejected" and reason in ("parse", "schema", "syntax", "format", "length",

@@ -16,6 +16,8 @@ from loop.tracking import Tracker
 def tiny_parts(cfg, run_dir: Path) -> Parts:
     store = RunStore(run_dir.parent / "store.sqlite")
     store.start_run(run_dir.name, cfg.to_dict())
-    teacher = Recorder(StableTeacher(), Path(cfg.teacher.record)) if cfg.teacher.record else ReplayTeacher(cfg.teacher)
+    teacher = (Recorder(StableTeacher(), Path(cfg.teacher.record)) if cfg.teacher.record
+               else ReplayTeacher(cfg.teacher))
     return Parts(task=ClassifyTask(cfg), student=TinyStudent(), teacher=teacher, embedder=HashEmbedder(),
-                 splits=load_splits(cfg), store=store, tracker=Tracker(cfg.tracking.uri, cfg.tracking.experiment))
+                 splits=load_splits(cfg), store=store,
+                 tracker=Tracker(cfg.tracking.uri, cfg.tracking.experiment))
