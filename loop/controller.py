@@ -45,7 +45,7 @@ class Round:
     gen: Generated = field(default_factory=Generated)
     planned: Plan = field(default_factory=Plan)
     cands: list = field(default_factory=list)
-    followup: list = field(default_factory=list)  # the last round's neighbourhoods, re-scored on this round's errors
+    followup: list = field(default_factory=list)  # the last round's neighbourhoods, re-scored now
     new: list = field(default_factory=list)  # accepted samples
     new_vecs: object = None
     starved: bool = False  # requests were planned but none fitted the budget
@@ -58,8 +58,8 @@ def augment(cfg: Config, parts: Parts, run_id: str, rnd: int, state: RunState) -
     # what may seed generation: gold only, or also accepted samples
     seeds = splits["train"] + (accepted if cfg.mining.seed_from == "gold+generated" else [])
     with r.timer("mine"):
-        r.mined = mine(parts.student, task, cfg, splits["dev_mine"] + splits["pool"], seeds, rnd, parts.embedder,
-                       accepted)
+        r.mined = mine(parts.student, task, cfg, splits["dev_mine"] + splits["pool"], seeds, rnd,
+                       parts.embedder, accepted)
         r.followup = followup(state.previous.mined.hoods, state.previous.planned, r.mined)
     with r.timer("plan"):
         r.planned = plan(cfg.generation.strategy, r.mined, seeds, task, cfg, rnd)
@@ -69,10 +69,11 @@ def augment(cfg: Config, parts: Parts, run_id: str, rnd: int, state: RunState) -
     if r.planned.requests and not r.gen.pairs:
         r.starved = True
         return r
-    agree = BlindLabeller(parts.teacher, task, cfg, budget, store, run_id, rnd) if cfg.filters.label_agreement else None
+    agree = (BlindLabeller(parts.teacher, task, cfg, budget, store, run_id, rnd)
+             if cfg.filters.label_agreement else None)
     with r.timer("filter"):
-        r.cands = screen_candidates(r.gen.pairs, task, state.known, state.evaluation, cfg, budget.samples_left(),
-                                    agree)
+        r.cands = screen_candidates(r.gen.pairs, task, state.known, state.evaluation, cfg,
+                                    budget.samples_left(), agree)
     r.gen.agreement = agree.gen if agree else None
     r.new = [Example(c.text, c.label, source="generated", group=c.meta.get("problem", ""))
              for c in r.cands if c.verdict == "accepted"]
@@ -114,7 +115,8 @@ class RunState:
     previous: Round = field(default_factory=Round)  # the last round (its neighbourhoods are followed up)
 
 
-def _log_round(cfg: Config, rnd: int, metrics: dict, budget: Budget, accepted: int, timer: Timer, mlflow_id: str):
+def _log_round(cfg: Config, rnd: int, metrics: dict, budget: Budget, accepted: int, timer: Timer,
+               mlflow_id: str) -> None:
     metric = cfg.loop.metric
     log.info("round %d: stop %s %.4f | test %s %.4f | tokens %d (run %d / %d) | accepted %d (run %d) | %s "
              "| MLflow run %s", rnd, metric, metrics[f"stop_{metric}"], metric, metrics[f"test_{metric}"],
@@ -169,7 +171,8 @@ def _round(cfg: Config, parts: Parts, run_id: str, run_dir: Path, rnd: int, stat
             metrics, preds = evaluate(student, parts.task, splits, ("dev_stop", "test"))
         metrics.update(round_metrics(r.mined, r.gen, r.cands, state.budget, state.accepted, r.timer))
         tracker.log_round(rnd, metrics)
-        log_round_artifacts(tracker, parts.task, splits, preds, r.mined, r.planned, r.cands, r.followup, r.new_vecs)
+        log_round_artifacts(tracker, parts.task, splits, preds, r.mined, r.planned, r.cands, r.followup,
+                            r.new_vecs)
         parts.store.finish_round(run_id, rnd, metrics, mlrun.info.run_id)
     state.previous = r
     state.history.append(metrics)
@@ -181,10 +184,13 @@ def _round(cfg: Config, parts: Parts, run_id: str, run_dir: Path, rnd: int, stat
 
 def _summary(cfg: Config, state: RunState, stop_reason: str, parent_id: str) -> dict:
     metric, best = cfg.loop.metric, state.best
-    return {"best_round": best.round, f"best_stop_{metric}": best.score, f"best_test_{metric}": best.metrics[f"test_{metric}"],
-            "baseline_test_" + metric: state.history[0][f"test_{metric}"], "rounds_run": len(state.history) - 1,
+    return {"best_round": best.round, f"best_stop_{metric}": best.score,
+            f"best_test_{metric}": best.metrics[f"test_{metric}"],
+            "baseline_test_" + metric: state.history[0][f"test_{metric}"],
+            "rounds_run": len(state.history) - 1,
             "stop_reason": stop_reason, "tokens_spent": state.budget.spent.tokens,
-            "money_spent": state.budget.spent.money, "accepted_total": len(state.accepted), "mlflow_run_id": parent_id}
+            "money_spent": state.budget.spent.money, "accepted_total": len(state.accepted),
+            "mlflow_run_id": parent_id}
 
 
 def run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path, resume: bool = False) -> dict:
@@ -221,16 +227,18 @@ def _run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path, resume: boo
         dropped = store.discard_unfinished(run_id)
         info = store.run_info(run_id)
         # a run killed between creating its MLflow run and storing its id finds it by tag
-        rows, mlflow_id = store.round_rows(run_id), info["mlflow_run_id"] or tracker.find_parent(run_id, info["created"])
+        rows = store.round_rows(run_id)
+        mlflow_id = info["mlflow_run_id"] or tracker.find_parent(run_id, info["created"])
         log.info("resuming %s after %d finished round(s) (%d unscreened verdicts dropped)", run_id, len(rows),
                  dropped)
     state = _start(cfg, parts, run_id, rows)
     stop_reason = "rounds"
-    tags = {"run_id": run_id, "strategy": cfg.generation.strategy, "prompt_version": parts.task.prompts.version}
+    tags = {"run_id": run_id, "strategy": cfg.generation.strategy,
+            "prompt_version": parts.task.prompts.version}
     with tracker.parent(cfg.run.name or run_id, cfg.to_dict(), tags, resume_id=mlflow_id):
         store.set_run(run_id, mlflow_run_id=tracker.parent_id, status="running")
         if rows and len(rows) <= cfg.loop.rounds:
-            parts.student.fit(parts.splits["train"] + state.accepted)  # the student of the last finished round
+            parts.student.fit(parts.splits["train"] + state.accepted)  # the last finished round's student
         for rnd in range(len(rows), cfg.loop.rounds + 1):
             stop = _stop_before(cfg, rnd, state) or _round(cfg, parts, run_id, run_dir, rnd, state)
             if stop:

@@ -107,10 +107,12 @@ def find_hard_cases(examples: list[Example], probs: np.ndarray, labels: list[str
         if not wrong[i] and i not in low:
             continue
         pred = labels[order[i, 0]]
-        cases.append(HardCase(example=ex, predicted=pred, confused_with=pred if wrong[i] else labels[order[i, 1]],
+        runner_up = pred if wrong[i] else labels[order[i, 1]]
+        cases.append(HardCase(example=ex, predicted=pred, confused_with=runner_up,
                               margin=float(marg[i]), uncertainty=float(unsure[i]), wrong=bool(wrong[i]),
                               weight=1.0 if wrong[i] else cfg.low_confidence_weight,
-                              gold_prob=float(probs[i, labels.index(ex.label)]) if ex.label else float("nan")))
+                              gold_prob=(float(probs[i, labels.index(ex.label)]) if ex.label
+                                         else float("nan"))))
     return cases
 
 
@@ -165,8 +167,10 @@ def _neighbourhood(members: np.ndarray, cases: list[HardCase], case_vecs: np.nda
     labelled = [m for m in members if cases[m].example.label]
     near = sorted(best, key=lambda j: -best[j])
     cand = [cases[m].example for m in labelled] + [pool[j] for j in near]
-    vecs = np.concatenate([case_vecs[labelled], pool_vecs[near]]) if cand else np.zeros((0, case_vecs.shape[1]))
-    focus = [m for m in members if (cases[m].example.label or cases[m].predicted, cases[m].confused_with) == confusion]
+    vecs = (np.concatenate([case_vecs[labelled], pool_vecs[near]]) if cand
+            else np.zeros((0, case_vecs.shape[1])))
+    focus = [m for m in members
+             if (cases[m].example.label or cases[m].predicted, cases[m].confused_with) == confusion]
     query = case_vecs[focus].mean(0)
     query = (query / max(float(np.linalg.norm(query)), 1e-12)).astype(np.float32)
     return Neighbourhood(

@@ -45,11 +45,13 @@ def _pick_contrasts(hood: Neighbourhood, n: int) -> list[Example]:
     """Nearest training examples carrying the label the student confuses the cases with."""
     other = hood.confusion[1] if hood.confusion else None
     gold = hood.confusion[0] if hood.confusion else hood.cases[0].example.label
-    near = [e for e, _ in hood.neighbours if (e.label == other if other and other != gold else e.label != gold)]
+    near = [e for e, _ in hood.neighbours
+            if (e.label == other if other and other != gold else e.label != gold)]
     return near[:n]
 
 
-def plan_targeted(hoods: list[Neighbourhood], task, cfg: Config, rnd: int, evidence: dict | None = None) -> Plan:
+def plan_targeted(hoods: list[Neighbourhood], task, cfg: Config, rnd: int,
+                  evidence: dict | None = None) -> Plan:
     """Targeted prompts over `hoods` by error mass, then self-revisions of their worst cases (`evidence`:
     example id -> what the task saw deciding it, shown to the reviser where the task uses it)."""
     g = cfg.generation
@@ -58,7 +60,8 @@ def plan_targeted(hoods: list[Neighbourhood], task, cfg: Config, rnd: int, evide
     reqs = out.requests
     for hood, count in zip(hoods, allocs):
         pool = hood.ranked
-        planned = out.hoods[hood.id] = HoodPlan(count, _window(pool, 0, g.exemplars), _pick_contrasts(hood, g.contrasts))
+        planned = HoodPlan(count, _window(pool, 0, g.exemplars), _pick_contrasts(hood, g.contrasts))
+        out.hoods[hood.id] = planned
         for j in range(count):
             exemplars = _window(pool, j * g.exemplars, g.exemplars)
             meta = {"round": rnd, "neighbourhood": hood.id, "strategy": "targeted"}

@@ -62,7 +62,7 @@ class MineResult:
     probs: dict[str, np.ndarray] = field(default_factory=dict)  # example id -> class probabilities
     vectors: np.ndarray | None = None  # embeddings of the mined examples (for the 2-D map)
     status: list[str] = field(default_factory=list)  # correct | wrong | low_confidence, per mined example
-    evidence: dict = field(default_factory=dict)  # example id -> what the task saw (codegen: the sampled programs)
+    evidence: dict = field(default_factory=dict)  # example id -> what the task saw (codegen: its programs)
 
 
 def _status(examples: list[Example], hard: list[HardCase]) -> list[str]:
@@ -71,8 +71,8 @@ def _status(examples: list[Example], hard: list[HardCase]) -> list[str]:
 
 
 def crossval_predict(cfg: Config, gold: list[Example], extra: list[Example]) -> tuple[list[str], np.ndarray]:
-    """Out-of-fold labels and probabilities of `gold`: each of `mining.folds` stratified folds is predicted by a
-    fresh student trained on the other folds and `extra` (the accepted samples)."""
+    """Out-of-fold labels and probabilities of `gold`: each of `mining.folds` stratified folds is predicted
+    by a fresh student trained on the other folds and `extra` (the accepted samples)."""
     from loop.components import build_student
 
     order = sorted(range(len(gold)), key=lambda i: (gold[i].label, gold[i].id))
@@ -114,11 +114,13 @@ def mine(student, task, cfg: Config, mine_split: list[Example], pool: list[Examp
     mine_split, pred = _mined_predictions(student, task, cfg, mine_split, pool, list(accepted))
     hard = find_hard_cases(mine_split, pred.probs, task.labels, cfg.mining)
     if cfg.mining.embedder == "fixed":
-        vectors, pool_vecs = embedder.encode([e.text for e in mine_split]), embedder.encode([e.text for e in pool])
+        vectors = embedder.encode([e.text for e in mine_split])
+        pool_vecs = embedder.encode([e.text for e in pool])
     else:
         vectors = pred.embeddings
         pool_vecs = student.predict(pool).embeddings if hard else None
-    out = MineResult(hard=hard, errors=sum(h.wrong for h in hard), low_confidence=sum(not h.wrong for h in hard),
+    out = MineResult(hard=hard, errors=sum(h.wrong for h in hard),
+                     low_confidence=sum(not h.wrong for h in hard),
                      predicted={e.id: lab for e, lab in zip(mine_split, pred.labels)},
                      probs={e.id: row for e, row in zip(mine_split, pred.probs)}, vectors=vectors,
                      status=_status(mine_split, hard),
@@ -192,7 +194,8 @@ def generate(teacher, requests: list[GenRequest], budget: Budget, store: RunStor
             skipped.append(req.id)
     out.skipped = len(skipped)
     if out.skipped:
-        log.info("budget: %d of %d requests not sent (they could overshoot the cap)", out.skipped, len(requests))
+        log.info("budget: %d of %d requests not sent (they could overshoot the cap)", out.skipped,
+                 len(requests))
     store.add_requests(run_id, rnd, [r for r, _, _ in todo], [pt for _, pt, _ in todo], skipped)
     error = None
     try:
@@ -215,13 +218,16 @@ def generate(teacher, requests: list[GenRequest], budget: Budget, store: RunStor
     return out
 
 
-def generate_routed(teacher, reviser, requests: list[GenRequest], budget: Budget, store: RunStore, run_id: str,
-                    rnd: int, use_cache: bool = True) -> Generated:
-    """`generate`, with self-revise requests sent to `reviser` when there is one (the student revising itself)."""
+def generate_routed(teacher, reviser, requests: list[GenRequest], budget: Budget, store: RunStore,
+                    run_id: str, rnd: int, use_cache: bool = True) -> Generated:
+    """`generate`, with self-revise requests sent to `reviser` when there is one (the student revising
+    itself)."""
     if reviser is None:
         return generate(teacher, requests, budget, store, run_id, rnd, use_cache)
-    out = generate(teacher, [r for r in requests if r.kind != "self_revise"], budget, store, run_id, rnd, use_cache)
-    own = generate(reviser, [r for r in requests if r.kind == "self_revise"], budget, store, run_id, rnd, use_cache)
+    others = [r for r in requests if r.kind != "self_revise"]
+    revisions = [r for r in requests if r.kind == "self_revise"]
+    out = generate(teacher, others, budget, store, run_id, rnd, use_cache)
+    own = generate(reviser, revisions, budget, store, run_id, rnd, use_cache)
     out.pairs += own.pairs
     out.skipped += own.skipped
     out.cache_hits += own.cache_hits
@@ -269,8 +275,8 @@ ENVIRONMENT = (LoopError, OSError)  # failures of the machine, not of one reply:
 
 def _rejected(req: GenRequest, text: str, reason: str, **meta) -> Candidate:
     """A whole reply as one rejected candidate (its first 500 characters kept, storable)."""
-    return Candidate(text=storable(text[:500]), label="", request_id=req.id, kind=req.kind, verdict="rejected",
-                     reason=reason, meta={**req.meta, **meta})
+    return Candidate(text=storable(text[:500]), label="", request_id=req.id, kind=req.kind,
+                     verdict="rejected", reason=reason, meta={**req.meta, **meta})
 
 
 def _failed(exc: Exception, what: str, req_id: str) -> str:
@@ -307,7 +313,8 @@ def verify_replies(task, groups: list[list[Candidate]], req_ids: list[str]) -> N
     """`task.verify` over all replies' candidates at once (one sandbox batch). If it raises, the candidates
     are put back as they were and verified reply by reply: the pending candidates of a reply that makes
     it raise are rejected 'malformed', naming the exception, and the other replies keep their verdicts.
-    Errors of the machine rather than of a reply (`LoopError`, `OSError`: no sandbox, a full disk) propagate."""
+    Errors of the machine rather than of a reply (`LoopError`, `OSError`: no sandbox, a full disk)
+    propagate."""
     flat = [c for group in groups for c in group]
     saved = [replace(c, meta=dict(c.meta)) for c in flat]
     try:
@@ -334,8 +341,9 @@ def verify_replies(task, groups: list[list[Candidate]], req_ids: list[str]) -> N
                     cand.verdict, cand.reason, cand.meta["error"] = "rejected", "malformed", error
 
 
-def screen_candidates(pairs: list[tuple[GenRequest, GenResult]], task, known: Reference, evaluation: Reference,
-                      cfg: Config, samples_left: int, agree: BlindLabeller | None = None) -> list[Candidate]:
+def screen_candidates(pairs: list[tuple[GenRequest, GenResult]], task, known: Reference,
+                      evaluation: Reference, cfg: Config, samples_left: int,
+                      agree: BlindLabeller | None = None) -> list[Candidate]:
     """Parse every response and run every check; each candidate ends accepted or rejected with a reason.
 
     No reply can crash the round: parsing and checking are screened reply by reply (`parse_reply`,

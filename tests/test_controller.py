@@ -43,7 +43,8 @@ def targeted(tiny_config, tmp_path):
 def test_targeted_prompts_point_at_mined_neighbourhoods(targeted):
     _, summary, parts, _ = targeted
     calls = parts.teacher.calls
-    assert summary["rounds_run"] == 2 and summary["stop_reason"] == "rounds" and len(calls) == 2  # a batch a round
+    assert summary["rounds_run"] == 2 and summary["stop_reason"] == "rounds"
+    assert len(calls) == 2  # one batch per round
     assert {r.kind for r in calls[0]} == {"targeted", "self_revise"}
     assert all(r.meta["neighbourhood"] >= 0 for r in calls[0])
 
@@ -62,8 +63,8 @@ def test_each_round_is_an_mlflow_child_run_with_its_figures(targeted):
     assert [r.data.tags["round"] for r in runs] == ["0", "1", "2"]
     m1 = runs[1].data.metrics
     assert m1["requests"] == len(parts.teacher.calls[0]) and m1["accepted"] > 0
-    assert {"stop_macro_f1", "test_accuracy", "errors", "low_confidence", "prompt_tokens", "completion_tokens",
-            "candidates", "seconds_generate", "seconds_train"} <= set(m1)
+    assert {"stop_macro_f1", "test_accuracy", "errors", "low_confidence", "prompt_tokens",
+            "completion_tokens", "candidates", "seconds_generate", "seconds_train"} <= set(m1)
 
 
 def test_each_round_logs_its_error_analysis_and_the_next_one_follows_it_up(targeted):
@@ -77,7 +78,8 @@ def test_each_round_logs_its_error_analysis_and_the_next_one_follows_it_up(targe
     assert {"error_analysis/neighbourhoods.json", "error_analysis/map.png"} <= ea1
     assert "error_analysis/followup.json" in ea2 and "error_analysis/followup.json" not in ea1
     assert "followup_errors_fixed" in runs[2].data.metrics
-    rows = json.load(open(client.download_artifacts(runs[1].info.run_id, "error_analysis/neighbourhoods.json")))
+    table = client.download_artifacts(runs[1].info.run_id, "error_analysis/neighbourhoods.json")
+    rows = json.load(open(table))
     requests = [r[rows["columns"].index("requests")] for r in rows["data"]]
     assert sum(requests) > 0  # what the plan asked of each neighbourhood reaches its table
 
@@ -98,7 +100,8 @@ def test_sample_cap(tiny_config, tmp_path):
 
 
 def test_bad_teacher_output_is_counted_not_fatal(tiny_config, tmp_path):
-    teacher = ScriptedTeacher(["not json at all", '{"samples": [{"text": "ok text here", "label": "angry"}]}'])
+    teacher = ScriptedTeacher(["not json at all",
+                               '{"samples": [{"text": "ok text here", "label": "angry"}]}'])
     summary, parts = run(tiny_config(**{"loop.rounds": 1}), tmp_path, teacher)
     m = child_runs(parts.tracker)[1].data.metrics
     assert m["rejected_parse"] == 1 and m["rejected_label"] == 1
@@ -107,7 +110,8 @@ def test_bad_teacher_output_is_counted_not_fatal(tiny_config, tmp_path):
 def test_a_round_that_accepts_nothing_does_not_retrain(tiny_config, tmp_path):
     g = tiny_config().generation
     junk = ["not json at all"] * 2 * (g.targeted_requests + g.revise_requests)
-    summary, parts = run(tiny_config(**{"loop.rounds": 2, "loop.patience": 5}), tmp_path, ScriptedTeacher(junk))
+    cfg = tiny_config(**{"loop.rounds": 2, "loop.patience": 5})
+    summary, parts = run(cfg, tmp_path, ScriptedTeacher(junk))
     assert summary["accepted_total"] == 0 and summary["rounds_run"] == 2
     assert parts.student.fits == [60]  # the same data would give the same student
     runs = child_runs(parts.tracker)
@@ -128,7 +132,8 @@ def test_baseline_strategies_share_the_loop(tiny_config, tmp_path, strategy):
 
 
 def test_plateau_stops_early(tiny_config, tmp_path):
-    summary, _ = run(tiny_config(**{"generation.strategy": "none", "loop.rounds": 6, "loop.patience": 2}), tmp_path)
+    cfg = tiny_config(**{"generation.strategy": "none", "loop.rounds": 6, "loop.patience": 2})
+    summary, _ = run(cfg, tmp_path)
     assert summary["stop_reason"] == "plateau" and summary["rounds_run"] == 2
 
 
@@ -222,10 +227,12 @@ def test_label_agreement_keeps_only_blind_agreement(tiny_config, tmp_path):
     label_calls = [c for c in parts.teacher.calls if all(r.kind == "label" for r in c)]
     assert len(label_calls) == 1 and label_calls[0]
     assert "Text:" in label_calls[0][0].messages[-1]["content"]
-    assert '"label": "' not in label_calls[0][0].messages[-1]["content"]  # blind: the proposed label is not shown
+    # blind: the proposed label is not shown
+    assert '"label": "' not in label_calls[0][0].messages[-1]["content"]
     accepted = parts.store.accepted("t")
     assert accepted and {e.label for e in accepted} == {"neutral"}
     m = child_runs(parts.tracker)[1].data.metrics
     assert m["rejected_label_disagreement"] > 0
-    assert m["agreement_requests"] == len(label_calls[0]) and m["agreement_tokens"] == 15 * len(label_calls[0])
+    assert m["agreement_requests"] == len(label_calls[0])
+    assert m["agreement_tokens"] == 15 * len(label_calls[0])
     assert summary["tokens_spent"] == parts.store.spent("t").tokens <= cfg.budget.tokens

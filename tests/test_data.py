@@ -22,7 +22,8 @@ def test_splits_are_stratified(tiny_config):
 
 def test_duplicates_dropped(tmp_path, tiny_config):
     p = tmp_path / "dups.jsonl"
-    rows = [{"text": f"text {i % 300}", "label": ["negative", "neutral", "positive"][i % 300 % 3]} for i in range(900)]
+    labels = ["negative", "neutral", "positive"]
+    rows = [{"text": f"text {i % 300}", "label": labels[i % 300 % 3]} for i in range(900)]
     p.write_text("\n".join(json.dumps(r) for r in rows))
     with pytest.raises(DataError, match="300 distinct rows"):
         load_splits(tiny_config(**{"data.source": str(p), "data.test_size": 300}))

@@ -86,7 +86,8 @@ def _entry(tree: ast.Module, name: str | None) -> ast.FunctionDef | None:
 
 def _has_docstring(fn: ast.FunctionDef) -> bool:
     first = fn.body[0]
-    return isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)
+    return (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+            and isinstance(first.value.value, str))
 
 
 def body_of(code: str, name: str) -> str | None:
@@ -97,7 +98,8 @@ def body_of(code: str, name: str) -> str | None:
     except UNPARSABLE:
         return None
     fn = _entry(tree, name)
-    if fn is None or sum(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) for n in tree.body) > 1:
+    defined = sum(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) for n in tree.body)
+    if fn is None or defined > 1:
         return None
     stmts = fn.body[1:] if _has_docstring(fn) else fn.body
     if not stmts:
@@ -144,15 +146,17 @@ class CodegenTask(Task):
 
     @dataclass
     class Options:
-        samples: int = option(1, "programs sampled per problem to evaluate (pass@1 is their mean pass rate)", ge=1)
-        temperature: float = option(0.0, "sampling temperature when evaluating (0: greedy, needs samples 1)", ge=0)
+        samples: int = option(1, "programs sampled per problem to evaluate (pass@1 is their mean pass rate)",
+                              ge=1)
+        temperature: float = option(0.0, "sampling temperature when evaluating (0: greedy, needs samples 1)",
+                                    ge=0)
         pass_k: int = option(1, "also report pass@k (k <= samples) with the unbiased estimator", ge=1)
-        mine_samples: int = option(4, "programs sampled per training problem when mining (their disagreement is "
-                                      "the low-confidence signal)", ge=1)
+        mine_samples: int = option(4, "programs sampled per training problem when mining (their "
+                                      "disagreement is the low-confidence signal)", ge=1)
         mine_temperature: float = option(0.8, "sampling temperature when mining", ge=0)
         revise_with_reference: bool = option(True, "show the reference solution in self-revise prompts")
-        reviser: Literal["teacher", "student"] = option("teacher", "who revises failing programs: teacher, or "
-                                                                   "student (itself, as in SEED)")
+        reviser: Literal["teacher", "student"] = option("teacher", "who revises failing programs: teacher, "
+                                                                   "or student (itself, as in SEED)")
 
     @staticmethod
     def config_rules(cfg: Config) -> list[tuple[bool, str, str]]:
@@ -176,7 +180,8 @@ class CodegenTask(Task):
     def load_splits(self) -> dict[str, list[Example]]:
         d = self.full.data
         path, problems = read_problems(d.source, self.full.resolve)
-        problems = build_variants(path, problems, mutants_per_problem=d.mutants_per_problem, limits=self.limits)
+        problems = build_variants(path, problems, mutants_per_problem=d.mutants_per_problem,
+                                  limits=self.limits)
         by_split = split_problems(problems, {"train": d.train_size, "dev_stop": d.dev_size,
                                              "test": d.test_size}, d.seed)
         self.problems = {p.task_id: p for p in problems}
@@ -194,9 +199,11 @@ class CodegenTask(Task):
             (self.cfg.samples, self.cfg.temperature)
         prompts = [pair_sides(e.text)[0] for e in examples]
         self._calls += 1
-        outs = student.sample(prompts, n, temp, seed=self.full.student.seed * 1000 + self._calls) if examples else []
+        seed = self.full.student.seed * 1000 + self._calls
+        outs = student.sample(prompts, n, temp, seed=seed) if examples else []
         jobs = [(prompt + body, self.problems[e.group].test, self.problems[e.group].entry_point,
-                 support(self.problems[e.group])) for e, prompt, bodies in zip(examples, prompts, outs) for body in bodies]
+                 support(self.problems[e.group]))
+                for e, prompt, bodies in zip(examples, prompts, outs) for body in bodies]
         flat = iter(run_many(jobs, self.limits))
         outcomes = [[next(flat) for _ in bodies] for bodies in outs]
         rates = np.array([sum(o.passed for o in outs_) / len(outs_) for outs_ in outcomes], np.float32)
@@ -243,8 +250,8 @@ class CodegenTask(Task):
             return ({"prompt": problem.prompt, "program": program, "output": output,
                      "reference": problem.reference if self.cfg.revise_with_reference else "",
                      "entry_point": problem.entry_point}, {"problem": problem.task_id})
-        return {"programs": [prompt + body for prompt, body in map(pair_sides, (e.text for e in
-                                                                                   variables["exemplars"]))]}, {}
+        sides = map(pair_sides, (e.text for e in variables["exemplars"]))
+        return {"programs": [prompt + body for prompt, body in sides]}, {}
 
     def json_schema(self, n: int, kind: str = "targeted") -> dict:
         if kind == "self_revise":
@@ -262,7 +269,8 @@ class CodegenTask(Task):
     # -- candidates -------------------------------------------------------------------------------
     def parse(self, text: str, req: GenRequest) -> list[Candidate]:
         value = extract_json(text)
-        items = value.get("samples") if isinstance(value, dict) else value if isinstance(value, list) else None
+        items = (value.get("samples") if isinstance(value, dict)
+                 else value if isinstance(value, list) else None)
         if not items and req.kind == "self_revise":  # a reviser that answers with a code block, not JSON
             items = [{"code": m.group(1)} for m in CODE_FENCE.finditer(text)][:1] or None
         if not items:
@@ -271,7 +279,8 @@ class CodegenTask(Task):
         return [self._candidate(item, req) for item in items]
 
     def _candidate(self, item, req: GenRequest) -> Candidate:
-        cand = Candidate(text=str(item)[:500], label="", request_id=req.id, kind=req.kind, meta=dict(req.meta))
+        cand = Candidate(text=str(item)[:500], label="", request_id=req.id, kind=req.kind,
+                         meta=dict(req.meta))
         if req.kind == "self_revise":
             if not isinstance(item, dict) or not isinstance(item.get("code"), str):
                 cand.verdict, cand.reason = "rejected", "schema"
@@ -284,7 +293,8 @@ class CodegenTask(Task):
             cand.text = problem.prompt + PAIR_SEP + body
             return cand
         if (not isinstance(item, dict) or not isinstance(item.get("function"), str)
-                or not isinstance(item.get("tests"), list) or not all(isinstance(t, str) for t in item["tests"])):
+                or not isinstance(item.get("tests"), list)
+                or not all(isinstance(t, str) for t in item["tests"])):
             cand.verdict, cand.reason = "rejected", "schema"
             return cand
         parts, test = split_function(item["function"]), check_source(item["tests"])
@@ -297,7 +307,8 @@ class CodegenTask(Task):
             cand.text, cand.verdict, cand.reason = item["function"][:2000], "rejected", "weak_tests"
             cand.meta["weak_tests"] = weak
             return cand
-        digest = hashlib.sha1((prompt + body + test).encode("utf-8", "surrogatepass"))  # lone surrogates hash too
+        # surrogatepass: lone surrogates hash too
+        digest = hashlib.sha1((prompt + body + test).encode("utf-8", "surrogatepass"))
         task_id = GENERATED + digest.hexdigest()[:12]
         cand.text = prompt + PAIR_SEP + body
         cand.meta.update(problem=task_id, entry_point=name, test=test)
@@ -321,7 +332,7 @@ class CodegenTask(Task):
                 test = cand.meta.pop("test") if new else problem.test
                 todo.append((cand, prompt + body, test, name, support(problem) if problem else ""))
         outcomes = run_many([job[1:] for job in todo], self.limits)
-        for (cand, program, test, name, _), outcome in zip(todo, outcomes):
+        for (cand, *_), outcome in zip(todo, outcomes):
             cand.meta.update(outcome.record())
             cand.label = PASS if outcome.passed else FAIL
             if not outcome.passed:
@@ -351,8 +362,8 @@ class CodegenTask(Task):
             tries = mined.evidence.get(ex.id) or []
             if tries and sum(o.passed for _, o in tries) * 2 < len(tries):
                 program, output = self.failing_attempt(ex, tries)
-                rows.append({"problem": ex.group, "passed": sum(o.passed for _, o in tries), "samples": len(tries),
-                             "program": program, "output": output})
+                rows.append({"problem": ex.group, "passed": sum(o.passed for _, o in tries),
+                             "samples": len(tries), "program": program, "output": output})
         return {"error_analysis/failing_problems.json": rows}
 
     def self_reviser(self, student):
