@@ -77,7 +77,7 @@ def log_round_artifacts(tracker, task, splits, preds, mined, planned, cands: lis
                        for h in mined.hard], "error_analysis/hard_cases.json")
     tracker.log_table(_candidate_rows(cands, "accepted"), "samples/accepted.json")
     tracker.log_table(_candidate_rows(cands, "rejected"), "samples/rejected.json")
-    if getattr(task, "confusion", True):
+    if task.confusion:
         gold = [e.label for e in splits["dev_stop"]]
         tracker.log_confusion(preds["dev_stop"].labels, gold, task.labels, "confusion_stop.png",
                               "stopping split: gold vs predicted")
@@ -87,6 +87,5 @@ def log_round_artifacts(tracker, task, splits, preds, mined, planned, cands: lis
                                              for k in ("precision", "recall", "f1")}}
                            for lab in task.labels], "per_class_test.json")
     # task-specific tables (codegen: failing problems; faultloc: mislocalized functions)
-    if hasattr(task, "artifacts"):
-        for name, rows in task.artifacts(preds, splits, mined).items():
-            tracker.log_table(rows, name)
+    for name, rows in task.artifacts(preds, splits, mined).items():
+        tracker.log_table(rows, name)
