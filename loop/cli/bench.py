@@ -134,6 +134,32 @@ def bench_efficiency(config, strategies, seeds, budgets, rounds, out, sets, verb
     click.echo(f"written: {out_path} and {out_path.with_suffix('.png')}")
 
 
+@bench.command("labels")
+@CONFIG_OPT
+@click.option("--result", type=click.Path(dir_okay=False),
+              help="The efficiency result to read (default: bench/results/efficiency-<config name>.json).")
+@click.option("--store", type=click.Path(dir_okay=False),
+              help="Its run store (default: <run.dir>/bench-efficiency/store.sqlite).")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="JSON to write (default: bench/results/labels-<config name>.json).")
+@SET_OPT
+@click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
+@handle_errors
+def bench_labels(config, result, store, out, sets, verbose):
+    """Label precision of the samples an efficiency benchmark accepted, by arm and request kind, against a
+    reference classifier trained on every labelled row outside test."""
+    from loop.bench.labels import run_bench, table_lines
+
+    _logging(verbose)
+    cfg = _load(config, _parse_sets(sets))
+    name = Path(config).stem if config else "default"
+    store_path = Path(store) if store else cfg.resolve(cfg.run.dir) / "bench-efficiency" / "store.sqlite"
+    report = run_bench(cfg, Path(result or f"bench/results/efficiency-{name}.json"), store_path,
+                       Path(out or f"bench/results/labels-{name}.json"))
+    for line in table_lines(report):
+        click.echo(line)
+
+
 @bench.command("noise")
 @CONFIG_OPT
 @click.option("--seeds", default="0,1,2,3,4", show_default=True, help="Comma-separated student seed offsets.")
