@@ -80,7 +80,7 @@ class OpenAITeacher(Component):
         self.counter = PromptCounter(cfg.tokenizer)
         self._schema_ok = cfg.guided_json
         self._next = 0
-        self._fails, self._down = 0, ""  # consecutive failed attempts; why the teacher is down
+        self._fails, self._down, self._down_count = 0, "", 0  # consecutive failures; why and when marked down
         if cfg.api_key_env:
             register(os.environ.get(cfg.api_key_env))
 
@@ -142,13 +142,13 @@ class OpenAITeacher(Component):
     def _failed(self, url: str, why: str) -> None:
         self._fails += 1
         if self._fails >= self.cfg.down_after and not self._down:
-            self._down = f"{url}: {why}"
+            self._down, self._down_count = f"{url}: {why}", self._fails  # in-flight attempts may fail later
             log.error("teacher marked down after %d consecutive failed attempts (last: %s)", self._fails,
                       self._down)
 
     def _check_down(self) -> None:
         if self._down:
-            raise TeacherDown(f"the teacher is down: {self._fails} consecutive failed attempts across "
+            raise TeacherDown(f"the teacher is down: {self._down_count} consecutive failed attempts across "
                               f"{len(self.urls)} server(s), last {self._down}")
 
     async def _one(self, client, sem, req: GenRequest, headers: dict) -> GenResult:
