@@ -9,11 +9,14 @@ LOOP=${LOOP:-loop}
 run() { echo "=== $1 start $(date -u +%FT%TZ)"; shift; $LOOP bench efficiency "$@"; echo "=== end $(date -u +%FT%TZ)"; }
 run banking77 --config configs/banking77.yaml --strategies none,all_labels,random,targeted,real,active \
     --seeds 0,1,2,3,4 --budgets 7000,14000,21000 --rounds 3
-run default --config configs/default.yaml --strategies none,all_labels,random,targeted,real --seeds 0,1,2,3,4 \
-    --budgets 8000,16000,24000 --rounds 3
-run stackoverflow --config configs/stackoverflow.yaml --strategies none,random,targeted,real --seeds 0,1,2 \
-    --budgets 7000,14000,21000 --rounds 3
-run banking77-crossval --config configs/banking77.yaml --strategies crossval --seeds 0,1,2 \
-    --budgets 7000,14000,21000 --rounds 3
+$LOOP bench labels --config configs/banking77.yaml  # label precision of what those runs accepted
 run banking77-dev2000 --config configs/banking77.yaml --strategies none,all_labels --seeds 0,1,2,3,4 \
     --budgets 7000,14000,21000 --rounds 3 --set data.dev_size=2000 --out bench/results/efficiency-banking77-dev2000.json
+run banking77-crossval --config configs/banking77.yaml --strategies crossval --seeds 0,1,2 \
+    --budgets 7000,14000,21000 --rounds 3
+run default --config configs/default.yaml --strategies none,all_labels,random,targeted,real --seeds 0,1,2,3,4 \
+    --budgets 8000,16000,24000 --rounds 3
+$LOOP bench labels --config configs/default.yaml
+run stackoverflow --config configs/stackoverflow.yaml --strategies none,random,targeted,real --seeds 0,1,2 \
+    --budgets 7000,14000,21000 --rounds 3
+$LOOP bench labels --config configs/stackoverflow.yaml
