@@ -18,6 +18,11 @@ from loop.cli.common import (
 from loop.errors import ConfigError
 
 
+def efficiency_dir(cfg) -> Path:
+    """Where `loop bench efficiency` keeps its runs (and `loop bench labels` reads them)."""
+    return cfg.resolve(cfg.run.dir) / "bench-efficiency"
+
+
 @click.group()
 def bench():
     """Benchmarks that print figures (teacher throughput, ...)."""
@@ -126,7 +131,7 @@ def bench_efficiency(config, strategies, seeds, budgets, rounds, out, sets, verb
     out_path = Path(out or f"bench/results/efficiency-{name}.json")
     result = run_bench(cfg, [s.strip() for s in strategies.split(",") if s.strip()], ints(seeds),
                        sorted(ints(budgets)), rounds or cfg.loop.rounds, out_path,
-                       cfg.resolve(cfg.run.dir) / "bench-efficiency")
+                       efficiency_dir(cfg))
     from loop.bench.paired import table_lines
 
     for line in table_lines(result, result["summary"]):
@@ -153,7 +158,7 @@ def bench_labels(config, result, store, out, sets, verbose):
     _logging(verbose)
     cfg = _load(config, _parse_sets(sets))
     name = Path(config).stem if config else "default"
-    store_path = Path(store) if store else cfg.resolve(cfg.run.dir) / "bench-efficiency" / "store.sqlite"
+    store_path = Path(store) if store else efficiency_dir(cfg) / "store.sqlite"
     report = run_bench(cfg, Path(result or f"bench/results/efficiency-{name}.json"), store_path,
                        Path(out or f"bench/results/labels-{name}.json"))
     for line in table_lines(report):
