@@ -120,3 +120,37 @@ def test_partial_results_are_saved_with_their_table_and_plot(tmp_path):
         and saved["summary"]["table"]["random"]["1000"]["seeds"] == 1
     assert saved["summary"]["token_ratio"] == {} and "targeted-random" not in saved["summary"]["paired"]
     assert out.with_suffix(".png").stat().st_size > 1000
+
+
+def test_an_interrupted_benchmark_run_resumes_instead_of_starting_over(tiny_config, tmp_path, monkeypatch):
+    """A run killed in round 2 and started again goes on from its store: its curve (round 0 at zero tokens)
+    and its spending are those of a run that was never interrupted."""
+    from conftest import HashEmbedder, StableTeacher, TinyStudent
+
+    import loop.components
+    from loop.bench.efficiency import run_one
+
+    monkeypatch.setattr(loop.components, "build_student", lambda cfg: TinyStudent())
+    cfg = tiny_config(**{"loop.rounds": 3, "teacher.cache": False})
+    clean = run_one(cfg, StableTeacher(), HashEmbedder(), tmp_path / "clean", "r")
+
+    class Killed(BaseException):
+        pass
+
+    dying = StableTeacher()
+    real, calls = dying.generate, []
+
+    def generate(requests):
+        calls.append(1)
+        if len(calls) == 2:
+            raise Killed
+        return real(requests)
+
+    dying.generate = generate
+    try:
+        run_one(cfg, dying, HashEmbedder(), tmp_path / "cut", "r")
+    except Killed:
+        pass
+    resumed = run_one(cfg, StableTeacher(), HashEmbedder(), tmp_path / "cut", "r")
+    assert [r["tokens"] for r in resumed["rounds"]] == [r["tokens"] for r in clean["rounds"]]
+    assert resumed["rounds"][0]["tokens"] == 0 and len(resumed["rounds"]) == 4

@@ -141,6 +141,7 @@ def run_one(cfg: Config, teacher, embedder, run_dir: Path, run_id: str, fits: Fi
     from loop.tracking import Tracker
 
     store = RunStore(run_dir / "store.sqlite")
+    resume = store.run_info(run_id) is not None  # an interrupted benchmark run goes on where it stopped
     store.start_run(run_id, cfg.to_dict())
     tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.base_dir)
 
@@ -150,7 +151,7 @@ def run_one(cfg: Config, teacher, embedder, run_dir: Path, run_id: str, fits: Fi
     parts = Parts(task=task, student=student, teacher=teacher, embedder=embedder, splits=task.load_splits(),
                   store=store, tracker=tracker, reviser=task.self_reviser(student))
     try:
-        summary = run_loop(cfg, parts, run_id, run_dir / run_id)
+        summary = run_loop(cfg, parts, run_id, run_dir / run_id, resume=resume)
         rows = store.round_rows(run_id)
     finally:
         store.close()
