@@ -140,6 +140,8 @@ class GenerationConfig:
     targeted_requests: int = _f(10, "targeted-generation prompts per round", ge=0)
     revise_requests: int = _f(6, "self-revision prompts per round", ge=0)
     samples_per_request: int = _f(4, "new samples asked for in each prompt", ge=1)
+    completions: int = _f(1, "times each prompt is sampled (vLLM's and the OpenAI API's n: the prompt is "
+                             "paid once; other back-ends send it that many times)", ge=1)
     exemplars: int = _f(4, "examples from the neighbourhood shown per prompt", ge=1)
     contrasts: int = _f(2, "nearest examples of other labels shown per prompt", ge=0)
     cluster_floor: int = _f(1, "fewest targeted prompts a ranked neighbourhood gets", ge=0)

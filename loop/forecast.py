@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from loop.config import Config
 from loop.plan import plan_random
+from loop.registry import TEACHERS
 from loop.teachers.base import PromptCounter
 
 
@@ -52,10 +53,12 @@ def forecast(cfg: Config, task, splits: dict, store=None) -> Forecast:
     rounds = cfg.loop.rounds
     reqs = [] if g.strategy == "none" else plan_random(splits["train"], task, cfg, 1)
     counter = _counter(cfg)
-    prompt = sum(counter.count(r.messages) for r in reqs)
-    worst = prompt + sum(r.max_tokens for r in reqs)
+    once = getattr(TEACHERS.get(cfg.teacher.backend), "samples_n", False)  # the prompt is paid once for n
+    prompt = sum(counter.count(r.messages) * (1 if once else r.n) for r in reqs)
+    completions = sum(r.max_tokens * r.n for r in reqs)
+    worst = prompt + completions
     share = completion_share(store) if store is not None else None
-    expected = prompt + int(sum(r.max_tokens for r in reqs) * (share if share is not None else 1.0))
+    expected = prompt + int(completions * (share if share is not None else 1.0))
     agreement = len(reqs) * g.samples_per_request if cfg.filters.label_agreement else 0
     worst += agreement * (cfg.filters.agreement_max_tokens + 200)
     affordable = cfg.budget.tokens // worst if worst else rounds

@@ -31,7 +31,8 @@ def _request(task, cfg: Config, kind: str, seed: int, meta: dict, **variables) -
     extra, extra_meta = task.request_vars(kind, variables)  # e.g. the problem a code request is about
     return GenRequest(messages=task.messages(kind, n=n, **variables, **extra), max_tokens=t.max_tokens,
                       temperature=t.temperature, top_p=t.top_p, seed=seed, kind=kind,
-                      json_schema=task.json_schema(n, kind), meta={**meta, **extra_meta})
+                      json_schema=task.json_schema(n, kind), meta={**meta, **extra_meta},
+                      n=cfg.generation.completions)
 
 
 def _window(items: list, start: int, size: int) -> list:

@@ -65,18 +65,23 @@ class GenRequest:
     json_schema: Optional[dict] = None
     meta: dict = field(default_factory=dict)
     id: str = ""
+    n: int = 1  # completions of this prompt (the prompt is paid once where the back-end supports it)
 
     def __post_init__(self) -> None:
         if not self.id:
-            key = json.dumps([self.messages, self.max_tokens, self.temperature, self.top_p, self.seed,
-                              self.json_schema], sort_keys=True)
+            key = json.dumps(_identity(self), sort_keys=True)
             self.id = hashlib.sha1(key.encode("utf-8")).hexdigest()[:20]
 
 
+def _identity(req: GenRequest) -> list:
+    """What makes two requests the same (a single completion keeps the identity it always had)."""
+    out = [req.messages, req.max_tokens, req.temperature, req.top_p, req.seed, req.json_schema]
+    return out + [req.n] if req.n != 1 else out
+
+
 def cache_key(teacher_name: str, req: GenRequest) -> str:
-    """Back-end, model, messages, sampling parameters and seed: equal keys, equal replies."""
-    key = json.dumps([teacher_name, req.messages, req.max_tokens, req.temperature, req.top_p, req.seed,
-                      req.json_schema], sort_keys=True)
+    """Back-end, model, messages, sampling parameters, seed and completions: equal keys, equal replies."""
+    key = json.dumps([teacher_name, *_identity(req)], sort_keys=True)
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
@@ -88,6 +93,11 @@ class GenResult:
     completion_tokens: int
     finish_reason: str
     latency_s: float
+    choices: Optional[list[str]] = None  # every completion of an n > 1 request (`text` is the first)
+
+    def texts(self) -> list[str]:
+        """The completions of this reply: one, or each of an n > 1 request's."""
+        return list(self.choices) if self.choices is not None else [self.text]
 
 
 @dataclass

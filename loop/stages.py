@@ -21,6 +21,7 @@ from loop.mining import HardCase, HoodPlan, Neighbourhood, build_neighbourhoods,
 from loop.plan import Plan, plan_random, plan_targeted
 from loop.records import Candidate, Example, GenRequest, GenResult, cache_key
 from loop.store import RunStore
+from loop.teachers.base import sample, worst_prompt
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +188,8 @@ def generate(teacher, requests: list[GenRequest], budget: Budget, store: RunStor
             out.pairs.append((req, hit))
             out.cache_hits += 1
             continue
-        pt = teacher.prompt_tokens(req.messages)
-        if (not replaying or req.id in sent_before) and budget.reserve(pt, req.max_tokens):
+        pt = worst_prompt(teacher, req, teacher.prompt_tokens(req.messages))
+        if (not replaying or req.id in sent_before) and budget.reserve(pt, req.max_tokens * req.n):
             todo.append((req, pt, key))
         else:
             skipped.append(req.id)
@@ -199,23 +200,30 @@ def generate(teacher, requests: list[GenRequest], budget: Budget, store: RunStor
     store.add_requests(run_id, rnd, [r for r, _, _ in todo], [pt for _, pt, _ in todo], skipped)
     error = None
     try:
-        results = teacher.generate([r for r, _, _ in todo]) if todo else []
+        results = sample(teacher, [r for r, _, _ in todo]) if todo else []
     except TeacherError as exc:
         results, error = exc.partial, exc
     by_id = {res.request_id: res for res in results}
     for req, pt, key in todo:
         res = by_id.get(req.id)
         if res is None:
-            budget.release(pt, req.max_tokens)
+            budget.release(pt, req.max_tokens * req.n)
             continue
-        res.text = storable(res.text)  # a back-end may decode JSON '\ud800' into text UTF-8 cannot store
-        cost = budget.settle(pt, req.max_tokens, res.prompt_tokens, res.completion_tokens)
+        _storable_reply(res)
+        cost = budget.settle(pt, req.max_tokens * req.n, res.prompt_tokens, res.completion_tokens)
         store.add_response(run_id, rnd, res, cost, cache_key=key, teacher=teacher.name)
         out.pairs.append((req, res))
         out.paid_tokens += res.prompt_tokens + res.completion_tokens
     if error is not None:
         raise error
     return out
+
+
+def _storable_reply(res: GenResult) -> None:
+    """A back-end may decode JSON '\ud800' into text UTF-8 cannot store."""
+    res.text = storable(res.text)
+    if res.choices is not None:
+        res.choices = [storable(c) for c in res.choices]
 
 
 def generate_routed(teacher, reviser, requests: list[GenRequest], budget: Budget, store: RunStore,
@@ -290,10 +298,14 @@ def parse_reply(task, req: GenRequest, res: GenResult) -> list[Candidate]:
     embeds or runs them. Whatever parsing raises (deep nesting, huge numbers, bad Unicode, a parser bug)
     makes the reply one 'malformed' rejection naming the exception, so a resumed run that replays the
     stored reply gets the same verdict rather than the same crash."""
-    if len(res.text) > oversize(req):
-        return [_rejected(req, res.text, "oversize")]
+    return [c for text in res.texts() for c in _parse_one(task, req, text)]
+
+
+def _parse_one(task, req: GenRequest, text: str) -> list[Candidate]:
+    if len(text) > oversize(req):
+        return [_rejected(req, text, "oversize")]
     try:
-        cands = task.parse(res.text, req)
+        cands = task.parse(text, req)
         for cand in cands:
             cand.meta.update(req.meta)
         reject_unsafe(cands)
@@ -301,7 +313,7 @@ def parse_reply(task, req: GenRequest, res: GenResult) -> list[Candidate]:
     except LoopError:  # raised on purpose (a wrong config, say): not about this reply
         raise
     except Exception as exc:  # noqa: BLE001 -- the boundary: a failure on one reply is that reply's rejection
-        return [_rejected(req, res.text, "malformed", error=_failed(exc, "parsing", req.id))]
+        return [_rejected(req, text, "malformed", error=_failed(exc, "parsing", req.id))]
 
 
 def _restore(cand: Candidate, saved: Candidate) -> None:

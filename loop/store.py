@@ -28,15 +28,21 @@ CREATE TABLE IF NOT EXISTS skipped (run_id TEXT, round INTEGER, request_id TEXT,
 CREATE TABLE IF NOT EXISTS responses (request_id TEXT, run_id TEXT, round INTEGER, text TEXT,
                                       prompt_tokens INTEGER, completion_tokens INTEGER,
                                       finish_reason TEXT, latency_s REAL, cost REAL, created REAL,
-                                      PRIMARY KEY (run_id, request_id));
+                                      choices TEXT, PRIMARY KEY (run_id, request_id));
 CREATE TABLE IF NOT EXISTS candidates (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, round INTEGER,
                                        request_id TEXT, kind TEXT, text TEXT, label TEXT, verdict TEXT,
                                        reason TEXT, meta TEXT);
 CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, teacher TEXT, text TEXT, prompt_tokens INTEGER,
-                                  completion_tokens INTEGER, finish_reason TEXT, created REAL);
+                                  completion_tokens INTEGER, finish_reason TEXT, created REAL, choices TEXT);
 CREATE TABLE IF NOT EXISTS ledger (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, round INTEGER,
                                    event TEXT, tokens INTEGER, money REAL, samples INTEGER, created REAL);
 """
+
+
+def _result(request_id: str, row: tuple) -> GenResult:
+    """A stored reply (text, prompt and completion tokens, finish reason, its completions as JSON or NULL)."""
+    return GenResult(request_id=request_id, text=row[0], prompt_tokens=row[1], completion_tokens=row[2],
+                     finish_reason=row[3], latency_s=0.0, choices=json.loads(row[4]) if row[4] else None)
 
 
 class RunStore:
@@ -58,9 +64,11 @@ class RunStore:
                                 "start afresh (its runs cannot be resumed)") from None
 
     def _migrate(self) -> None:
-        """Stores written before runs kept their config's base folder gain the column (NULL for old runs)."""
-        if "base_dir" not in {row[1] for row in self.db.execute("PRAGMA table_info(runs)")}:
-            self.db.execute("ALTER TABLE runs ADD COLUMN base_dir TEXT")
+        """Stores written before runs kept their config's base folder, or before a reply could hold several
+        completions, gain the column (NULL for old rows)."""
+        for table, column in (("runs", "base_dir"), ("responses", "choices"), ("cache", "choices")):
+            if column not in {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}:
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
 
     def _write(self, sql: str, rows: list[tuple]) -> None:
         with self.db:
@@ -80,12 +88,13 @@ class RunStore:
 
     def add_requests(self, run_id: str, rnd: int, reqs: list[GenRequest], prompt_tokens: list[int],
                      skipped: list[str] = ()) -> None:
-        """Record, in one transaction, the requests about to be sent and those the budget skipped."""
+        """Record, in one transaction, the requests about to be sent (with the completion tokens they may use,
+        every completion counted, and the prompt tokens reserved) and those the budget skipped."""
         with self.db:
             self.db.execute("BEGIN")
             self.db.executemany("INSERT OR IGNORE INTO requests VALUES (?,?,?,?,?,?,?,?,?)",
                                 [(r.id, run_id, rnd, r.kind, json.dumps(r.messages), json.dumps(r.meta),
-                                  r.max_tokens, pt, time.time()) for r, pt in zip(reqs, prompt_tokens)])
+                                  r.max_tokens * r.n, pt, time.time()) for r, pt in zip(reqs, prompt_tokens)])
             self.db.executemany("INSERT OR IGNORE INTO skipped VALUES (?,?,?)",
                                 [(run_id, rnd, rid) for rid in skipped])
 
@@ -104,12 +113,10 @@ class RunStore:
 
     def own_response(self, run_id: str, request_id: str) -> GenResult | None:
         """This run's stored (already paid) response to a request, or None."""
-        row = self.db.execute("SELECT text, prompt_tokens, completion_tokens, finish_reason FROM responses "
-                              "WHERE run_id=? AND request_id=?", (run_id, request_id)).fetchone()
-        if row is None:
-            return None
-        return GenResult(request_id=request_id, text=row[0], prompt_tokens=row[1], completion_tokens=row[2],
-                         finish_reason=row[3], latency_s=0.0)
+        row = self.db.execute("SELECT text, prompt_tokens, completion_tokens, finish_reason, choices "
+                              "FROM responses WHERE run_id=? AND request_id=?",
+                              (run_id, request_id)).fetchone()
+        return None if row is None else _result(request_id, row)
 
     def add_response(self, run_id: str, rnd: int, res: GenResult, cost: float, cache_key: str | None = None,
                      teacher: str = "", cached: bool = False) -> None:
@@ -117,26 +124,28 @@ class RunStore:
         tokens = 0 if cached else res.prompt_tokens + res.completion_tokens
         with self.db:
             self.db.execute("BEGIN")
-            self.db.execute("INSERT OR IGNORE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?)",
+            choices = json.dumps(res.choices) if res.choices is not None else None
+            self.db.execute("INSERT OR IGNORE INTO responses (request_id, run_id, round, text, "
+                            "prompt_tokens, completion_tokens, finish_reason, latency_s, cost, created, "
+                            "choices) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                             (res.request_id, run_id, rnd, res.text, res.prompt_tokens, res.completion_tokens,
-                             res.finish_reason, res.latency_s, 0.0 if cached else cost, time.time()))
+                             res.finish_reason, res.latency_s, 0.0 if cached else cost, time.time(), choices))
             self.db.execute("INSERT INTO ledger (run_id, round, event, tokens, money, samples, created) "
                             "VALUES (?,?,?,?,?,?,?)", (run_id, rnd, ("cached:" if cached else "response:")
                                                        + res.request_id, tokens, 0.0 if cached else cost, 0,
                                                        time.time()))
             if cache_key and not cached:
-                self.db.execute("INSERT OR IGNORE INTO cache VALUES (?,?,?,?,?,?,?)",
+                self.db.execute("INSERT OR IGNORE INTO cache (key, teacher, text, prompt_tokens, "
+                                "completion_tokens, finish_reason, created, choices) "
+                                "VALUES (?,?,?,?,?,?,?,?)",
                                 (cache_key, teacher, res.text, res.prompt_tokens, res.completion_tokens,
-                                 res.finish_reason, time.time()))
+                                 res.finish_reason, time.time(), choices))
 
     def cached(self, key: str, request_id: str) -> GenResult | None:
         """A response stored earlier under the same cache key (any run), or None."""
-        row = self.db.execute("SELECT text, prompt_tokens, completion_tokens, finish_reason FROM cache "
-                              "WHERE key=?", (key,)).fetchone()
-        if row is None:
-            return None
-        return GenResult(request_id=request_id, text=row[0], prompt_tokens=row[1], completion_tokens=row[2],
-                         finish_reason=row[3], latency_s=0.0)
+        row = self.db.execute("SELECT text, prompt_tokens, completion_tokens, finish_reason, choices "
+                              "FROM cache WHERE key=?", (key,)).fetchone()
+        return None if row is None else _result(request_id, row)
 
     def add_candidates(self, run_id: str, rnd: int, cands: list[Candidate]) -> None:
         """Store a round's verdicts and the accepted-sample count in one transaction."""

@@ -75,3 +75,34 @@ def test_scores():
     assert s["accuracy"] == 0.75
     assert s["f1_a"] == pytest.approx(2 / 3) and s["f1_b"] == pytest.approx(0.8)
     assert s["macro_f1"] == pytest.approx((2 / 3 + 0.8) / 2)
+
+
+@pytest.mark.parametrize("text", [
+    "A small seller mislabelled a tweet as 'positive' when it should have been 'negative'.",
+    "This tweet should be labeled neutral by the classifier",
+    "Here is another training example about the weather",
+    "As the prompt says, the flight was late",
+    'My review was "negative" because the food was cold',
+])
+def test_samples_that_leak_the_request_are_rejected(task, text):
+    cands = task.parse(json.dumps({"samples": [{"text": text, "label": "negative"}]}), req())
+    assert [(c.verdict, c.reason) for c in cands] == [("rejected", "prompt_leak")]
+
+
+def test_ordinary_texts_and_label_words_in_use_are_not_leaks(task):
+    texts = ["Feeling so positive about today's match!", "The flight label on my bag was torn, so negative",
+             "neutral ground for the meeting"]
+    cands = task.parse(json.dumps({"samples": [{"text": t, "label": "neutral"} for t in texts]}), req())
+    assert [c.verdict for c in cands] == ["pending"] * 3
+
+
+def test_a_label_name_no_text_would_hold_is_a_leak_and_the_check_can_be_off():
+    cfg = load_config(None, {"task.prompts": str(ROOT / "prompts" / "classify"),
+                             "task.labels": ["card_arrival", "lost_or_stolen_card"]})
+    reply = json.dumps({"samples": [{"text": "Where is my card? card_arrival please",
+                                     "label": "card_arrival"},
+                                    {"text": "My card never arrived", "label": "card_arrival"}]})
+    assert [c.reason for c in ClassifyTask(cfg).parse(reply, req())] == ["prompt_leak", ""]
+    off = load_config(None, {"task.prompts": str(ROOT / "prompts" / "classify"), "task.reject_leaks": False,
+                             "task.labels": ["card_arrival", "lost_or_stolen_card"]})
+    assert [c.verdict for c in ClassifyTask(off).parse(reply, req())] == ["pending", "pending"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from fake_openai import FakeOpenAI
@@ -10,7 +11,7 @@ from fake_openai import FakeOpenAI
 from loop.config import section
 from loop.errors import TeacherError
 from loop.records import GenRequest, GenResult
-from loop.teachers.base import PromptCounter
+from loop.teachers.base import PromptCounter, sample, takes_n
 from loop.teachers.openai import OpenAITeacher
 from loop.teachers.replay import Recorder, ReplayTeacher
 
@@ -49,6 +50,18 @@ class TeacherContract:
     def test_empty_batch(self, teacher):
         assert teacher.generate([]) == []
 
+    def test_several_completions_of_one_prompt(self, teacher):
+        """n completions come back as one result; a back-end with n pays the prompt once."""
+        [one] = sample(teacher, requests(1))
+        [res] = sample(teacher, [twice()])
+        assert res.request_id == twice().id and len(res.texts()) == 2 and res.text == res.texts()[0]
+        assert res.prompt_tokens == one.prompt_tokens * (1 if takes_n(teacher) else 2)
+        assert 0 < res.completion_tokens <= 2 * twice().max_tokens
+
+
+def twice() -> GenRequest:
+    return replace(requests(1)[0], n=2, id="")
+
 
 class TestReplayContract(TeacherContract):
     @pytest.fixture
@@ -57,6 +70,7 @@ class TestReplayContract(TeacherContract):
             live = OpenAITeacher(section("teacher", backend="openai", model="m", base_urls=[server.url]))
             rec = Recorder(live, tmp_path / "c.jsonl")
             rec.generate(requests())
+            sample(rec, [twice()])
         return ReplayTeacher(section("teacher", backend="replay", cassette=str(tmp_path / "c.jsonl")))
 
 

@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from loop.config import Config
 
 FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
+# a sample that talks about labelling, classifiers or the prompt is about the request, not an example of the
+# task ("A small seller mislabelled a tweet as 'positive'...")
+LEAK_WORDS = re.compile(r"\bmislabel\w*|\blabel(?:l?ed|l?ing)\b|\bclassif(?:ier|iers|ication|ied|y)\b"
+                        r"|\bannotat\w*|\btraining (?:data|examples?|sets?|samples?)\b"
+                        r"|\b(?:the|this|above|following) prompts?\b|\binstructions? above\b", re.I)
 
 
 MAX_STARTS = 64  # '{' / '[' positions tried in a reply with prose around its JSON
@@ -100,6 +105,14 @@ def focus_labels(variables: dict, labels: list[str]) -> list[str]:
     return [lab for lab in labels if lab in chosen]
 
 
+def leak_pattern(labels: list[str]) -> re.Pattern:
+    """What marks a sample as leaking its request: words about labelling and prompts, a label quoted as a
+    label ('positive'), or a label name no text would hold verbatim (one with '_' or other non-letters)."""
+    quoted = "|".join(rf"[\"'‘’“”]{re.escape(lab)}[\"'‘’“”]" for lab in labels)
+    odd = "|".join(rf"\b{re.escape(lab)}" for lab in labels if not re.fullmatch(r"[A-Za-z][A-Za-z -]*", lab))
+    return re.compile("|".join(p for p in (LEAK_WORDS.pattern, quoted, odd) if p), re.I)
+
+
 class ClassifyTask(Task):
     name = "classify"
 
@@ -108,11 +121,14 @@ class ClassifyTask(Task):
         list_labels: int = option(20, "most labels a prompt lists; with more, a request lists only the "
                                       "labels it is about (its examples', its confused pair) while the JSON "
                                       "schema still allows all", ge=2)
+        reject_leaks: bool = option(True, "reject samples that talk about labels, classifiers or the prompt, "
+                                          "or hold a label name no text would (prompt_leak)")
 
     def __init__(self, cfg: Config):
         super().__init__(cfg)
         self.prompts = Prompts(cfg.resolve(cfg.task.prompts))
         self._lower = {lab.lower(): lab for lab in self.labels}
+        self._leak = leak_pattern(self.labels) if cfg.task.reject_leaks else None
 
     def common(self) -> dict:
         """Variables every template sees."""
@@ -150,6 +166,8 @@ class ClassifyTask(Task):
             cand.verdict, cand.reason = "rejected", "label"
         elif not self.cfg.min_chars <= len(text) <= self.cfg.max_chars:
             cand.verdict, cand.reason = "rejected", "length"
+        elif self._leak is not None and self._leak.search(text):
+            cand.verdict, cand.reason = "rejected", "prompt_leak"
         return cand
 
     def parse(self, text: str, req: GenRequest) -> list[Candidate]:

