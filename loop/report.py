@@ -27,6 +27,11 @@ def round_metrics(mined, gen, cands: list[Candidate], budget, accepted, timer) -
         m[f"accepted_{kind}"] = n  # e.g. revised programs (self_revise) vs new problems (targeted)
     m["parse_rate"] = 1 - sum(c.reason == "parse" for c in cands) / len(pairs) if pairs else 0.0
     m["acceptance_rate"] = m["accepted"] / m["candidates"] if cands else 0.0
+    # what a useful sample cost, and how much of the round came back as copies of what the student has
+    if m["accepted"]:
+        m["tokens_per_accepted"] = m["tokens_round"] / m["accepted"]
+    copies = sum(c.reason in ("duplicate", "near_duplicate") for c in cands)
+    m["duplicate_share"] = copies / len(cands) if cands else 0.0
     executed = [c for c in cands if "intent_agrees" in c.meta]
     if executed:  # code tasks: how often the tests agreed with the label the teacher aimed for
         m["intent_agreement"] = sum(c.meta["intent_agrees"] for c in executed) / len(executed)

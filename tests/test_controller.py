@@ -65,6 +65,10 @@ def test_each_round_is_an_mlflow_child_run_with_its_figures(targeted):
     assert m1["requests"] == len(parts.teacher.calls[0]) and m1["accepted"] > 0
     assert {"stop_macro_f1", "test_accuracy", "errors", "low_confidence", "prompt_tokens",
             "completion_tokens", "candidates", "seconds_generate", "seconds_train"} <= set(m1)
+    # what an accepted sample cost, and the share of candidates that copied what the student has
+    assert m1["tokens_per_accepted"] == pytest.approx(m1["tokens_round"] / m1["accepted"])
+    copies = m1.get("rejected_duplicate", 0) + m1.get("rejected_near_duplicate", 0)
+    assert m1["duplicate_share"] == pytest.approx(copies / m1["candidates"])
 
 
 def test_each_round_logs_its_error_analysis_and_the_next_one_follows_it_up(targeted):
