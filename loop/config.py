@@ -166,6 +166,10 @@ class FilterConfig:
     label_agreement: bool = _f(False, "a second, blind teacher pass labels each surviving candidate; keep "
                                       "only agreement (costs tokens, counted in the budget)")
     agreement_max_tokens: int = _f(24, "completion tokens of one blind-labelling request", ge=1)
+    label_check: bool = _f(True, "free label check: reject a candidate (likely_mislabelled) unless the "
+                                 "current student or the majority of its nearest gold examples gives its "
+                                 "label (tasks labelled by the teacher only)")
+    label_check_k: int = _f(5, "nearest gold examples (seed + mining split) in the label check's vote", ge=1)
     embedder: str = _f("packaged:all-minilm-l6-v2",
                        "sentence embedder for dedup/contamination (fixed across rounds)")
 

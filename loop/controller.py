@@ -15,6 +15,7 @@ from pathlib import Path
 from loop.budget import Budget
 from loop.config import Config
 from loop.filters import Reference
+from loop.labelcheck import GoldVote, LabelCheck
 from loop.parts import Parts
 from loop.plan import Plan
 from loop.records import Example
@@ -71,9 +72,10 @@ def augment(cfg: Config, parts: Parts, run_id: str, rnd: int, state: RunState) -
         return r
     agree = (BlindLabeller(parts.teacher, task, cfg, budget, store, run_id, rnd)
              if cfg.filters.label_agreement else None)
+    check = LabelCheck(task, parts.student, state.vote) if state.vote is not None else None
     with r.timer("filter"):
         r.cands = screen_candidates(r.gen.pairs, task, state.known, state.evaluation, cfg,
-                                    budget.samples_left(), agree)
+                                    budget.samples_left(), agree, check)
     r.gen.agreement = agree.gen if agree else None
     r.new = [Example(c.text, c.label, source="generated", group=c.meta.get("problem", ""))
              for c in r.cands if c.verdict == "accepted"]
@@ -110,6 +112,7 @@ class RunState:
     accepted: list[Example]
     known: Reference  # what a new sample must not duplicate
     evaluation: Reference  # what a new sample must not be close to (contamination)
+    vote: GoldVote | None = None  # the gold examples the label check consults (filters.label_check)
     best: Best = field(default_factory=Best)
     history: list[dict] = field(default_factory=list)  # every finished round's metrics, baseline first
     previous: Round = field(default_factory=Round)  # the last round (its neighbourhoods are followed up)
@@ -132,7 +135,9 @@ def _start(cfg: Config, parts: Parts, run_id: str, rows: list[dict]) -> RunState
     known = Reference(parts.embedder, splits["train"] + splits["dev_mine"] + accepted,
                       by_label=cfg.filters.similarity_scope == "same_label")
     evaluation = Reference(parts.embedder, [e for s in cfg.filters.contamination_splits for e in splits[s]])
-    state = RunState(Budget(cfg.budget, store.spent(run_id)), accepted, known, evaluation)
+    vote = (GoldVote(parts.embedder, splits["train"] + splits["dev_mine"], cfg.filters.label_check_k)
+            if cfg.filters.label_check and parts.task.teacher_labels else None)
+    state = RunState(Budget(cfg.budget, store.spent(run_id)), accepted, known, evaluation, vote=vote)
     for row in rows:
         state.history.append(row["metrics"])
         state.best.offer(row["round"], row["metrics"], cfg.loop.metric, cfg.loop.min_delta)

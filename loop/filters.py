@@ -126,12 +126,14 @@ def reject_unsafe(cands: list[Candidate]) -> None:
 
 
 def screen(cands: list[Candidate], known: Reference, evaluation: Reference, cfg: FilterConfig,
-           samples_left: int, agree: Optional[Callable[[list[Candidate]], None]] = None) -> None:
+           samples_left: int, agree: Optional[Callable[[list[Candidate]], None]] = None,
+           check: Optional[Callable[[list[Candidate], np.ndarray], None]] = None) -> None:
     """Set verdicts on pending candidates; accepted ones are added to `known`.
 
     Order: characters (`reject_unsafe`) -> references (contamination, duplicate, near_duplicate) ->
-    in-round diversity -> `agree` (the optional blind second labelling, which rejects disagreements) -> the
-    sample cap: at most `samples_left` are accepted, later passing ones are 'budget'.
+    in-round diversity -> `check` (the free label check, given the candidates' vectors) -> `agree` (the
+    optional blind second labelling, paid) -> the sample cap: at most `samples_left` are accepted, later
+    passing ones are 'budget'.
     """
     reject_unsafe(cands)
     pending = [c for c in cands if c.verdict == "pending"]
@@ -140,6 +142,9 @@ def screen(cands: list[Candidate], known: Reference, evaluation: Reference, cfg:
     vecs = known.embedder.encode([generated_side(c.text) for c in pending])
     _against_references(pending, vecs, known, evaluation, cfg)
     _diversity(pending, vecs, cfg)
+    if check is not None:
+        rows = [i for i, c in enumerate(pending) if c.verdict == "pending"]
+        check([pending[i] for i in rows], vecs[rows])
     if agree is not None:
         agree([c for c in pending if c.verdict == "pending"])
     for i, cand in enumerate(pending):

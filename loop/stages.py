@@ -355,7 +355,7 @@ def verify_replies(task, groups: list[list[Candidate]], req_ids: list[str]) -> N
 
 def screen_candidates(pairs: list[tuple[GenRequest, GenResult]], task, known: Reference,
                       evaluation: Reference, cfg: Config, samples_left: int,
-                      agree: BlindLabeller | None = None) -> list[Candidate]:
+                      agree: BlindLabeller | None = None, check=None) -> list[Candidate]:
     """Parse every response and run every check; each candidate ends accepted or rejected with a reason.
 
     No reply can crash the round: parsing and checking are screened reply by reply (`parse_reply`,
@@ -364,7 +364,7 @@ def screen_candidates(pairs: list[tuple[GenRequest, GenResult]], task, known: Re
     groups = [parse_reply(task, req, res) for req, res in pairs]
     verify_replies(task, groups, [req.id for req, _ in pairs])
     cands = [c for group in groups for c in group]
-    screen(cands, known, evaluation, cfg.filters, samples_left, agree)
+    screen(cands, known, evaluation, cfg.filters, samples_left, agree, check)
     for cand in cands:  # rejected texts are stored and shown as they came, less what UTF-8 cannot hold
         cand.text, cand.label = storable(cand.text), storable(cand.label)
     return cands

@@ -23,6 +23,8 @@ class Task(Component):
     student_kind: ClassVar[str] = "text_classifier"  # the student kind it needs (a student's `kinds`)
     metrics: ClassVar[tuple[str, ...]] = ("accuracy", "macro_f1")  # the loop.metric values it reports
     confusion: ClassVar[bool] = True  # the report draws a gold x predicted matrix (useless for line numbers)
+    # a candidate's label is the teacher's word (not found by running anything): filters.label_check applies
+    teacher_labels: ClassVar[bool] = True
     labels: list[str]
 
     def __init__(self, cfg: Config) -> None:

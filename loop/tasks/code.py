@@ -113,6 +113,8 @@ def unescaped(code: str) -> str:
 class CodeTask(Task):
     """Shared machinery; subclasses say what one example is and which label a verdict gives."""
 
+    teacher_labels = False  # labels come from running the tests
+
     name = "code"
     LABELS: tuple[str, str] = ("", "")  # (label when the tests pass, label when they fail)
 

@@ -140,6 +140,7 @@ def check_source(tests: list[str]) -> str | None:
 
 
 class CodegenTask(Task):
+    teacher_labels = False  # labels come from running the tests
     name = "codegen"
     student_kind = "generator"
     metrics = ("pass_at_1",)
