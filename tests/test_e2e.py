@@ -37,8 +37,8 @@ def test_two_real_rounds(tmp_path):
     assert (tmp_path / "runs" / "e2e" / "student-best" / "model.safetensors").is_file()
     # the free label check ran on the real student and embedder: an accepted label is the student's or the
     # gold vote's, a rejected one neither
-    for label, verdict, reason, meta in db.execute("SELECT label, verdict, reason, meta FROM candidates "
-                                                   "WHERE verdict='accepted' OR reason='likely_mislabelled'"):
+    for label, verdict, meta in db.execute("SELECT label, verdict, meta FROM candidates "
+                                           "WHERE verdict='accepted' OR reason='likely_mislabelled'"):
         support = {json.loads(meta)["student_label"], json.loads(meta)["gold_vote"]}
         assert (label in support) == (verdict == "accepted"), (label, verdict, meta)
 
