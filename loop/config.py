@@ -146,6 +146,12 @@ class GenerationConfig:
     contrasts: int = _f(2, "nearest examples of other labels shown per prompt", ge=0)
     cluster_floor: int = _f(1, "fewest targeted prompts a ranked neighbourhood gets", ge=0)
     cluster_cap: int = _f(4, "most targeted prompts one neighbourhood gets", ge=1)
+    minimal_pairs: bool = _f(False, "a neighbourhood with a dominant confusion A -> B is asked for minimal "
+                                    "pairs: texts in pairs, one per label, differing only in what decides "
+                                    "between A and B (prompts/<task>/pairs.j2)")
+    followup_boost: float = _f(1.0, "learn across rounds: a confusion last round's prompts did not fix gets "
+                                    "this factor more of the round's prompts, one they fixed (error rate "
+                                    "halved) this factor less (1: off)", ge=1)
     seed: int = _f(0, "seed of the random choices in planning")
 
 

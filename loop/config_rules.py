@@ -50,7 +50,10 @@ def _pairing(cfg: Config) -> list[tuple[bool, str, str]]:
             (cfg.loop.metric in task.metrics, "loop.metric",
              f"task {cfg.task.name} reports {', '.join(task.metrics)}"),
             (cfg.mining.source == "dev" or bool(classifiers & set(student.kinds)), "mining.source",
-             "crossval needs a classifier student")]
+             "crossval needs a classifier student"),
+            (not cfg.generation.minimal_pairs or task.teacher_labels, "generation.minimal_pairs",
+             f"task {cfg.task.name} is labelled by running code: its targeted prompts already ask for "
+             "variants on both sides")]
 
 
 def validate(cfg: Config, where: str) -> None:

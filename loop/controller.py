@@ -63,7 +63,7 @@ def augment(cfg: Config, parts: Parts, run_id: str, rnd: int, state: RunState) -
                        parts.embedder, accepted)
         r.followup = followup(state.previous.mined.hoods, state.previous.planned, r.mined)
     with r.timer("plan"):
-        r.planned = plan(cfg.generation.strategy, r.mined, seeds, task, cfg, rnd)
+        r.planned = plan(cfg.generation.strategy, r.mined, seeds, task, cfg, rnd, r.followup)
     with r.timer("generate"):
         r.gen = generate_routed(parts.teacher, parts.reviser, r.planned.requests, budget, store, run_id, rnd,
                                 cfg.teacher.cache)

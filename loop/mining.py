@@ -54,6 +54,7 @@ class Neighbourhood:
                 "confusion": f"{self.confusion[0]} -> {self.confusion[1]}" if self.confusion else "",
                 "label_disagreement": round(self.label_disagreement, 3), "density": round(self.density, 3),
                 "neighbours": len(self.neighbours), "requests": planned.requests,
+                "followup_weight": planned.weight, "prompt": planned.kind,
                 "exemplars": " | ".join(f"[{e.label}] {e.text}" for e in planned.exemplars),
                 "contrasts": " | ".join(f"[{e.label}] {e.text}" for e in planned.contrasts)}
 
@@ -66,6 +67,8 @@ class HoodPlan:
     requests: int = 0
     exemplars: list[Example] = field(default_factory=list)
     contrasts: list[Example] = field(default_factory=list)
+    weight: float = 1.0  # factor on its error mass in the allocation (generation.followup_boost)
+    kind: str = "targeted"  # the template its prompts use: targeted, or pairs (generation.minimal_pairs)
 
 
 def margins(probs: np.ndarray) -> np.ndarray:

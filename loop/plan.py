@@ -51,22 +51,42 @@ def _pick_contrasts(hood: Neighbourhood, n: int) -> list[Example]:
     return near[:n]
 
 
+def followup_weights(hoods: list[Neighbourhood], followed: list[dict], boost: float) -> list[float]:
+    """Per neighbourhood, the factor on its error mass: `boost` where last round prompted its confusion and
+    the error rate did not fall, 1 / `boost` where it fell to half or less, else 1."""
+    verdict: dict[str, float] = {}
+    for row in followed:
+        if not row["requests"] or not row["confusion"]:
+            continue
+        then, now = row["error_rate_then"], row["error_rate_now"]
+        if now >= then:
+            verdict[row["confusion"]] = max(verdict.get(row["confusion"], 0.0), boost)
+        elif now <= then / 2:
+            verdict.setdefault(row["confusion"], 1 / boost)
+    return [verdict.get(" -> ".join(h.confusion), 1.0) if h.confusion else 1.0 for h in hoods]
+
+
 def plan_targeted(hoods: list[Neighbourhood], task, cfg: Config, rnd: int,
-                  evidence: dict | None = None) -> Plan:
-    """Targeted prompts over `hoods` by error mass, then self-revisions of their worst cases (`evidence`:
-    example id -> what the task saw deciding it, shown to the reviser where the task uses it)."""
+                  evidence: dict | None = None, followed: list[dict] = ()) -> Plan:
+    """Targeted prompts over `hoods` by error mass (weighted by last round's follow-up), then self-revisions
+    of their worst cases (`evidence`: example id -> what the task saw deciding it, shown to the reviser
+    where the task uses it)."""
     g = cfg.generation
-    allocs = allocate([h.error_mass for h in hoods], g.targeted_requests, g.cluster_floor, g.cluster_cap)
+    weights = followup_weights(hoods, list(followed), g.followup_boost)
+    allocs = allocate([h.error_mass * w for h, w in zip(hoods, weights)], g.targeted_requests,
+                      g.cluster_floor, g.cluster_cap)
     out, seed = Plan(), cfg.teacher.seed + rnd * 10007
     reqs = out.requests
-    for hood, count in zip(hoods, allocs):
+    for hood, count, weight in zip(hoods, allocs, weights):
         pool = hood.ranked
-        planned = HoodPlan(count, _window(pool, 0, g.exemplars), _pick_contrasts(hood, g.contrasts))
+        kind = "pairs" if g.minimal_pairs and hood.confusion else "targeted"
+        planned = HoodPlan(count, _window(pool, 0, g.exemplars), _pick_contrasts(hood, g.contrasts), weight,
+                           kind)
         out.hoods[hood.id] = planned
         for j in range(count):
             exemplars = _window(pool, j * g.exemplars, g.exemplars)
             meta = {"round": rnd, "neighbourhood": hood.id, "strategy": "targeted"}
-            reqs.append(_request(task, cfg, "targeted", seed + len(reqs), meta, exemplars=exemplars,
+            reqs.append(_request(task, cfg, kind, seed + len(reqs), meta, exemplars=exemplars,
                                  contrasts=planned.contrasts, confusion=hood.confusion))
     # self-revision: the most confidently wrong cases (then the least sure right ones),
     # taken round-robin across neighbourhoods

@@ -150,9 +150,12 @@ def followup(previous: list[Neighbourhood], planned: Plan, mined: MineResult) ->
     return rows
 
 
-def plan(strategy: str, mined: MineResult, pool: list[Example], task, cfg: Config, rnd: int) -> Plan:
+def plan(strategy: str, mined: MineResult, pool: list[Example], task, cfg: Config, rnd: int,
+         followed: list[dict] = ()) -> Plan:
+    """The round's requests (`followed`: the follow-up of last round's neighbourhoods, for
+    generation.followup_boost)."""
     if strategy == "targeted":
-        return plan_targeted(mined.hoods, task, cfg, rnd, mined.evidence)
+        return plan_targeted(mined.hoods, task, cfg, rnd, mined.evidence, list(followed))
     if strategy == "random":
         return Plan(plan_random(pool, task, cfg, rnd))
     return Plan()

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from loop.data import clean_text
+from loop.errors import ConfigError
 from loop.options import option
 from loop.prompts import Prompts
 from loop.records import Candidate, GenRequest
@@ -127,6 +128,8 @@ class ClassifyTask(Task):
     def __init__(self, cfg: Config):
         super().__init__(cfg)
         self.prompts = Prompts(cfg.resolve(cfg.task.prompts))
+        if cfg.generation.minimal_pairs and not self.prompts.has("pairs.j2"):
+            raise ConfigError(f"generation.minimal_pairs: {self.prompts.folder / 'pairs.j2'} not found")
         self._lower = {lab.lower(): lab for lab in self.labels}
         self._leak = leak_pattern(self.labels) if cfg.task.reject_leaks else None
 
