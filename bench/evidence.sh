@@ -20,3 +20,15 @@ $LOOP bench labels --config configs/default.yaml
 run stackoverflow --config configs/stackoverflow.yaml --strategies none,random,targeted,real --seeds 0,1,2 \
     --budgets 7000,14000,21000 --rounds 3
 $LOOP bench labels --config configs/stackoverflow.yaml
+# What the free label check (filters.label_check, on by default since) and several completions per prompt
+# change on Banking77: targeted again, paired with the targeted runs above by seed. The runs above predate
+# the check and the current self-revision prompt: to repeat them as they were, check out their commit.
+run banking77-checked --config configs/banking77.yaml --strategies targeted --seeds 0,1,2,3,4 \
+    --budgets 7000,14000,21000 --rounds 3 --out bench/results/efficiency-banking77-checked.json
+$LOOP bench labels --config configs/banking77.yaml --result bench/results/efficiency-banking77-checked.json \
+    --out bench/results/labels-banking77-checked.json
+run banking77-checked-n2 --config configs/banking77.yaml --strategies targeted --seeds 0,1,2,3,4 \
+    --budgets 7000,14000,21000 --rounds 3 --set generation.completions=2 \
+    --out bench/results/efficiency-banking77-checked-n2.json
+$LOOP bench labels --config configs/banking77.yaml --result bench/results/efficiency-banking77-checked-n2.json \
+    --out bench/results/labels-banking77-checked-n2.json
