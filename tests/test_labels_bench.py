@@ -21,6 +21,7 @@ def test_label_precision_tells_right_labels_from_wrong_ones(tiny_config, tmp_pat
         for rnd, part in ((1, shown[:15]), (2, shown[15:])):
             cands = [Candidate(e.text, relabel(e.label), f"r{i}", "targeted" if i % 2 else "self_revise",
                                verdict="accepted") for i, e in enumerate(part)]
+            cands[0].kind = "pairs"  # kinds beyond targeted and self-revision are reported too
             cands.append(Candidate("a rejected text", labels[0], "rx", "targeted", verdict="rejected"))
             store.add_candidates(run_id, rnd, cands)
     store.close()
@@ -36,5 +37,7 @@ def test_label_precision_tells_right_labels_from_wrong_ones(tiny_config, tmp_pat
     assert right["label_precision_self_revise"]["mean"] > 0.8  # split by the kind of request
     rounds = report["runs"][0]["rounds"]
     assert [r["accepted"] for r in rounds] == [15, 15] and rounds[0]["accepted_targeted"] == 7
+    assert rounds[0]["accepted_pairs"] == 1
     assert "none" not in report["summary"]  # arms that generate nothing are not judged
     assert any(line.startswith("| `targeted` | ") for line in table_lines(report))
+    assert right["label_precision_pairs"]["values"] and "from pairs requests" in table_lines(report)[1]

@@ -76,7 +76,9 @@ def summarise(runs: list[dict]) -> dict:
     for arm in sorted({r["strategy"] for r in runs}):
         mine = [r for r in runs if r["strategy"] == arm]
         entry = {"seeds": [r["seed"] for r in mine]}
-        for key in ("label_precision", "label_precision_targeted", "label_precision_self_revise"):
+        kinds = {k for r in mine for rnd in r["rounds"] for k in rnd if k.startswith("label_precision_")}
+        kinds |= {"label_precision_targeted", "label_precision_self_revise"}
+        for key in ["label_precision"] + sorted(kinds):
             pooled = [_pooled(r["rounds"], key) for r in mine]
             values = [v for v in pooled if v is not None]
             entry[key] = {"mean": float(np.mean(values)) if values else None,
@@ -122,15 +124,19 @@ def run_bench(cfg: Config, result_path: Path, store: Path, out: Path) -> dict:
 
 def table_lines(report: dict) -> list[str]:
     ref = report["reference"]
+    kinds = sorted({k.removeprefix("label_precision_") for s in report["summary"].values() for k in s
+                    if k.startswith("label_precision_")})
     lines = [f"reference: probe on {ref['trained_on']} labelled examples; agreement with the test split's "
              f"real labels {ref['test_agreement']:.3f}",
-             "| arm | label precision | from targeted prompts | from self-revisions | seeds |",
-             "| --- | --- | --- | --- | --- |"]
+             "| arm | label precision | " + " | ".join(f"from {k} requests" for k in kinds) + " | seeds |",
+             "| --- " * (len(kinds) + 3) + "|"]
     for arm, s in report["summary"].items():
-        keys = ("label_precision", "label_precision_targeted", "label_precision_self_revise")
-        cells = [_cell(s[k]) for k in keys]
+        cells = [_cell(s["label_precision"])] + [_cell(s.get(f"label_precision_{k}", _NONE)) for k in kinds]
         lines.append(f"| `{arm}` | " + " | ".join(cells) + f" | {len(s['seeds'])} |")
     return lines
+
+
+_NONE = {"mean": None}
 
 
 def _cell(stat: dict) -> str:
