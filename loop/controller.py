@@ -33,6 +33,7 @@ from loop.stages import (
     plan,
     screen_candidates,
 )
+from loop.warmup import Warmup
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,7 @@ class RunState:
     best: Best = field(default_factory=Best)
     history: list[dict] = field(default_factory=list)  # every finished round's metrics, baseline first
     previous: Round = field(default_factory=Round)  # the last round (its neighbourhoods are followed up)
+    warmup: Warmup = field(default_factory=Warmup)  # the teacher's engine, starting while round 0 trains
 
 
 def _log_round(cfg: Config, rnd: int, metrics: dict, budget: Budget, accepted: int, timer: Timer,
@@ -160,6 +162,7 @@ def _round(cfg: Config, parts: Parts, run_id: str, run_dir: Path, rnd: int, stat
     with tracker.round(rnd) as mlrun:
         r = Round()
         if rnd > 0:
+            state.warmup.wait()
             r = augment(cfg, parts, run_id, rnd, state)
             if r.starved:
                 tracker.set_tag("stopped", f"budget: none of {r.gen.skipped} requests fit")
@@ -237,6 +240,17 @@ def _run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path, resume: boo
         log.info("resuming %s after %d finished round(s) (%d unscreened verdicts dropped)", run_id, len(rows),
                  dropped)
     state = _start(cfg, parts, run_id, rows)
+    if cfg.generation.strategy != "none" and cfg.loop.rounds > 0 and not cfg.teacher.unload_before_train:
+        state.warmup = Warmup(parts.teacher)
+    try:
+        return _rounds(cfg, parts, run_id, run_dir, rows, mlflow_id, state)
+    finally:
+        state.warmup.settle()  # an engine still starting is started, so that whoever unloads it finds it
+
+
+def _rounds(cfg: Config, parts: Parts, run_id: str, run_dir: Path, rows: list[dict], mlflow_id,
+            state: RunState) -> dict:
+    store, tracker = parts.store, parts.tracker
     stop_reason = "rounds"
     tags = {"run_id": run_id, "strategy": cfg.generation.strategy,
             "prompt_version": parts.task.prompts.version}

@@ -43,6 +43,10 @@ class VLLMTeacher(Component):
         self.name = f"vllm:{cfg.model}"
         self._llm = None
 
+    def start(self) -> None:
+        """Start the engine now (the run does it while round 0 trains)."""
+        self._engine()
+
     def _engine(self):
         if self._llm is not None:
             return self._llm
