@@ -39,6 +39,10 @@ class LlamaCppTeacher(Component):
         self._llm = None
         self._formatter = None  # the GGUF's chat template, built once
 
+    def start(self) -> None:
+        """Load the model now (the run does it while round 0 trains)."""
+        self._engine()
+
     def _engine(self):
         if self._llm is None:
             try:

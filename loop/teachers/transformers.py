@@ -37,6 +37,10 @@ class TransformersTeacher(Component):
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token
 
+    def start(self) -> None:
+        """Load the model now (the run does it while round 0 trains)."""
+        self._load()
+
     def _load(self):
         if self._model is None:
             import torch
