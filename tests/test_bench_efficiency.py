@@ -1,5 +1,7 @@
 """The efficiency benchmark's bookkeeping: budget checkpoints, means, and the token ratios."""
 
+import pytest
+
 from loop.bench.efficiency import seeded
 from loop.bench.paired import at_budget, summary
 from loop.config import load_config
@@ -154,3 +156,28 @@ def test_an_interrupted_benchmark_run_resumes_instead_of_starting_over(tiny_conf
     resumed = run_one(cfg, StableTeacher(), HashEmbedder(), tmp_path / "cut", "r")
     assert [r["tokens"] for r in resumed["rounds"]] == [r["tokens"] for r in clean["rounds"]]
     assert resumed["rounds"][0]["tokens"] == 0 and len(resumed["rounds"]) == 4
+
+
+def test_compare_pairs_a_variant_with_its_baseline_by_seed(tmp_path):
+    """The variant gains 0.02 on every seed with half the tokens per sample: the interval is that gain, and
+    the yield doubles."""
+    import json
+
+    from loop.bench.compare import compare, table_lines
+
+    def result(gain, accepted):
+        runs = [{"strategy": "targeted", "seed": s,
+                 "rounds": [{"round": 0, "tokens": 0, "accepted": 0, "test": 0.5 + s / 100, "stop": 0.5},
+                            {"round": 1, "tokens": 900, "accepted": accepted, "test": 0.55 + s / 100 + gain,
+                             "stop": 0.55 + gain}]} for s in range(3)]
+        return {"budgets": [500, 1000], "runs": runs + [{"strategy": "none", "seed": 0, "rounds": []}]}
+
+    (tmp_path / "a.json").write_text(json.dumps(result(0.0, 10)))
+    (tmp_path / "b.json").write_text(json.dumps(result(0.02, 20)))
+    report = compare(tmp_path / "a.json", tmp_path / "b.json")
+    at = report["budgets"]["1000"]
+    assert at["test"]["mean"] == at["test"]["low"] == at["test"]["high"] == pytest.approx(0.02)
+    assert at["baseline"]["accepted_per_1k_tokens"] == pytest.approx(10 / 0.9)
+    assert at["variant"]["tokens_per_accepted"] == pytest.approx(45)
+    assert report["budgets"]["500"]["test"]["mean"] == 0.0  # only round 0 fits 500 tokens: no difference
+    assert report["seeds"] == [0, 1, 2] and "+0.0200" in table_lines(report)[-1]
