@@ -60,6 +60,20 @@ def test_after_epoch_runs_once_per_epoch_in_eval_mode():
     assert seen == [(e, False) for e in range(4)] and not model.training
 
 
+def test_after_epoch_returning_true_stops_training():
+    model, seen = _linear(), []
+    x, y = torch.randn(20, 5), torch.randint(0, 3, (20,))
+    run_epochs(model, 20, section("student", epochs=6, batch_size=8), _loss(model, x, y),
+               lambda epoch: seen.append(epoch) or epoch == 2)
+    assert seen == [0, 1, 2] and not model.training
+
+
+def test_patience_needs_select_epoch():
+    with pytest.raises(ConfigError, match="student.patience: stopping early needs student.select_epoch"):
+        load_config(None, {"student.patience": 2})
+    assert load_config(None, {"student.patience": 2, "student.select_epoch": True}).student.patience == 2
+
+
 def test_holdout_is_stratified_seeded_and_leaves_every_label_an_example():
     examples = make_examples(30) + make_examples(1, prefix="extra")  # 11 negative, 10 neutral, 10 positive
     train, held = holdout_split(examples, 0.2, seed=1)
@@ -268,3 +282,12 @@ def test_real_student_keeps_the_averaged_or_the_selected_weights(monkeypatch):
     best = max(range(3), key=lambda i: (scores[i], -i))
     state = student.model.state_dict()
     assert all(torch.equal(state[k], v) for k, v in seen[best][2].items())
+
+    # with patience 1, training stops one epoch after the last held-out improvement
+    seen.clear()
+    student = EncoderStudent(section("student", epochs=8, max_length=16, batch_size=8, select_epoch=True,
+                                     holdout=0.2, patience=1), LABELS)
+    student.fit(train)
+    scores = [score for _, score, _ in seen]
+    best = max(range(len(scores)), key=lambda i: (scores[i], -i))
+    assert len(scores) == min(8, best + 2)

@@ -43,7 +43,8 @@ def lr_factor(step: int, steps: int, warmup: int) -> float:
 def run_epochs(model, n: int, cfg: StudentConfig, batch_loss: Callable,
                after_epoch: Callable | None = None) -> None:
     """AdamW over `cfg.epochs` shuffled passes (seeded by `cfg.seed`) of `n` examples, the learning rate
-    following `lr_factor`; `after_epoch(epoch)` runs after each pass. With warmup 0 this is
+    following `lr_factor`; `after_epoch(epoch)` runs after each pass and stops training by returning
+    True. With warmup 0 this is
     `students.base.train_epochs` step for step (a test holds them together)."""
     import torch
 
@@ -68,7 +69,8 @@ def run_epochs(model, n: int, cfg: StudentConfig, batch_loss: Callable,
         log.debug("epoch %d loss %.4f", epoch, total / max(1, n))
         if after_epoch is not None:
             model.eval()
-            after_epoch(epoch)
+            if after_epoch(epoch):
+                break
             model.train()
     model.eval()
 
@@ -143,6 +145,8 @@ class EncoderStudent(Component):
                                      "choose the epoch (not trained on; every label keeps one)", gt=0, le=0.5)
         average_last: int = option(0, "keep the mean of the weights after each of the last N epochs "
                                       "(checkpoint averaging; 0 or 1: the last epoch's)", ge=0)
+        patience: int = option(0, "with select_epoch: stop training once the held-out score has not "
+                                  "improved for this many epochs (0: train every epoch)", ge=0)
 
     @staticmethod
     def config_rules(cfg: Config) -> list[tuple[bool, str, str]]:
@@ -150,7 +154,9 @@ class EncoderStudent(Component):
         return [(not (s.select_epoch and s.average_last > 1), "student.average_last",
                  "choose one of select_epoch (best epoch) and average_last (mean of the last epochs)"),
                 (s.average_last <= s.epochs, "student.average_last",
-                 f"must be <= student.epochs ({s.average_last} > {s.epochs})")]
+                 f"must be <= student.epochs ({s.average_last} > {s.epochs})"),
+                (not s.patience or s.select_epoch, "student.patience",
+                 "stopping early needs student.select_epoch (the held-out score it watches)")]
 
     def __init__(self, cfg: StudentConfig, labels: list[str]):
         import torch
@@ -203,8 +209,9 @@ class EncoderStudent(Component):
             enc = self._encode([texts[i] for i in idx])
             return torch.nn.functional.cross_entropy(self.model(**enc).logits, y[idx])
 
-        def after_epoch(epoch):
+        def after_epoch(epoch) -> bool:
             keep.record(epoch, self._holdout_score(held) if held else None)
+            return bool(cfg.patience and keep.best and epoch - keep.best[1] >= cfg.patience)
 
         run_epochs(self.model, len(texts), cfg, batch_loss, after_epoch)
         chosen = keep.restore()
