@@ -31,6 +31,8 @@ Metric = Literal["accuracy", "macro_f1", "pass_at_1", "top1"]
 Score = Literal["least_confidence", "margin", "entropy"]
 IndexKind = Literal["auto", "flat", "hnsw", "ivf"]
 
+PROJECT = Path(__file__).resolve().parent.parent  # the built-in prompts/ and configs/ live here
+
 
 @dataclass
 class TaskConfig:
@@ -235,6 +237,13 @@ class Config:
         """A path from the config, relative to the config's base folder."""
         p = Path(path).expanduser()
         return p if p.is_absolute() else Path(self.base_dir) / p
+
+    def prompts_folder(self) -> Path:
+        """`task.prompts` from the config's folder; where that has no such folder, the project's built-in
+        one of that name (a config written elsewhere that keeps the default `prompts/classify`)."""
+        mine = self.resolve(self.task.prompts)
+        builtin = PROJECT / self.task.prompts
+        return builtin if not mine.is_dir() and builtin.is_dir() else mine
 
 
 def _sub(where: str, key: str) -> str:

@@ -221,3 +221,20 @@ def test_a_component_section_takes_the_chosen_components_options(tmp_path, caplo
 def test_component_names_pairings_and_options_are_checked(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
         load_config(write(tmp_path, text))
+
+
+def test_the_default_prompts_come_from_the_project_for_a_config_written_elsewhere(tmp_path):
+    """A user's config that leaves task.prompts at its default finds the built-in templates; a prompts folder
+    of that name next to the config is the user's own and wins."""
+    from conftest import ROOT
+
+    from loop.tasks.classify import ClassifyTask
+
+    mine = tmp_path / "my.yaml"
+    mine.write_text("task:\n  labels: [a, b]\n")
+    cfg = load_config(mine)
+    assert cfg.prompts_folder() == ROOT / "prompts" / "classify"
+    ClassifyTask(cfg)  # its templates load
+    own = tmp_path / "prompts" / "classify"
+    own.mkdir(parents=True)
+    assert load_config(mine).prompts_folder() == own

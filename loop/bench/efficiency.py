@@ -66,7 +66,7 @@ def settings_key(cfg: Config, budgets: list[int], rounds: int) -> str:
     prompt templates."""
     from loop.prompts import Prompts
 
-    prompts = Prompts(cfg.resolve(cfg.task.prompts)).version
+    prompts = Prompts(cfg.prompts_folder()).version
     settings = cfg.to_dict()
     for section, keys in OPERATIONAL.items():
         settings[section] = {k: v for k, v in settings[section].items() if k not in keys}

@@ -127,7 +127,7 @@ class ClassifyTask(Task):
 
     def __init__(self, cfg: Config):
         super().__init__(cfg)
-        self.prompts = Prompts(cfg.resolve(cfg.task.prompts))
+        self.prompts = Prompts(cfg.prompts_folder())
         if cfg.generation.minimal_pairs and not self.prompts.has("pairs.j2"):
             raise ConfigError(f"generation.minimal_pairs: {self.prompts.folder / 'pairs.j2'} not found")
         self._lower = {lab.lower(): lab for lab in self.labels}

@@ -127,7 +127,7 @@ class CodeTask(Task):
 
     def __init__(self, cfg: Config):
         super().__init__(cfg)
-        self.prompts = Prompts(cfg.resolve(cfg.task.prompts))
+        self.prompts = Prompts(cfg.prompts_folder())
         self.problems: dict[str, Problem] = {}
         self.limits = Limits(timeout_s=10, cpu_s=4)
         isolation.backend()  # decided, and said, once at start

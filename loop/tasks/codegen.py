@@ -170,7 +170,7 @@ class CodegenTask(Task):
 
     def __init__(self, cfg: Config):
         super().__init__(cfg)
-        self.prompts = Prompts(cfg.resolve(cfg.task.prompts))
+        self.prompts = Prompts(cfg.prompts_folder())
         self.problems: dict[str, Problem] = {}
         self.held_out: set[str] = set()  # entry points of the evaluation problems
         self.limits = Limits(timeout_s=10, cpu_s=4)
