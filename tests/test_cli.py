@@ -43,8 +43,18 @@ def test_bad_set_syntax():
 
 def test_config_prints_resolved_and_explains():
     res = invoke("config", "--set", "budget.tokens=777")
-    assert res.exit_code == 0 and "tokens: 777" in res.output
+    assert res.exit_code == 0 and "tokens: 777" in res.output and "# checked: data (train 200" in res.output
     assert "mining.threshold" in invoke("config", "--explain").output
+
+
+def test_config_runs_the_dry_runs_checks_on_data_and_columns(tmp_path):
+    """`loop config` fails where the run would: a missing data file, a misnamed column."""
+    res = invoke("config", "--set", f"data.source={tmp_path}/none.jsonl")
+    assert res.exit_code == 1 and "DataError" in res.output and "file not found" in res.output
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(f'{{"body": "text {i}", "label": "neutral"}}\n' for i in range(50)))
+    res = invoke("config", "--set", f"data.source={rows}")
+    assert res.exit_code == 1 and "text" in res.output and "Traceback" not in res.output
 
 
 def test_a_teacher_that_is_down_stops_the_run_with_the_resume_command(tmp_path, monkeypatch):

@@ -136,13 +136,24 @@ def _run_locked(cfg, run_id: str, run_dir: Path, resume: bool):
             parts.store.close()
 
 
-def _forecast(cfg) -> None:
+def _inputs(cfg):
+    """The task and its splits, with every template a round renders rendered once: what a run reads before
+    it trains, checked (a missing data file, a misnamed column, sizes that do not fit, a broken template)."""
     from loop.components import build_task
-    from loop.forecast import describe, forecast
-    from loop.store import RunStore
+    from loop.plan import plan_random
 
     task = build_task(cfg)
     splits = task.load_splits()
+    if cfg.generation.strategy != "none":
+        plan_random(splits["train"], task, cfg, 1)
+    return task, splits
+
+
+def _forecast(cfg) -> None:
+    from loop.forecast import describe, forecast
+    from loop.store import RunStore
+
+    task, splits = _inputs(cfg)
     path = cfg.resolve(cfg.run.dir) / "store.sqlite"
     store = RunStore(path) if path.is_file() else None
     try:
@@ -213,7 +224,13 @@ def config_cmd(config, sets, explain):
             click.echo(f"{key:36} {default:36} {help_}")
         return
     cfg = _load(config, _parse_sets(sets))
+    from loop.config import check_run_dir
+
+    check_run_dir(cfg)
+    task, splits = _inputs(cfg)  # the dry run's checks: data file, columns, sizes, prompts
     click.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    sizes = ", ".join(f"{name} {len(rows)}" for name, rows in splits.items() if rows)
+    click.echo(f"# checked: data ({sizes}), prompts {task.prompts.version}")
 
 
 @main.command()
