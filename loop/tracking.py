@@ -124,6 +124,16 @@ def embedding_map_png(vectors: np.ndarray, status: list[str], new_vecs, path: Pa
     return xy
 
 
+CURVES = ("accuracy", "macro_f1", "pass_at_1", "top1")
+
+
+def parent_curve(key: str) -> bool:
+    """Whether a round metric is also drawn on the parent run, over rounds: spending, accepted samples and
+    the headline stopping-split and test metrics."""
+    split, _, name = key.partition("_")
+    return key in ("tokens_spent_total", "accepted_total") or (split in ("stop", "test") and name in CURVES)
+
+
 class Tracker:
     """Thin MLflow wrapper; the tracking URI's folder is created on demand."""
 
@@ -203,11 +213,8 @@ class Tracker:
         if renamed:
             self.mlflow.log_dict(renamed, "metric_names.json")
         client = self.mlflow.tracking.MlflowClient()
-        curves = ("accuracy", "macro_f1", "pass_at_1", "top1")
         for key, value in clean.items():
-            split, _, name = key.partition("_")
-            if key in ("tokens_spent_total", "accepted_total") \
-                    or (split in ("stop", "test") and name in curves):
+            if parent_curve(key):
                 client.log_metric(self.parent_id, names[key], value, step=rnd)
 
     def log_table(self, rows: list[dict], name: str) -> None:
@@ -243,6 +250,8 @@ class Tracker:
         client = self.mlflow.tracking.MlflowClient()
         names = self._names(summary)
         for key, value in summary.items():
+            if parent_curve(key):  # already a curve over rounds: a point at step 0 would break it
+                continue
             if isinstance(value, (int, float)):
                 client.log_metric(self.parent_id, names[key], float(value))
             else:

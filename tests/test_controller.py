@@ -240,3 +240,14 @@ def test_label_agreement_keeps_only_blind_agreement(tiny_config, tmp_path):
     assert m["agreement_requests"] == len(label_calls[0])
     assert m["agreement_tokens"] == 15 * len(label_calls[0])
     assert summary["tokens_spent"] == parts.store.spent("t").tokens <= cfg.budget.tokens
+
+
+def test_the_parents_accepted_curve_has_one_point_per_round(targeted):
+    """The summary does not log accepted_total again at step 0 (the curve went 0 -> 119 -> 63 -> 119)."""
+    import mlflow
+
+    _, summary, parts, _ = targeted
+    history = mlflow.tracking.MlflowClient().get_metric_history(parts.tracker.parent_id, "accepted_total")
+    points = sorted((m.step, m.value) for m in history)
+    assert [s for s, _ in points] == [0, 1, 2] and points[-1][1] == summary["accepted_total"]
+    assert all(a <= b for (_, a), (_, b) in zip(points, points[1:]))
