@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loop import progress
 from loop.budget import Budget
 from loop.config import Config
 from loop.filters import Reference
@@ -159,6 +160,7 @@ def _round(cfg: Config, parts: Parts, run_id: str, run_dir: Path, rnd: int, stat
     """One round (the baseline when `rnd` is 0): augment, retrain, evaluate, log, keep the best student.
     Returns 'budget' when no planned request fitted the budget (nothing was trained or logged)."""
     student, splits, tracker = parts.student, parts.splits, parts.tracker
+    progress.NOW.round, progress.NOW.stage = rnd, "start"
     with tracker.round(rnd) as mlrun:
         r = Round()
         if rnd > 0:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from loop import progress
 from loop.budget import Budget
 from loop.config import Config
 from loop.data import storable
@@ -34,6 +35,7 @@ class Timer:
 
     @contextlib.contextmanager
     def __call__(self, stage: str):
+        progress.NOW.stage = stage
         start = time.perf_counter()
         try:
             yield

@@ -1,6 +1,8 @@
+import pytest
 from click.testing import CliRunner
 
 from loop.cli import main
+from loop.errors import TeacherError
 
 
 def invoke(*args):
@@ -83,6 +85,57 @@ def test_a_teacher_that_is_down_stops_the_run_with_the_resume_command(tmp_path, 
     assert "loop run --config None --resume r1" not in res.output  # a usable command, not a placeholder
     assert "--resume r1" in res.output and "stored and paid once" in res.output
     assert closed == ["teacher", "store"]  # the store is closed cleanly, the engine freed
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "engine died of it"])
+def test_an_interrupted_run_says_where_it_stopped_and_how_to_resume(tmp_path, monkeypatch, how):
+    """Ctrl-C, or the teacher error an engine killed by the same Ctrl-C raises: one line naming the stage and
+    round, and a resume command that works as printed; exit code 130."""
+    import types
+
+    import loop.cli
+    import loop.components
+    import loop.controller
+    from loop import progress
+
+    store = types.SimpleNamespace(path=tmp_path / "store.sqlite", close=lambda: None,
+                                  set_run=lambda run_id, **fields: None)
+    parts = types.SimpleNamespace(store=store,
+                                  teacher=types.SimpleNamespace(unload=lambda: None),
+                                  tracker=types.SimpleNamespace(uri="sqlite:///x"))
+    monkeypatch.setattr(loop.components, "assemble", lambda cfg, run_dir: parts)
+    monkeypatch.setattr(loop.cli, "INTERRUPTED", [])
+
+    def interrupted(*args, **kwargs):
+        progress.NOW.round, progress.NOW.stage = 2, "generate"
+        if how == "ctrl-c":
+            raise KeyboardInterrupt
+        loop.cli.INTERRUPTED.append(2)
+        raise TeacherError("vLLM generation failed: EngineDeadError: EngineCore encountered an issue")
+
+    monkeypatch.setattr(loop.controller, "run_loop", interrupted)
+    res = CliRunner().invoke(main, ["run", "--name", "r1", "--set", f"run.dir={tmp_path}/runs"])
+    assert res.exit_code == 130 and "Traceback" not in res.output and "EngineDeadError" not in res.output
+    assert "interrupted during generate of round 2; nothing paid is lost; resume with: loop run" in res.output
+    assert "--resume r1" in res.output
+
+
+def test_ctrl_c_exits_through_finally_blocks_like_sigterm(tmp_path):
+    import subprocess
+    import sys
+
+    marker = tmp_path / "cleaned"
+    code = ("import os, signal, time\n"
+            "from loop.cli import _exit_cleanly_on_sigterm\n"
+            "_exit_cleanly_on_sigterm()\n"
+            "try:\n"
+            "    os.kill(os.getpid(), signal.SIGINT)\n"
+            "    time.sleep(30)\n"
+            "finally:\n"
+            f"    open({str(marker)!r}, 'w').write('yes')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 130 and marker.read_text() == "yes", proc.stderr
+    assert "SIGINT: stopping" in proc.stderr
 
 
 def test_sigterm_exits_through_finally_blocks(tmp_path):

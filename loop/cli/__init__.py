@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 import yaml
 
+from loop import progress
 from loop.cli.bench import bench
 from loop.cli.common import (
     CONFIG_OPT,
@@ -47,12 +48,18 @@ def _exit_cleanly_on_sigterm() -> None:
     vLLM engine is shut down instead of living on without its parent. What was paid for is stored already."""
 
     def stop(signum, frame):
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
-        log.warning("SIGTERM: stopping; what was paid for is stored (`loop run --resume ID` continues a run)")
+        signal.signal(signum, signal.SIG_DFL)  # a second signal kills at once
+        INTERRUPTED.append(signum)
+        log.warning("%s: stopping; what was paid for is stored", signal.Signals(signum).name)
         sys.exit(128 + signum)
 
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, stop)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # Ctrl-C: the same path
+        signal.signal(signal.SIGINT, stop)
+
+
+INTERRUPTED: list[int] = []  # the signals that asked the run to stop
 
 
 @main.command()
@@ -128,7 +135,13 @@ def _run_locked(cfg, run_id: str, run_dir: Path, resume: bool):
                  cfg.tracking.experiment)
         try:
             return run_loop(cfg, parts, run_id, run_dir, resume=resume), parts
-        except TeacherError as exc:
+        except (KeyboardInterrupt, SystemExit, TeacherError) as exc:
+            if INTERRUPTED or isinstance(exc, KeyboardInterrupt):  # a teacher error then is the signal's
+                click.echo(f"interrupted during {progress.NOW.describe()}; nothing paid is lost; resume "
+                           f"with: {resume_command(cfg, run_id, _default_config())}", err=True)
+                raise SystemExit(130) from None
+            if not isinstance(exc, TeacherError):
+                raise
             raise type(exc)(f"{exc}\nEverything received so far is stored and paid once; continue the run "
                             f"with: {resume_command(cfg, run_id, _default_config())}") from None
         finally:
