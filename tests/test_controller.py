@@ -251,3 +251,21 @@ def test_the_parents_accepted_curve_has_one_point_per_round(targeted):
     points = sorted((m.step, m.value) for m in history)
     assert [s for s, _ in points] == [0, 1, 2] and points[-1][1] == summary["accepted_total"]
     assert all(a <= b for (_, a), (_, b) in zip(points, points[1:]))
+
+
+def test_loop_runs_lists_the_stores_runs_with_their_best_round(targeted, tmp_path):
+    from click.testing import CliRunner
+
+    from loop.cli import main
+
+    cfg, summary, parts, _ = targeted
+    res = CliRunner().invoke(main, ["runs", "--store", str(parts.store.path)])
+    assert res.exit_code == 0, res.output
+    header, line = res.output.splitlines()[:2]
+    assert header.split()[:3] == ["run", "created", "status"]
+    fields = line.split()
+    assert fields[0] == "t" and "done" in fields and "targeted" in fields
+    best = f"{summary['best_test_macro_f1']:.4f}"
+    assert best in fields and str(summary["tokens_spent"]) in fields
+    missing = CliRunner().invoke(main, ["runs", "--store", str(tmp_path / "none.sqlite")])
+    assert missing.exit_code == 1 and "no run store" in missing.output

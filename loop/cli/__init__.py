@@ -219,6 +219,30 @@ def mine_cmd(config, student_path, run_name, sets, verbose):
     click.echo(f"MLflow run {parts.tracker.parent_id}: mlflow ui --backend-store-uri {parts.tracker.uri}")
 
 
+@main.command("runs")
+@CONFIG_OPT
+@click.option("--store", "store_path", type=click.Path(dir_okay=False),
+              help="The run store (default: <run.dir>/store.sqlite of the config).")
+@SET_OPT
+@handle_errors
+def runs_cmd(config, store_path, sets):
+    """The runs in the store: id, status, strategy, rounds, best metric, tokens, accepted samples."""
+    from loop.errors import RunStateError
+    from loop.runlist import run_rows, table_lines
+    from loop.store import RunStore
+
+    cfg = _load(config, _parse_sets(sets))
+    path = Path(store_path) if store_path else cfg.resolve(cfg.run.dir) / "store.sqlite"
+    if not path.is_file():
+        raise RunStateError(f"no run store at {path} (set run.dir or --store)")
+    store = RunStore(path)
+    try:
+        for line in table_lines(run_rows(store)):
+            click.echo(line)
+    finally:
+        store.close()
+
+
 @main.command("config")
 @CONFIG_OPT
 @SET_OPT
