@@ -70,6 +70,11 @@ def test_templates_render_with_strict_variables(task):
         task.messages("targeted", n=3)
 
 
+def test_macro_f1_averages_over_the_labels_the_split_holds():
+    s = scores(["a", "b", "c"], ["a", "b", "b"], ["a", "b", "c"])  # no gold "c": its zero is not averaged in
+    assert s["macro_f1"] == pytest.approx((1.0 + 2 / 3) / 2) and s["f1_c"] == 0.0
+
+
 def test_scores():
     s = scores(["a", "a", "b", "b"], ["a", "b", "b", "b"], ["a", "b"])
     assert s["accuracy"] == 0.75

@@ -78,17 +78,21 @@ def _items(value: Any) -> list | None:
 
 
 def scores(pred: list[str], gold: list[str], labels: list[str]) -> dict[str, float]:
-    """Accuracy, macro-F1 and per-class precision / recall / F1."""
+    """Accuracy, macro-F1 and per-class precision / recall / F1. Macro-F1 averages over the labels present in
+    the scored split's gold labels (all labels when it has none): a label the split lacks would add a zero
+    no student could avoid."""
     p, g = np.array(pred), np.array(gold)
     out = {"accuracy": float((p == g).mean()) if len(g) else 0.0}
     f1s = []
+    present = {lab for lab in labels if (g == lab).any()} or set(labels)
     for lab in labels:
         tp = float(((p == lab) & (g == lab)).sum())
         prec = tp / max(1.0, float((p == lab).sum()))
         rec = tp / max(1.0, float((g == lab).sum()))
         f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
         out.update({f"precision_{lab}": prec, f"recall_{lab}": rec, f"f1_{lab}": f1})
-        f1s.append(f1)
+        if lab in present:
+            f1s.append(f1)
     out["macro_f1"] = float(np.mean(f1s))
     return out
 
