@@ -125,6 +125,7 @@ def embedding_map_png(vectors: np.ndarray, status: list[str], new_vecs, path: Pa
 
 
 CURVES = ("accuracy", "macro_f1", "pass_at_1", "top1")
+EXPERIMENT_KIND, TRAINING = "mlflow.experimentKind", "custom_model_development"
 
 
 def parent_curve(key: str) -> bool:
@@ -148,11 +149,15 @@ class Tracker:
         self.uri, self.experiment = uri, experiment
         self.mlflow = mlflow
         mlflow.set_tracking_uri(uri)
-        if mlflow.get_experiment_by_name(experiment) is None:
+        existing = mlflow.get_experiment_by_name(experiment)
+        if existing is not None and EXPERIMENT_KIND not in existing.tags:  # made before the tag was set
+            mlflow.tracking.MlflowClient().set_experiment_tag(existing.experiment_id, EXPERIMENT_KIND, TRAINING)
+        if existing is None:
             location = None
             if uri.startswith("sqlite:///"):
                 location = Path(uri[len("sqlite:///"):]).parent.resolve().as_uri()
-            mlflow.create_experiment(experiment, artifact_location=location)
+            # a model-training experiment: the UI opens its runs in the training view, not under GenAI
+            mlflow.create_experiment(experiment, artifact_location=location, tags={EXPERIMENT_KIND: TRAINING})
         mlflow.set_experiment(experiment)
         self.parent_id: str | None = None
         self.names: dict[str, str] = {}  # metric key -> the name MLflow knows it by

@@ -269,3 +269,10 @@ def test_loop_runs_lists_the_stores_runs_with_their_best_round(targeted, tmp_pat
     assert best in fields and str(summary["tokens_spent"]) in fields
     missing = CliRunner().invoke(main, ["runs", "--store", str(tmp_path / "none.sqlite")])
     assert missing.exit_code == 1 and "no run store" in missing.output
+
+
+def test_the_experiment_opens_in_mlflows_training_view(targeted):
+    import mlflow
+
+    exp = mlflow.tracking.MlflowClient().get_experiment_by_name("loop")
+    assert exp.tags.get("mlflow.experimentKind") == "custom_model_development"
