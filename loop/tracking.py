@@ -151,7 +151,8 @@ class Tracker:
         mlflow.set_tracking_uri(uri)
         existing = mlflow.get_experiment_by_name(experiment)
         if existing is not None and EXPERIMENT_KIND not in existing.tags:  # made before the tag was set
-            mlflow.tracking.MlflowClient().set_experiment_tag(existing.experiment_id, EXPERIMENT_KIND, TRAINING)
+            client = mlflow.tracking.MlflowClient()
+            client.set_experiment_tag(existing.experiment_id, EXPERIMENT_KIND, TRAINING)
         if existing is None:
             location = None
             if uri.startswith("sqlite:///"):
