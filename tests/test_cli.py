@@ -127,7 +127,7 @@ def test_ctrl_c_exits_through_finally_blocks_like_sigterm(tmp_path):
     marker = tmp_path / "cleaned"
     code = ("import os, signal, time\n"
             "from loop.cli import _exit_cleanly_on_sigterm\n"
-            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"  # as on a terminal (nohup ignores it)
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"  # a terminal's (nohup ignores it)
             "_exit_cleanly_on_sigterm()\n"
             "try:\n"
             "    os.kill(os.getpid(), signal.SIGINT)\n"
