@@ -38,15 +38,17 @@ def _yield(points: list[dict]) -> dict:
             "accepted": float(accepted.mean()), "tokens": float(tokens.mean())}
 
 
-def compare(baseline: Path, variant: Path, arm: str = "targeted") -> dict:
-    """Paired per-budget differences variant − baseline over the seeds both ran."""
+def compare(baseline: Path, variant: Path, arm: str = "targeted", baseline_arm: str | None = None) -> dict:
+    """Paired per-budget differences variant − baseline over the seeds both ran (the baseline's
+    `baseline_arm`, by default the same arm)."""
     base, var = json.loads(baseline.read_text()), json.loads(variant.read_text())
-    a, b = _runs(base, arm, baseline), _runs(var, arm, variant)
+    a, b = _runs(base, baseline_arm or arm, baseline), _runs(var, arm, variant)
     seeds = sorted(set(a) & set(b))
     budgets = sorted(set(base["budgets"]) & set(var["budgets"]))
     if not seeds or not budgets:
         raise ConfigError(f"{baseline} and {variant} share no seed or budget for '{arm}'")
-    out = {"baseline": str(baseline), "variant": str(variant), "arm": arm, "seeds": seeds, "budgets": {}}
+    out = {"baseline": str(baseline), "variant": str(variant), "arm": arm,
+           "baseline_arm": baseline_arm or arm, "seeds": seeds, "budgets": {}}
     for budget in budgets:
         pa = [at_budget(a[s]["rounds"], budget) | _last(a[s]["rounds"], budget) for s in seeds]
         pb = [at_budget(b[s]["rounds"], budget) | _last(b[s]["rounds"], budget) for s in seeds]
@@ -64,8 +66,8 @@ def _last(curve: list[dict], budget: int) -> dict:
 
 
 def table_lines(report: dict) -> list[str]:
-    lines = [f"`{report['arm']}`: {report['variant']} − {report['baseline']}, paired over seeds "
-             f"{', '.join(map(str, report['seeds']))}",
+    lines = [f"`{report['arm']}` of {report['variant']} − `{report['baseline_arm']}` of "
+             f"{report['baseline']}, paired over seeds {', '.join(map(str, report['seeds']))}",
              "| budget | test Δ (95% CI) | stopping split Δ | accepted / 1k tokens (baseline → variant) "
              "| tokens per accepted |",
              "| --- | --- | --- | --- | --- |"]

@@ -268,16 +268,17 @@ def bench_reliability(config, trials, seed, workers, cassette, out, sets, verbos
 @click.argument("baseline", type=click.Path(exists=True, dir_okay=False))
 @click.argument("variant", type=click.Path(exists=True, dir_okay=False))
 @click.option("--arm", default="targeted", show_default=True, help="The arm compared in both results.")
+@click.option("--baseline-arm", help="The baseline's arm, when another (e.g. none).")
 @click.option("--out", type=click.Path(dir_okay=False), help="JSON to write as well.")
 @handle_errors
-def bench_compare(baseline, variant, arm, out):
+def bench_compare(baseline, variant, arm, baseline_arm, out):
     """One change against its baseline: two efficiency results' ARM paired by seed (test and stopping-split
     differences with 95% intervals; accepted samples per 1,000 teacher tokens)."""
     import json
 
     from loop.bench.compare import compare, table_lines
 
-    report = compare(Path(baseline), Path(variant), arm)
+    report = compare(Path(baseline), Path(variant), arm, baseline_arm)
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(report, indent=1))
