@@ -71,8 +71,10 @@ def forecast(cfg: Config, task, splits: dict, store=None) -> Forecast:
 
 
 def describe(f: Forecast, cfg: Config) -> list[str]:
+    n = cfg.generation.completions
+    each = f"max_tokens {cfg.teacher.max_tokens}" if n == 1 else f"{n} x max_tokens {cfg.teacher.max_tokens}"
     lines = [f"per round: {f.requests_per_round} requests, ~{f.prompt_tokens_per_round} prompt tokens, "
-             f"at most {f.worst_per_round} tokens (prompt + max_tokens {cfg.teacher.max_tokens} each)"]
+             f"at most {f.worst_per_round} tokens (prompt + {each} each)"]
     if f.agreement_per_round:
         lines.append(f"  + up to {f.agreement_per_round} blind-labelling requests (label agreement)")
     if f.completion_share is not None:

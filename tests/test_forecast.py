@@ -26,6 +26,19 @@ def test_forecast_counts_requests_and_bounds_tokens(tiny_config):
     assert none.requests_per_round == 0 and none.worst_total == 0
 
 
+def test_forecast_with_several_completions_pays_the_prompt_once_where_the_back_end_can(tiny_config):
+    base = {"teacher.model": "no-such-model", "generation.targeted_requests": 5,
+            "generation.revise_requests": 3, "teacher.max_tokens": 100, "generation.completions": 3}
+    task, splits = ClassifyTask(tiny_config(**base)), load_splits(tiny_config(**base))
+    once = forecast(tiny_config(**base), task, splits)  # vllm: n
+    single = forecast(tiny_config(**{**base, "generation.completions": 1}), task, splits)
+    copies = forecast(tiny_config(**{**base, "teacher.backend": "transformers"}), task, splits)
+    assert once.prompt_tokens_per_round == single.prompt_tokens_per_round
+    assert once.worst_per_round == once.prompt_tokens_per_round + 8 * 3 * 100
+    assert copies.prompt_tokens_per_round == 3 * once.prompt_tokens_per_round  # each copy pays its prompt
+    assert "3 x max_tokens 100" in describe(once, tiny_config(**base))[0]
+
+
 def test_forecast_uses_what_earlier_replies_cost(tiny_config, tmp_path):
     cfg = tiny_config(**{"teacher.model": "no-such-model", "loop.rounds": 1})
     store = RunStore(tmp_path / "runs" / "store.sqlite")
