@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from loop.config import Config
 from loop.plan import plan_random
 from loop.registry import TEACHERS
-from loop.teachers.base import PromptCounter
+from loop.teachers.base import PromptCounter, takes_n
 
 
 @dataclass
@@ -53,7 +53,7 @@ def forecast(cfg: Config, task, splits: dict, store=None) -> Forecast:
     rounds = cfg.loop.rounds
     reqs = [] if g.strategy == "none" else plan_random(splits["train"], task, cfg, 1)
     counter = _counter(cfg)
-    once = getattr(TEACHERS.get(cfg.teacher.backend), "samples_n", False)  # the prompt is paid once for n
+    once = takes_n(TEACHERS[cfg.teacher.backend])  # the prompt is paid once for n completions
     prompt = sum(counter.count(r.messages) * (1 if once else r.n) for r in reqs)
     completions = sum(r.max_tokens * r.n for r in reqs)
     worst = prompt + completions
