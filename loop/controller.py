@@ -181,9 +181,9 @@ def _round(cfg: Config, parts: Parts, run_id: str, run_dir: Path, rnd: int, stat
             metrics, preds = evaluate(student, parts.task, splits, ("dev_stop", "test"))
         metrics.update(round_metrics(r.mined, r.gen, r.cands, state.budget, state.accepted, r.timer))
         tracker.log_round(rnd, metrics)
-        log_round_artifacts(tracker, parts.task, splits, preds, r.mined, r.planned, r.cands, r.followup,
-                            r.new_vecs)
-        parts.store.finish_round(run_id, rnd, metrics, mlrun.info.run_id)
+        analysis = log_round_artifacts(tracker, parts.task, splits, preds, r.mined, r.planned, r.cands,
+                                       r.followup, r.new_vecs)
+        parts.store.finish_round(run_id, rnd, metrics, mlrun.info.run_id, analysis)
     state.previous = r
     state.history.append(metrics)
     _log_round(cfg, rnd, metrics, state.budget, len(state.accepted), r.timer, mlrun.info.run_id)
@@ -267,8 +267,23 @@ def _rounds(cfg: Config, parts: Parts, run_id: str, run_dir: Path, rows: list[di
                 break
         summary = _summary(cfg, state, stop_reason, tracker.parent_id)
         tracker.log_parent_summary(summary)
-    store.set_run(run_id, status="done")
+        store.set_run(run_id, status="done")
+        summary["report"] = _write_report(parts, run_id, run_dir)
     return summary
+
+
+def _write_report(parts: Parts, run_id: str, run_dir: Path) -> str | None:
+    """The run's HTML report, in its folder and on the MLflow parent run. The run is done whatever happens
+    here: a report that fails is logged, and `loop report` writes it again."""
+    from loop.runreport import write
+
+    try:
+        path = write(parts.store, run_id, run_dir / "report.html")
+        parts.tracker.log_file(path)
+        return str(path)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("the run's report could not be written (%s); `loop report %s` writes it", exc, run_id)
+        return None
 
 
 def mine_dry_run(cfg: Config, parts: Parts, run_id: str, train: bool = True) -> tuple[dict, MineResult, Plan]:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
+
 from loop.filters import rejection_counts
+from loop.plots import confusion_matrix
 from loop.records import Candidate
 
 
@@ -66,10 +69,12 @@ def _candidate_rows(cands: list[Candidate], verdict: str) -> list[dict]:
 
 
 def log_round_artifacts(tracker, task, splits, preds, mined, planned, cands: list[Candidate],
-                        fixed: list[dict], new_vecs) -> None:
+                        fixed: list[dict], new_vecs) -> dict:
     """Error-analysis tables and map, sample tables, the stop-split confusion matrix, per-class scores
-    (`planned`: the round's plan, what it asked of each neighbourhood)."""
-    tracker.log_table(_hood_rows(mined, planned, cands), "error_analysis/neighbourhoods.json")
+    (`planned`: the round's plan, what it asked of each neighbourhood). Returns the round's analysis as the
+    store keeps it for `loop report`: neighbourhoods, follow-up, confusion counts, task tables."""
+    hoods = _hood_rows(mined, planned, cands)
+    tracker.log_table(hoods, "error_analysis/neighbourhoods.json")
     tracker.log_table(fixed, "error_analysis/followup.json")
     if fixed:
         then = sum(r["error_rate_then"] * r["cases"] for r in fixed)
@@ -82,9 +87,13 @@ def log_round_artifacts(tracker, task, splits, preds, mined, planned, cands: lis
                        for h in mined.hard], "error_analysis/hard_cases.json")
     tracker.log_table(_candidate_rows(cands, "accepted"), "samples/accepted.json")
     tracker.log_table(_candidate_rows(cands, "rejected"), "samples/rejected.json")
+    analysis = {"neighbourhoods": hoods, "followup": fixed, "tables": {}}
     if task.confusion:
-        gold = [e.label for e in splits["dev_stop"]]
-        tracker.log_confusion(preds["dev_stop"].labels, gold, task.labels, "confusion_stop.png",
+        for split in ("dev_stop", "test"):
+            gold = [e.label for e in splits[split]]
+            analysis[f"confusion_{split}"] = confusion_matrix(preds[split].labels, gold, task.labels).tolist()
+        analysis["labels"] = list(task.labels)
+        tracker.log_confusion(np.array(analysis["confusion_dev_stop"]), task.labels, "confusion_stop.png",
                               "stopping split: gold vs predicted")
     per_class = task.metric(preds["test"], splits["test"])
     if all(f"f1_{lab}" in per_class for lab in task.labels):
@@ -94,3 +103,5 @@ def log_round_artifacts(tracker, task, splits, preds, mined, planned, cands: lis
     # task-specific tables (codegen: failing problems; faultloc: mislocalized functions)
     for name, rows in task.artifacts(preds, splits, mined).items():
         tracker.log_table(rows, name)
+        analysis["tables"][name] = rows
+    return analysis

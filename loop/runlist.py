@@ -7,6 +7,12 @@ import time
 from loop.store import RunStore
 
 
+def best_round(rounds: list[dict], metric: str) -> dict | None:
+    """The round with the best stopping-split metric (the earliest on a tie), as the loop keeps it."""
+    return max(rounds, key=lambda r: (r["metrics"].get(f"stop_{metric}", float("-inf")), -r["round"]),
+               default=None)
+
+
 def run_rows(store: RunStore) -> list[dict]:
     """Per run, oldest first: id, when, status, task and strategy, finished rounds, the best round's stopping
     and test metric (by the stopping split, as the loop keeps it), tokens spent and accepted samples."""
@@ -16,8 +22,7 @@ def run_rows(store: RunStore) -> list[dict]:
         cfg = info["config"]
         metric = cfg.get("loop", {}).get("metric", "macro_f1")
         rounds = store.round_rows(run_id)
-        best = max(rounds, key=lambda r: (r["metrics"].get(f"stop_{metric}", float("-inf")), -r["round"]),
-                   default=None)
+        best = best_round(rounds, metric)
         spent = store.spent(run_id)
         out.append({"run": run_id, "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(created)),
                     "status": status, "task": cfg.get("task", {}).get("name", ""),

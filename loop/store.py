@@ -19,7 +19,8 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, created REAL, config TEXT, mlflow_run_id TEXT,
                                  status TEXT, base_dir TEXT);
 CREATE TABLE IF NOT EXISTS rounds (run_id TEXT, round INTEGER, status TEXT, metrics TEXT,
-                                   mlflow_run_id TEXT, finished REAL, PRIMARY KEY (run_id, round));
+                                   mlflow_run_id TEXT, finished REAL, analysis TEXT,
+                                   PRIMARY KEY (run_id, round));
 CREATE TABLE IF NOT EXISTS requests (id TEXT, run_id TEXT, round INTEGER, kind TEXT, messages TEXT,
                                      meta TEXT, max_tokens INTEGER, prompt_tokens INTEGER, created REAL,
                                      PRIMARY KEY (run_id, id));
@@ -37,6 +38,11 @@ CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, teacher TEXT, text TEXT,
 CREATE TABLE IF NOT EXISTS ledger (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, round INTEGER,
                                    event TEXT, tokens INTEGER, money REAL, samples INTEGER, created REAL);
 """
+
+
+def _plain(value):
+    """JSON for what a task's table may hold beyond JSON's own types (numpy numbers)."""
+    return value.item() if hasattr(value, "item") else str(value)
 
 
 def _result(request_id: str, row: tuple) -> GenResult:
@@ -64,9 +70,10 @@ class RunStore:
                                 "start afresh (its runs cannot be resumed)") from None
 
     def _migrate(self) -> None:
-        """Stores written before runs kept their config's base folder, or before a reply could hold several
-        completions, gain the column (NULL for old rows)."""
-        for table, column in (("runs", "base_dir"), ("responses", "choices"), ("cache", "choices")):
+        """Stores written before runs kept their config's base folder, before a reply could hold several
+        completions, or before rounds kept their error analysis, gain the column (NULL for old rows)."""
+        for table, column in (("runs", "base_dir"), ("responses", "choices"), ("cache", "choices"),
+                              ("rounds", "analysis")):
             if column not in {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}:
                 self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
 
@@ -161,15 +168,35 @@ class RunStore:
                             "VALUES (?,?,?,?,?,?,?)",
                             (run_id, rnd, "accepted", 0, 0.0, accepted, time.time()))
 
-    def finish_round(self, run_id: str, rnd: int, metrics: dict, mlflow_run_id: str | None) -> None:
-        self._write("INSERT OR REPLACE INTO rounds VALUES (?,?,?,?,?,?)",
-                    [(run_id, rnd, "done", json.dumps(metrics), mlflow_run_id, time.time())])
+    def finish_round(self, run_id: str, rnd: int, metrics: dict, mlflow_run_id: str | None,
+                     analysis: dict | None = None) -> None:
+        """A finished round: its metrics, MLflow run and error analysis (what `loop report` draws)."""
+        self._write("INSERT OR REPLACE INTO rounds (run_id, round, status, metrics, mlflow_run_id, finished, "
+                    "analysis) VALUES (?,?,?,?,?,?,?)",
+                    [(run_id, rnd, "done", json.dumps(metrics), mlflow_run_id, time.time(),
+                      json.dumps(analysis, default=_plain) if analysis is not None else None)])
 
-    def round_rows(self, run_id: str) -> list[dict]:
-        """Finished rounds of a run, in order, with their metrics."""
-        rows = self.db.execute("SELECT round, metrics FROM rounds WHERE run_id=? AND status='done' "
-                               "ORDER BY round", (run_id,)).fetchall()
-        return [{"round": r[0], "metrics": json.loads(r[1])} for r in rows]
+    def round_rows(self, run_id: str, analysis: bool = False) -> list[dict]:
+        """Finished rounds of a run, in order, with their metrics (and error analysis, {} where not kept)."""
+        rows = self.db.execute("SELECT round, metrics, mlflow_run_id, analysis FROM rounds "
+                               "WHERE run_id=? AND status='done' ORDER BY round", (run_id,)).fetchall()
+        out = [{"round": r[0], "metrics": json.loads(r[1]), "mlflow_run_id": r[2]} for r in rows]
+        if analysis:
+            for row, r in zip(out, rows):
+                row["analysis"] = json.loads(r[3]) if r[3] else {}
+        return out
+
+    def candidates(self, run_id: str) -> list[dict]:
+        """Every screened candidate of a run, in the order stored: round, kind, text, label, verdict, reason,
+        meta."""
+        rows = self.db.execute("SELECT round, kind, text, label, verdict, reason, meta FROM candidates "
+                               "WHERE run_id=? ORDER BY id", (run_id,)).fetchall()
+        keys = ("round", "kind", "text", "label", "verdict", "reason")
+        return [{**dict(zip(keys, r[:6])), "meta": json.loads(r[6]) if r[6] else {}} for r in rows]
+
+    def run_ids(self) -> list[str]:
+        """Every run in the store, oldest first."""
+        return [r[0] for r in self.db.execute("SELECT id FROM runs ORDER BY created")]
 
     def run_info(self, run_id: str) -> dict | None:
         """The run's stored config, MLflow parent run and status, or None if there is no such run."""

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from loop.plots import confusion_png, embedding_map_png
+
 log = logging.getLogger(__name__)
 
 
@@ -64,66 +66,6 @@ def metric_names(keys, taken: dict[str, str] | None = None) -> dict[str, str]:
     return {k: names[k] for k in keys}
 
 
-def confusion_png(pred: list[str], gold: list[str], labels: list[str], path: Path, title: str) -> np.ndarray:
-    """Write a confusion-matrix PNG (rows: gold, columns: predicted); returns the matrix."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    idx = {lab: i for i, lab in enumerate(labels)}
-    mat = np.zeros((len(labels), len(labels)), np.int64)
-    for p, g in zip(pred, gold):
-        mat[idx[g], idx[p]] += 1
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    ax.imshow(mat, cmap="Blues")
-    ax.set_xticks(range(len(labels)), labels, rotation=30)
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("gold")
-    ax.set_title(title)
-    for i in range(len(labels)):
-        for j in range(len(labels)):
-            ax.text(j, i, str(mat[i, j]), ha="center", va="center",
-                    color="white" if mat[i, j] > mat.max() / 2 else "black")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return mat
-
-
-MAP_STYLE = {"correct": ("#9ecae1", "o", 10), "low_confidence": ("#fd8d3c", "o", 18),
-             "wrong": ("#d62728", "x", 22), "generated": ("#2ca02c", "^", 22)}
-
-
-def embedding_map_png(vectors: np.ndarray, status: list[str], new_vecs, path: Path, title: str) -> np.ndarray:
-    """2-D PCA of the mined examples (correct / wrong / low-confidence) and this round's accepted samples."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    pts = vectors if new_vecs is None else np.concatenate([vectors, new_vecs])
-    labels = list(status) + ["generated"] * (0 if new_vecs is None else len(new_vecs))
-    centred = pts - pts.mean(0)
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    xy = centred @ vt[:2].T
-    fig, ax = plt.subplots(figsize=(6, 5))
-    for kind, (colour, marker, size) in MAP_STYLE.items():
-        idx = [i for i, s in enumerate(labels) if s == kind]
-        if idx:
-            ax.scatter(xy[idx, 0], xy[idx, 1], c=colour, marker=marker, s=size, label=f"{kind} ({len(idx)})",
-                       alpha=0.8, linewidths=1)
-    ax.set_title(title)
-    ax.set_xlabel("PC 1")
-    ax.set_ylabel("PC 2")
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return xy
-
-
 CURVES = ("accuracy", "macro_f1", "pass_at_1", "top1")
 EXPERIMENT_KIND, TRAINING = "mlflow.experimentKind", "custom_model_development"
 
@@ -135,6 +77,13 @@ def parent_curve(key: str) -> bool:
     return key in ("tokens_spent_total", "accepted_total") or (split in ("stop", "test") and name in CURVES)
 
 
+def resolve_uri(uri: str, base_dir: str = ".") -> str:
+    """A tracking URI with a relative SQLite path made absolute against `base_dir`."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str((Path(base_dir) / uri[len("sqlite:///"):]).resolve())
+    return uri
+
+
 class Tracker:
     """Thin MLflow wrapper; the tracking URI's folder is created on demand."""
 
@@ -142,8 +91,7 @@ class Tracker:
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         import mlflow
 
-        if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-            uri = "sqlite:///" + str((Path(base_dir) / uri[len("sqlite:///"):]).resolve())
+        uri = resolve_uri(uri, base_dir)
         if uri.startswith("sqlite:///"):
             Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         self.uri, self.experiment = uri, experiment
@@ -159,7 +107,7 @@ class Tracker:
                 location = Path(uri[len("sqlite:///"):]).parent.resolve().as_uri()
             # a model-training experiment: the UI opens its runs in the training view, not under GenAI
             mlflow.create_experiment(experiment, artifact_location=location, tags={EXPERIMENT_KIND: TRAINING})
-        mlflow.set_experiment(experiment)
+        self.experiment_id = mlflow.set_experiment(experiment).experiment_id
         self.parent_id: str | None = None
         self.names: dict[str, str] = {}  # metric key -> the name MLflow knows it by
 
@@ -180,6 +128,12 @@ class Tracker:
                 self.mlflow.log_params(params)
             self.mlflow.set_tags(tags)
             yield run
+
+    def run_url(self, mlflow_run_id: str, ui: str | None = None) -> str | None:
+        """The run's page in the MLflow UI at `ui`, or on the tracking server itself; None for a local store
+        with no UI given (`loop ui` starts one)."""
+        base = ui or (self.uri if self.uri.startswith(("http://", "https://")) else None)
+        return f"{base.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{mlflow_run_id}" if base else None
 
     def find_parent(self, run_id: str, since: float) -> str | None:
         """The parent MLflow run of `run_id` created since `since` (epoch seconds), if there is one."""
@@ -230,11 +184,10 @@ class Tracker:
 
             self.mlflow.log_table(pd.DataFrame(rows), artifact_file=name)
 
-    def log_confusion(self, pred: list[str], gold: list[str], labels: list[str], name: str,
-                      title: str) -> None:
+    def log_confusion(self, mat: np.ndarray, labels: list[str], name: str, title: str) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / name
-            confusion_png(pred, gold, labels, path, title)
+            confusion_png(mat, labels, path, title)
             self.mlflow.log_artifact(str(path))
 
     def log_embedding_map(self, vectors, status, new_vecs, name: str) -> None:
@@ -242,6 +195,10 @@ class Tracker:
             path = Path(tmp) / Path(name).name
             embedding_map_png(vectors, status, new_vecs, path, "mining split (PCA of embeddings)")
             self.mlflow.log_artifact(str(path), artifact_path=str(Path(name).parent))
+
+    def log_file(self, path: Path) -> None:
+        """A file, as an artifact of the active run."""
+        self.mlflow.log_artifact(str(path))
 
     def set_tag(self, key: str, value: str) -> None:
         """A tag on the active run (the round's, inside `round`)."""

@@ -24,6 +24,7 @@ from loop.cli.common import (
     _parse_sets,
     handle_errors,
 )
+from loop.cli.inspect import report_cmd, runs_cmd, ui_cmd, ui_command
 from loop.errors import TeacherError
 from loop.runs import check_new, resume_command, resume_config, run_lock
 
@@ -117,7 +118,11 @@ def run(config, rounds, strategy, teacher_backend, teacher_model, teacher_urls, 
                f"tokens {summary['tokens_spent']} / {cfg.budget.tokens}; "
                f"accepted {summary['accepted_total']}")
     click.echo(f"store: {parts.store.path} (run id {run_id})  best student: {run_dir / 'student-best'}")
-    click.echo(f"MLflow run {summary['mlflow_run_id']}: mlflow ui --backend-store-uri {parts.tracker.uri}")
+    if summary.get("report"):
+        click.echo(f"report: {summary['report']}")
+    url = parts.tracker.run_url(summary["mlflow_run_id"])
+    click.echo(f"MLflow run: {url}" if url else f"MLflow run {summary['mlflow_run_id']}: open it with "
+               f"`{ui_command(parts.tracker.uri)}`")
 
 
 def _run_locked(cfg, run_id: str, run_dir: Path, resume: bool):
@@ -216,31 +221,7 @@ def mine_cmd(config, student_path, run_name, sets, verbose):
         click.echo(f"{row['neighbourhood']:>3} {row['hard_cases']:>5} {row['errors']:>6} "
                    f"{row['error_mass']:>6.1f} {row['label_disagreement']:>8.2f} {row['requests']:>7}  "
                    f"{row['confusion']:<12} {first}")
-    click.echo(f"MLflow run {parts.tracker.parent_id}: mlflow ui --backend-store-uri {parts.tracker.uri}")
-
-
-@main.command("runs")
-@CONFIG_OPT
-@click.option("--store", "store_path", type=click.Path(dir_okay=False),
-              help="The run store (default: <run.dir>/store.sqlite of the config).")
-@SET_OPT
-@handle_errors
-def runs_cmd(config, store_path, sets):
-    """The runs in the store: id, status, strategy, rounds, best metric, tokens, accepted samples."""
-    from loop.errors import RunStateError
-    from loop.runlist import run_rows, table_lines
-    from loop.store import RunStore
-
-    cfg = _load(config, _parse_sets(sets))
-    path = Path(store_path) if store_path else cfg.resolve(cfg.run.dir) / "store.sqlite"
-    if not path.is_file():
-        raise RunStateError(f"no run store at {path} (set run.dir or --store)")
-    store = RunStore(path)
-    try:
-        for line in table_lines(run_rows(store)):
-            click.echo(line)
-    finally:
-        store.close()
+    click.echo(f"MLflow run {parts.tracker.parent_id}: open it with `{ui_command(parts.tracker.uri)}`")
 
 
 @main.command("config")
@@ -287,3 +268,5 @@ def assets(models, verbose):
 
 
 main.add_command(bench)
+for _cmd in (runs_cmd, report_cmd, ui_cmd):
+    main.add_command(_cmd)
