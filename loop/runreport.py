@@ -124,10 +124,12 @@ def _per_class(rounds: list[dict], best: dict) -> str:
     hurt = sum(r["change"] < -CHANGED for r in rows)
     tone = {1: "up", -1: "down", 0: ""}
     body = "".join(f"<tr><td>{_e(r['label'])}</td><td>{r['then']:.3f}</td><td>{r['now']:.3f}</td><td class="
-                   f"'{tone[int(np.sign(r['change']))]}'>{r['change']:+.3f}</td></tr>" for r in reversed(rows))
+                   f"'{tone[int(np.sign(r['change']))]}'>{r['change']:+.3f}</td></tr>"
+                   for r in reversed(rows))
     return (f"<p>{fixed} class(es) up by more than {CHANGED}, {hurt} down by more than {CHANGED}, of "
             f"{len(rows)}: test split, baseline vs {_e(name)}.</p><details open><summary>every class"
-            f"</summary><table><thead><tr><th>label</th><th>baseline F1</th><th>F1 at round {now_round['round']}</th>"
+            f"</summary><table><thead><tr><th>label</th><th>baseline F1</th>"
+            f"<th>F1 at round {now_round['round']}</th>"
             f"<th>change</th></tr></thead><tbody>{body}</tbody></table></details>")
 
 
