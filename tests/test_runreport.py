@@ -95,8 +95,10 @@ def test_a_round_stored_without_analysis_still_reports(tmp_path):
 def test_report_escapes_what_the_teacher_wrote(runs, tmp_path):
     import sqlite3
 
-    with sqlite3.connect(runs[0] / "runs" / "store.sqlite") as src, sqlite3.connect(tmp_path / "s.sqlite") as dst:
-        src.backup(dst)
+    src, dst = sqlite3.connect(runs[0] / "runs" / "store.sqlite"), sqlite3.connect(tmp_path / "s.sqlite")
+    src.backup(dst)
+    src.close()
+    dst.close()
     store = RunStore(tmp_path / "s.sqlite")
     store.db.execute("UPDATE candidates SET text='<script>alert(1)</script>' WHERE run_id='t'")
     page = build(store, "t")
