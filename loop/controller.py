@@ -160,7 +160,7 @@ def _round(cfg: Config, parts: Parts, run_id: str, run_dir: Path, rnd: int, stat
     """One round (the baseline when `rnd` is 0): augment, retrain, evaluate, log, keep the best student.
     Returns 'budget' when no planned request fitted the budget (nothing was trained or logged)."""
     student, splits, tracker = parts.student, parts.splits, parts.tracker
-    progress.NOW.round, progress.NOW.stage = rnd, "start"
+    progress.NOW.begin_round(rnd)
     with tracker.round(rnd) as mlrun:
         r = Round()
         if rnd > 0:
@@ -170,6 +170,7 @@ def _round(cfg: Config, parts: Parts, run_id: str, run_dir: Path, rnd: int, stat
                 tracker.set_tag("stopped", f"budget: none of {r.gen.skipped} requests fit")
                 return "budget"
             state.accepted += r.new
+            progress.NOW.accepted = len(state.accepted)
         if cfg.teacher.unload_before_train:
             parts.teacher.unload()
         if rnd == 0 or r.new:
@@ -258,6 +259,9 @@ def _rounds(cfg: Config, parts: Parts, run_id: str, run_dir: Path, rows: list[di
             "prompt_version": parts.task.prompts.version}
     with tracker.parent(cfg.run.name or run_id, cfg.to_dict(), tags, resume_id=mlflow_id):
         store.set_run(run_id, mlflow_run_id=tracker.parent_id, status="running")
+        now = progress.NOW
+        now.rounds, now.cap, now.spent, now.accepted = (cfg.loop.rounds, cfg.budget.tokens,
+                                                         state.budget.spent.tokens, len(state.accepted))
         if rows and len(rows) <= cfg.loop.rounds:
             parts.student.fit(parts.splits["train"] + state.accepted)  # the last finished round's student
         for rnd in range(len(rows), cfg.loop.rounds + 1):

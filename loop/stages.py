@@ -35,7 +35,7 @@ class Timer:
 
     @contextlib.contextmanager
     def __call__(self, stage: str):
-        progress.NOW.stage = stage
+        progress.NOW.begin(stage)
         start = time.perf_counter()
         try:
             yield
@@ -205,6 +205,7 @@ def generate(teacher, requests: list[GenRequest], budget: Budget, store: RunStor
     store.add_requests(run_id, rnd, [r for r, _, _ in todo], [pt for _, pt, _ in todo], skipped)
     error = None
     try:
+        progress.NOW.work(len(todo), "requests")
         results = sample(teacher, [r for r, _, _ in todo]) if todo else []
     except TeacherError as exc:
         results, error = exc.partial, exc
@@ -219,6 +220,7 @@ def generate(teacher, requests: list[GenRequest], budget: Budget, store: RunStor
         store.add_response(run_id, rnd, res, cost, cache_key=key, teacher=teacher.name)
         out.pairs.append((req, res))
         out.paid_tokens += res.prompt_tokens + res.completion_tokens
+    progress.NOW.spent = budget.spent.tokens
     if error is not None:
         raise error
     return out

@@ -68,6 +68,7 @@ def metric_names(keys, taken: dict[str, str] | None = None) -> dict[str, str]:
 
 CURVES = ("accuracy", "macro_f1", "pass_at_1", "top1")
 EXPERIMENT_KIND, TRAINING = "mlflow.experimentKind", "custom_model_development"
+ML_VIEW = "machine_learning"
 
 
 def parent_curve(key: str) -> bool:
@@ -133,7 +134,11 @@ class Tracker:
         """The run's page in the MLflow UI at `ui`, or on the tracking server itself; None for a local store
         with no UI given (`loop ui` starts one)."""
         base = ui or (self.uri if self.uri.startswith(("http://", "https://")) else None)
-        return f"{base.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{mlflow_run_id}" if base else None
+        if not base:
+            return None
+        # the UI's model-training view (its default is the GenAI one, whatever the experiment's kind)
+        page = f"#/experiments/{self.experiment_id}/runs/{mlflow_run_id}"
+        return f"{base.rstrip('/')}/{page}?workflowType={ML_VIEW}"
 
     def find_parent(self, run_id: str, since: float) -> str | None:
         """The parent MLflow run of `run_id` created since `since` (epoch seconds), if there is one."""

@@ -13,8 +13,14 @@ from conftest import ROOT
 pytestmark = pytest.mark.slow
 
 
-def test_two_real_rounds(tmp_path):
-    cap = 12000
+CAP = 12000
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory):
+    """Two real rounds through `loop run`: (folder, the process)."""
+    tmp_path = tmp_path_factory.mktemp("e2e")
+    cap = CAP
     cmd = [sys.executable, "-m", "loop.cli", "run", "--rounds", "2", "--name", "e2e",
            "--teacher-model", "packaged:smollm2-135m-instruct", "--budget-tokens", str(cap),
            "--set", "data.train_size=60", "--set", "data.dev_size=120", "--set", "data.test_size=120",
@@ -26,6 +32,12 @@ def test_two_real_rounds(tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp_path, proc
+
+
+def test_two_real_rounds(real_run):
+    tmp_path, proc = real_run
+    cap = CAP
     assert "done: 2 round(s)" in proc.stdout
 
     db = sqlite3.connect(tmp_path / "runs" / "store.sqlite")
@@ -59,3 +71,65 @@ def test_two_real_rounds(tmp_path):
                                                       "error_analysis/neighbourhoods.json",
                                                       str(tmp_path))).read())
     assert table["data"] and "confusion" in table["columns"]
+
+
+def chromium(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    """Headless Chromium (the Debian package `chromium`; .ci/run installs it)."""
+    import shutil
+
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (apt-get install chromium)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    return subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def not_blank(png) -> float:
+    """The share of the picture that is not background."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(png).convert("L"), dtype=float)
+    return float((np.abs(pixels - np.median(pixels)) > 30).mean())
+
+
+def test_the_report_of_a_real_run_renders_in_chromium(real_run):
+    tmp_path, proc = real_run
+    report = tmp_path / "runs" / "e2e" / "report.html"
+    assert f"report: {report}" in proc.stdout and report.is_file()
+    shot = tmp_path / "report.png"
+    chromium(f"--screenshot={shot}", "--window-size=1200,2400", report.as_uri())
+    assert shot.is_file() and not_blank(shot) > 0.02
+    dom = chromium("--dump-dom", report.as_uri()).stdout
+    # the curve and both confusion matrices are drawn, and the per-class and neighbourhood tables are there
+    assert dom.count("<img") == 3 and dom.count("<table") >= 3 and "<h3>Round 2</h3>" in dom
+    for title in ("against tokens spent", "Per-class F1", "Confusion matrix before and after", "Rounds"):
+        assert title in dom
+
+
+def test_loop_ui_opens_the_run_page(real_run):
+    """`loop ui` serves the run's store and prints the run's page, which opens in the model-training view."""
+    import re
+    import socket
+
+    tmp_path, _ = real_run
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "loop.cli", "ui", "--port", str(port),
+           "--set", f"tracking.uri=sqlite:///{tmp_path}/mlruns/mlflow.db"]
+    ui = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, HF_HUB_OFFLINE="1"), stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = ui.stdout.readline()
+        url = re.search(r"MLflow UI: (\S+)", line)
+        assert url, line
+        assert url.group(1).startswith(f"http://127.0.0.1:{port}/#/experiments/")
+        assert url.group(1).endswith("?workflowType=machine_learning")
+        dom = chromium("--virtual-time-budget=30000", "--dump-dom", url.group(1)).stdout
+        assert "e2e" in dom and "round-1" in dom and "Model training" in dom
+    finally:
+        ui.terminate()
+        ui.wait(timeout=60)

@@ -87,11 +87,14 @@ INTERRUPTED: list[int] = []  # the signals that asked the run to stop
                    "teacher called.")
 @SET_OPT
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
+@click.option("--quiet", "-q", is_flag=True,
+              help="No live display, and only warnings and errors logged (the display is also off when "
+                   "stdout is not a terminal, or CI is set).")
 @handle_errors
 def run(config, rounds, strategy, teacher_backend, teacher_model, teacher_urls, cassette, record,
-        budget_tokens, run_name, resume_id, dry_run, sets, verbose):
+        budget_tokens, run_name, resume_id, dry_run, sets, verbose, quiet):
     """Run the closed loop: baseline, then ROUNDS rounds of mine -> generate -> screen -> retrain."""
-    _logging(verbose)
+    _logging(verbose, quiet)
     flags = _parse_sets(sets)
     for key, value in (("loop.rounds", rounds), ("generation.strategy", strategy),
                        ("teacher.backend", teacher_backend), ("teacher.model", teacher_model),
@@ -110,7 +113,10 @@ def run(config, rounds, strategy, teacher_backend, teacher_model, teacher_urls, 
         return
     run_id = resume_id or cfg.run.name or time.strftime("%Y%m%d-%H%M%S") + f"-{cfg.generation.strategy}"
     run_dir = cfg.resolve(cfg.run.dir) / run_id
-    summary, parts = _run_locked(cfg, run_id, run_dir, bool(resume_id))
+    from loop import live
+
+    with live.display(live.wanted(quiet)):
+        summary, parts = _run_locked(cfg, run_id, run_dir, bool(resume_id))
     metric = cfg.loop.metric
     click.echo(f"done: {summary['rounds_run']} round(s), stopped by {summary['stop_reason']}; best round "
                f"{summary['best_round']}: stop {metric} {summary[f'best_stop_{metric}']:.4f}, test {metric} "

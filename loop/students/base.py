@@ -13,6 +13,7 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, ClassVar, Protocol
 
+from loop import progress
 from loop.options import option
 from loop.records import Example, Predictions
 
@@ -78,6 +79,7 @@ def train_epochs(model, params, n: int, cfg, batch_loss: Callable) -> None:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / max(1, steps)))
     rng = random.Random(cfg.seed)
     model.train()
+    progress.NOW.work(steps, "steps")
     for epoch in range(cfg.epochs):
         order = list(range(n))
         rng.shuffle(order)
@@ -92,5 +94,6 @@ def train_epochs(model, params, n: int, cfg, batch_loss: Callable) -> None:
             sched.step()
             opt.zero_grad()
             total += loss.item() * len(idx)
+            progress.NOW.advance(1, f"epoch {epoch + 1}/{cfg.epochs} loss {loss.item():.3f}")
         log.debug("epoch %d loss %.4f", epoch, total / max(1, n))
     model.eval()

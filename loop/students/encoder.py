@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Callable, Literal
 
 import numpy as np
 
+from loop import progress
 from loop.assets import resolve_model
 from loop.embedder import mean_pool
 from loop.index import normalize
@@ -54,6 +55,7 @@ def run_epochs(model, n: int, cfg: StudentConfig, batch_loss: Callable,
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, warmup))
     rng = random.Random(cfg.seed)
     model.train()
+    progress.NOW.work(steps, "steps")
     for epoch in range(cfg.epochs):
         order = list(range(n))
         rng.shuffle(order)
@@ -66,6 +68,7 @@ def run_epochs(model, n: int, cfg: StudentConfig, batch_loss: Callable,
             sched.step()
             opt.zero_grad()
             total += loss.item() * len(idx)
+            progress.NOW.advance(1, f"epoch {epoch + 1}/{cfg.epochs} loss {loss.item():.3f}")
         log.debug("epoch %d loss %.4f", epoch, total / max(1, n))
         if after_epoch is not None:
             model.eval()
@@ -241,8 +244,10 @@ class EncoderStudent(Component):
         dim = self.model.config.hidden_size
         emb = np.zeros((len(texts), dim), np.float32)
         with torch.inference_mode():
+            progress.NOW.work(len(texts), "examples")
             for idx, enc in self._batches(texts, order, 64):
                 out = self.model(**enc, output_hidden_states=True)
+                progress.NOW.advance(len(idx))
                 probs[idx] = torch.softmax(out.logits, -1).numpy()
                 emb[idx] = mean_pool(out.hidden_states[-1], enc["attention_mask"]).numpy()
         labels = [self.labels[i] for i in probs.argmax(1)] if len(texts) else []

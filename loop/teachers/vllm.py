@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from loop.assets import resolve_model
 from loop.errors import TeacherError
 from loop.options import Component, option
+from loop.progress import EngineBar
 from loop.records import GenRequest, GenResult
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ class VLLMTeacher(Component):
         start = time.perf_counter()
         try:
             outputs = llm.chat([r.messages for r in requests], [self._params(r) for r in requests],
-                               use_tqdm=False)
+                               use_tqdm=EngineBar)  # counts replies for the live display
         except Exception as exc:
             raise TeacherError(f"vLLM generation failed: {type(exc).__name__}: {exc}") from exc
         latency = time.perf_counter() - start

@@ -1,0 +1,78 @@
+"""The live display of `loop run` on a terminal: round and stage, the stage's progress (requests, training
+steps with the loss, examples evaluated) with its rate and ETA, teacher tokens against the cap as a gauge,
+accepted samples. Log records print above it, warnings and errors included. Off the terminal, with
+--quiet, or in CI, the run prints its plain log lines instead."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+
+from loop import progress
+from loop.redact import install
+
+
+def wanted(quiet: bool) -> bool:
+    """A live display only for a person at a terminal."""
+    return not quiet and sys.stdout.isatty() and not os.environ.get("CI") and os.environ.get("TERM") != "dumb"
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def render(now: progress.Where):
+    """What the display shows for `now` (a rich renderable)."""
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(min_width=10, style="bold")
+    grid.add_column(width=32)
+    grid.add_column()
+    rounds = f" of {now.rounds}" if now.rounds is not None else ""
+    where = {None: "setup", 0: "baseline"}.get(now.round, f"round {now.round}{rounds}")
+    if now.total:
+        work = f"{now.stage}: {now.done}/{now.total} {now.unit}"
+        rate = now.done / max(time.monotonic() - now.stage_started, 1e-6)
+        info = f"{work}  {rate:.1f} {now.unit}/s  {now.detail}".rstrip()
+        grid.add_row(where, ProgressBar(total=now.total, completed=now.done, width=32), info)
+    else:
+        grid.add_row(where, "", f"{now.stage} ({_clock(time.monotonic() - now.stage_started)})")
+    if now.cap:
+        grid.add_row("budget", ProgressBar(total=now.cap, completed=min(now.spent, now.cap), width=32),
+                     f"{now.spent:,} / {now.cap:,} tokens  accepted {now.accepted}")
+    grid.add_row("ETA", "", f"stage {_clock(now.stage_eta())}  round {_clock(now.round_eta())}")
+    return grid
+
+
+@contextlib.contextmanager
+def display(enabled: bool, refresh: float = 2.0):
+    """The live display for the duration of the block when `enabled`; log records go through rich, above
+    it. Otherwise nothing changes."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.live import Live
+    from rich.logging import RichHandler
+
+    console = Console(stderr=False)
+    root = logging.getLogger()
+    handler = RichHandler(console=console, show_path=False, markup=False, rich_tracebacks=False)
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    saved = root.handlers[:]
+    root.handlers = [handler]
+    install()  # secrets stay out of what it prints
+    try:
+        with Live(get_renderable=lambda: render(progress.NOW), console=console, refresh_per_second=refresh,
+                  transient=True, redirect_stdout=True, redirect_stderr=True) as live:
+            yield live
+    finally:
+        root.handlers = saved
