@@ -48,16 +48,38 @@ def _safe(key: str) -> str:
     return name[:MAX_NAME]
 
 
+# per-class scores, rejections by reason and stage seconds go in groups of their own, so that a run's
+# overview shows the headline figures (stop / test metric, tokens, accepted) first
+_GROUPS = ((re.compile(r"^(stop|test)_(precision|recall|f1)_"), "per_class"),
+           (re.compile(r"^rejected_"), "rejected"), (re.compile(r"^seconds_"), "seconds"))
+
+
+def _grouped(key: str) -> str:
+    """The name a key would have if MLflow took any character: its group's folder, then the key."""
+    for pattern, group in _GROUPS:
+        if pattern.match(key):
+            return f"{group}/{key}"
+    return key
+
+
+def _name(key: str) -> str:
+    grouped = _grouped(key)
+    if grouped == key:
+        return _safe(key)
+    return f"{grouped.split('/', 1)[0]}/{_safe(key.replace('/', '_'))}"[:MAX_NAME]
+
+
 def metric_names(keys, taken: dict[str, str] | None = None) -> dict[str, str]:
-    """An MLflow metric name for each key: the key itself where MLflow takes it, else the key with the
+    """An MLflow metric name for each key: the key itself where MLflow takes it (per-class scores,
+    rejections and seconds under a group folder: 'per_class/test_f1_x'), else the key with the
     characters MLflow refuses replaced by '_' (a label may hold any: Banking77's 'reverted_card_payment?'),
     with a suffix where two keys would share a name. `taken` (earlier answers) keeps a key's name the same
     across rounds; the answer does not depend on the order of the keys."""
     names = dict(taken or {})
     used = set(names.values())
     fresh = sorted({k for k in keys if k not in names})
-    for key in sorted(fresh, key=lambda k: _safe(k) != k):  # keys MLflow takes keep their names first
-        name, base, n = _safe(key), _safe(key), 1
+    for key in sorted(fresh, key=lambda k: _name(k) != _grouped(k)):  # keys MLflow takes keep theirs first
+        name, base, n = _name(key), _name(key), 1
         while name in used:
             n += 1
             name = f"{base[:MAX_NAME - len(str(n)) - 1]}_{n}"
@@ -76,6 +98,19 @@ def parent_curve(key: str) -> bool:
     the headline stopping-split and test metrics."""
     split, _, name = key.partition("_")
     return key in ("tokens_spent_total", "accepted_total") or (split in ("stop", "test") and name in CURVES)
+
+
+ROUND_PARAMS = ("generation.strategy", "teacher.backend", "teacher.model", "student.model", "budget.tokens",
+                "generation.targeted_requests", "generation.revise_requests", "teacher.max_tokens")
+
+
+def round_params(config: dict, tags: dict) -> dict:
+    """A round's key parameters: strategy, teacher, student, budget, prompts (the rest is on the parent)."""
+    flat = flatten(config)
+    params = {k: str(flat[k])[:500] for k in ROUND_PARAMS if k in flat}
+    if "prompt_version" in tags:
+        params["prompts"] = tags["prompt_version"]
+    return params
 
 
 def resolve_uri(uri: str, base_dir: str = ".") -> str:
@@ -110,6 +145,7 @@ class Tracker:
             mlflow.create_experiment(experiment, artifact_location=location, tags={EXPERIMENT_KIND: TRAINING})
         self.experiment_id = mlflow.set_experiment(experiment).experiment_id
         self.parent_id: str | None = None
+        self.round_params: dict = {}  # what each round's child run shows as its parameters
         self.names: dict[str, str] = {}  # metric key -> the name MLflow knows it by
 
     def _names(self, keys) -> dict[str, str]:
@@ -124,6 +160,7 @@ class Tracker:
                  else self.mlflow.start_run(run_name=name, tags=tags))
         with start as run:
             self.parent_id = run.info.run_id
+            self.round_params = round_params(config, tags)
             if not resume_id:
                 params = {k: str(v)[:500] for k, v in flatten(config).items()}
                 self.mlflow.log_params(params)
@@ -157,6 +194,8 @@ class Tracker:
                  else self.mlflow.start_run(run_name=f"round-{rnd}", nested=True))
         with start as run:
             self.mlflow.set_tag("round", rnd)
+            if not earlier:  # a continued attempt has them
+                self.mlflow.log_params({"round": rnd, **self.round_params})
             yield run
 
     def _unfinished_child(self, rnd: int) -> str | None:
@@ -169,8 +208,9 @@ class Tracker:
         return left[0].info.run_id if left else None
 
     def log_round(self, rnd: int, metrics: dict[str, float]) -> None:
-        """Metrics into the child run, and the same curve points into the parent. Metric names MLflow
-        refuses are renamed; metric_names.json in the child run maps each such name to its key."""
+        """Metrics into the child run, and the same curve points into the parent (the stop / test metrics
+        also under by_tokens/, their step the teacher tokens spent). Metric names that differ from their key
+        (grouped, or holding what MLflow refuses) are listed in the child run's metric_names.json."""
         clean = {k: float(v) for k, v in metrics.items() if v is not None}
         names = self._names(clean)
         self.mlflow.log_metrics({names[k]: v for k, v in clean.items()}, step=rnd)
@@ -178,9 +218,12 @@ class Tracker:
         if renamed:
             self.mlflow.log_dict(renamed, "metric_names.json")
         client = self.mlflow.tracking.MlflowClient()
+        tokens = int(clean.get("tokens_spent_total", 0))
         for key, value in clean.items():
             if parent_curve(key):
                 client.log_metric(self.parent_id, names[key], value, step=rnd)
+                if key.startswith(("stop_", "test_")):  # the same curve with teacher tokens as its steps
+                    client.log_metric(self.parent_id, f"by_tokens/{names[key]}", value, step=tokens)
 
     def log_table(self, rows: list[dict], name: str) -> None:
         """A table artifact (JSON, shown as a table in the MLflow UI), skipped when empty."""

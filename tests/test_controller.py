@@ -64,10 +64,17 @@ def test_each_round_is_an_mlflow_child_run_with_its_figures(targeted):
     m1 = runs[1].data.metrics
     assert m1["requests"] == len(parts.teacher.calls[0]) and m1["accepted"] > 0
     assert {"stop_macro_f1", "test_accuracy", "errors", "low_confidence", "prompt_tokens",
-            "completion_tokens", "candidates", "seconds_generate", "seconds_train"} <= set(m1)
+            "completion_tokens", "candidates", "seconds/seconds_generate", "seconds/seconds_train"} <= set(m1)
+    # per-class scores under their own group; each round shows its key parameters
+    assert {f"per_class/test_f1_{lab}" for lab in ("negative", "neutral", "positive")} <= set(m1)
+    params = runs[1].data.params
+    assert params["round"] == "1" and params["generation.strategy"] == "targeted" and "prompts" in params
+    parent = parts.tracker.mlflow.tracking.MlflowClient().get_metric_history(parts.tracker.parent_id,
+                                                                             "by_tokens/test_macro_f1")
+    assert [p.step for p in parent] == [int(r.data.metrics["tokens_spent_total"]) for r in runs]
     # what an accepted sample cost, and the share of candidates that copied what the student has
     assert m1["tokens_per_accepted"] == pytest.approx(m1["tokens_round"] / m1["accepted"])
-    copies = m1.get("rejected_duplicate", 0) + m1.get("rejected_near_duplicate", 0)
+    copies = m1.get("rejected/rejected_duplicate", 0) + m1.get("rejected/rejected_near_duplicate", 0)
     assert m1["duplicate_share"] == pytest.approx(copies / m1["candidates"])
 
 
@@ -108,7 +115,7 @@ def test_bad_teacher_output_is_counted_not_fatal(tiny_config, tmp_path):
                                '{"samples": [{"text": "ok text here", "label": "angry"}]}'])
     summary, parts = run(tiny_config(**{"loop.rounds": 1}), tmp_path, teacher)
     m = child_runs(parts.tracker)[1].data.metrics
-    assert m["rejected_parse"] == 1 and m["rejected_label"] == 1
+    assert m["rejected/rejected_parse"] == 1 and m["rejected/rejected_label"] == 1
 
 
 def test_a_round_that_accepts_nothing_does_not_retrain(tiny_config, tmp_path):
@@ -119,7 +126,8 @@ def test_a_round_that_accepts_nothing_does_not_retrain(tiny_config, tmp_path):
     assert summary["accepted_total"] == 0 and summary["rounds_run"] == 2
     assert parts.student.fits == [60]  # the same data would give the same student
     runs = child_runs(parts.tracker)
-    assert "seconds_train" in runs[0].data.metrics and "seconds_train" not in runs[1].data.metrics
+    trained = "seconds/seconds_train"
+    assert trained in runs[0].data.metrics and trained not in runs[1].data.metrics
     assert runs[1].data.metrics["test_macro_f1"] == runs[0].data.metrics["test_macro_f1"]
 
 
@@ -236,7 +244,7 @@ def test_label_agreement_keeps_only_blind_agreement(tiny_config, tmp_path):
     accepted = parts.store.accepted("t")
     assert accepted and {e.label for e in accepted} == {"neutral"}
     m = child_runs(parts.tracker)[1].data.metrics
-    assert m["rejected_label_disagreement"] > 0
+    assert m["rejected/rejected_label_disagreement"] > 0
     assert m["agreement_requests"] == len(label_calls[0])
     assert m["agreement_tokens"] == 15 * len(label_calls[0])
     assert summary["tokens_spent"] == parts.store.spent("t").tokens <= cfg.budget.tokens

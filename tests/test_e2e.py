@@ -123,9 +123,11 @@ def test_loop_ui_opens_the_run_page(real_run):
     ui = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, HF_HUB_OFFLINE="1"), stdout=subprocess.PIPE,
                           stderr=subprocess.DEVNULL, text=True)
     try:
-        line = ui.stdout.readline()
-        url = re.search(r"MLflow UI: (\S+)", line)
-        assert url, line
+        lines = []  # the server's own start-up lines come first
+        while not lines or "MLflow UI:" not in lines[-1]:
+            lines.append(ui.stdout.readline())
+            assert lines[-1] or ui.poll() is None, lines
+        url = re.search(r"MLflow UI: (\S+)", lines[-1])
         assert url.group(1).startswith(f"http://127.0.0.1:{port}/#/experiments/")
         assert url.group(1).endswith("?workflowType=machine_learning")
         dom = chromium("--virtual-time-budget=30000", "--dump-dom", url.group(1)).stdout

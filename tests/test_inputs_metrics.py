@@ -24,7 +24,8 @@ def test_names_are_valid_unique_and_stable():
                                                          "stop_macro_f1", "a/../b"]
     names = metric_names(keys)
     assert names["stop_macro_f1"] == "stop_macro_f1"
-    assert names["stop_precision_reverted_card_payment_"] == "stop_precision_reverted_card_payment_"
+    # per-class scores go under a group folder, the headline figures stay at the top
+    assert names["stop_precision_reverted_card_payment_"] == "per_class/stop_precision_reverted_card_payment_"
     assert len(set(names.values())) == len(keys)
     assert all(MLFLOW_NAME.match(n) and len(n) <= 250 for n in names.values())
     assert metric_names(list(reversed(keys))) == names  # the same names every round, whatever the order
