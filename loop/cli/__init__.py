@@ -139,6 +139,7 @@ def _run_locked(cfg, run_id: str, run_dir: Path, resume: bool):
     with run_lock(run_dir):
         if not resume:
             check_new(run_id, run_dir.parent / "store.sqlite")
+        progress.NOW.begin("loading data and models")
         parts = assemble(cfg, run_dir)
         if not resume:  # where its relative paths resolve from, for `loop run --resume` in any folder
             parts.store.set_run(run_id, base_dir=cfg.base_dir)
