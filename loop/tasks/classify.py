@@ -144,7 +144,8 @@ class ClassifyTask(Task):
     def load_splits(self) -> dict:
         from loop.data import load_splits
 
-        return load_splits(self.full)
+        self.data_notes = {}  # what reading found, for the data report
+        return load_splits(self.full, self.data_notes)
 
     def json_schema(self, n: int, kind: str = "targeted") -> dict:
         item = {"type": "object", "properties": {"text": {"type": "string"},
