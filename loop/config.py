@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import tempfile
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -354,6 +353,7 @@ def load_config(path: Optional[str] = None, overrides: Optional[dict] = None) ->
         _set_dotted(data, dotted, value)
     cfg = _build(Config, data, where)
     cfg.base_dir = str(base)
+    _outputs_in_working_folder(cfg, data)
     derived = component(cfg, "task").derived_labels(cfg.task)
     if derived is not None:  # faultloc: a line is a class, the labels are the line numbers
         if "labels" in (data.get("task") or {}):
@@ -364,20 +364,16 @@ def load_config(path: Optional[str] = None, overrides: Optional[dict] = None) ->
     return cfg
 
 
-def check_run_dir(cfg: Config) -> None:
-    """run.dir can be created and written: checked by writing a temporary file into its nearest existing
-    folder, so a dry run finds what a real run would fail on, and creates nothing."""
-    target = cfg.resolve(cfg.run.dir)
-    probe = target
-    try:
-        while not probe.exists():
-            probe = probe.parent
-        if not probe.is_dir():
-            raise ConfigError(f"run.dir: cannot write {target} ({probe} is not a folder)")
-        with tempfile.TemporaryFile(dir=probe):
-            pass
-    except OSError as exc:
-        raise ConfigError(f"run.dir: cannot write {target} ({exc.strerror}: {probe})") from None
+def _outputs_in_working_folder(cfg: Config, data: dict) -> None:
+    """run.dir and tracking.uri left at their defaults go in the working folder whatever the config's folder,
+    so every config run from one folder shares its runs/ and mlruns/ (set, they resolve like any path)."""
+    cwd = Path.cwd()
+    if "dir" not in (data.get("run") or {}):
+        cfg.run.dir = str(cwd / cfg.run.dir)
+    uri = cfg.tracking.uri
+    if "uri" not in (data.get("tracking") or {}) and uri.startswith("sqlite:///") \
+            and not uri.startswith("sqlite:////"):
+        cfg.tracking.uri = "sqlite:///" + str(cwd / uri[len("sqlite:///"):])
 
 
 def explain() -> list[tuple[str, str, str, str]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shlex
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -46,10 +47,11 @@ def config_keys(path: str | None) -> dict:
 
 
 def runs_root(config: str | None, flags: dict) -> Path:
-    """Where a run with these flags keeps its store: run.dir from the flags, else from the config file, else
-    `runs`, relative to the config file's base folder (without a file: the working folder)."""
-    where = flags.get("run.dir") or config_keys(config).get("run.dir") or Config().run.dir
-    base = _config_base(config) if config else Path.cwd()
+    """Where a run with these flags keeps its store: run.dir from the flags or the config file, relative to
+    the config file's base folder (without a file: the working folder), else `runs` in the working folder."""
+    where = flags.get("run.dir") or config_keys(config).get("run.dir")
+    base = _config_base(config) if config and where else Path.cwd()  # the default is the working folder's
+    where = where or Config().run.dir
     return (base / Path(str(where)).expanduser()).resolve()
 
 
@@ -135,3 +137,19 @@ def run_lock(run_dir: Path):
             raise RunStateError(f"run {run_dir.name} is in use by another loop process "
                                 f"({run_dir / '.lock'})") from None
         yield
+
+
+def check_run_dir(cfg: Config) -> None:
+    """run.dir can be created and written: checked by writing a temporary file into its nearest existing
+    folder, so a dry run finds what a real run would fail on, and creates nothing."""
+    target = cfg.resolve(cfg.run.dir)
+    probe = target
+    try:
+        while not probe.exists():
+            probe = probe.parent
+        if not probe.is_dir():
+            raise ConfigError(f"run.dir: cannot write {target} ({probe} is not a folder)")
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"run.dir: cannot write {target} ({exc.strerror}: {probe})") from None

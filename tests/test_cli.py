@@ -45,7 +45,9 @@ def test_bad_set_syntax():
 
 def test_config_prints_resolved_and_explains():
     res = invoke("config", "--set", "budget.tokens=777")
-    assert res.exit_code == 0 and "tokens: 777" in res.output and "# checked: data (train 200" in res.output
+    assert res.exit_code == 0 and "tokens: 777" in res.output
+    assert "splits train 200, dev_mine 500" in res.output
+    assert "# checked: data, prompts" in res.output
     assert "mining.threshold" in invoke("config", "--explain").output
 
 

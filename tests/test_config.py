@@ -178,7 +178,7 @@ def test_shipped_configs_load(name):
 def test_run_dir_must_be_writable(tmp_path):
     import os
 
-    from loop.config import check_run_dir
+    from loop.runs import check_run_dir
 
     check_run_dir(load_config(None, {"run.dir": str(tmp_path / "new" / "runs")}))
     assert not (tmp_path / "new").exists()  # checked, not created
@@ -238,3 +238,24 @@ def test_the_default_prompts_come_from_the_project_for_a_config_written_elsewher
     own = tmp_path / "prompts" / "classify"
     own.mkdir(parents=True)
     assert load_config(mine).prompts_folder() == own
+
+
+def test_runs_and_mlruns_go_in_the_working_folder_for_every_config(tmp_path, monkeypatch):
+    """A config elsewhere that leaves run.dir and tracking.uri at their defaults writes where `loop` runs,
+    like every other config; set, they resolve from the config's folder like any path."""
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(work)
+    plain = elsewhere / "plain.yaml"
+    plain.write_text("loop: {rounds: 1}\n")
+    cfg = load_config(str(plain))
+    assert cfg.resolve(cfg.run.dir) == work / "runs"
+    assert cfg.tracking.uri == f"sqlite:///{work}/mlruns/mlflow.db"
+    from loop.runs import runs_root
+    assert runs_root(str(plain), {}) == (work / "runs").resolve()
+    own = elsewhere / "own.yaml"
+    own.write_text("run: {dir: out}\ntracking: {uri: 'sqlite:///track/m.db'}\n")
+    cfg = load_config(str(own))
+    assert cfg.resolve(cfg.run.dir) == elsewhere / "out" and runs_root(str(own), {}) == elsewhere / "out"
+    assert cfg.tracking.uri == "sqlite:///track/m.db"  # resolved from the config's folder by the tracker

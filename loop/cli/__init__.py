@@ -105,7 +105,7 @@ def run(config, rounds, strategy, teacher_backend, teacher_model, teacher_urls, 
             flags[key] = value
     # a resumed run takes its config from the store; flags given again must match it
     cfg = resume_config(resume_id, config, flags, _default_config()) if resume_id else _load(config, flags)
-    from loop.config import check_run_dir
+    from loop.runs import check_run_dir
 
     check_run_dir(cfg)  # before a dry run ends: it must find what the real run would fail on
     if dry_run:
@@ -251,7 +251,7 @@ def config_cmd(config, sets, explain):
             click.echo(f"{key:36} {default:36} {help_}")
         return
     cfg = _load(config, _parse_sets(sets))
-    from loop.config import check_run_dir
+    from loop.runs import check_run_dir
 
     check_run_dir(cfg)
     task, splits = _inputs(cfg)  # the dry run's checks: data file, columns, sizes, prompts
