@@ -9,6 +9,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 import time
 
 from loop import progress
@@ -72,7 +73,29 @@ def display(enabled: bool, refresh: float = 2.0):
     install()  # secrets stay out of what it prints
     try:
         with Live(get_renderable=lambda: render(progress.NOW), console=console, refresh_per_second=refresh,
-                  transient=True, redirect_stdout=True, redirect_stderr=True) as live:
+                  transient=True, redirect_stdout=True, redirect_stderr=True) as live, _stderr_above(console):
             yield live
     finally:
         root.handlers = saved
+
+
+@contextlib.contextmanager
+def _stderr_above(console):
+    """What is written to file descriptor 2 meanwhile, by this process or a child (the vLLM engine's workers
+    warn there), printed above the display line by line instead of through it."""
+    read, write = os.pipe()
+    saved = os.dup(2)
+    os.dup2(write, 2)
+    os.close(write)
+
+    def forward():
+        with os.fdopen(read, encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                console.print(line.rstrip("\n"), markup=False, highlight=False, style="dim")
+
+    threading.Thread(target=forward, name="stderr-above-display", daemon=True).start()
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)  # the pipe's reader ends when the last child holding it exits
+        os.close(saved)

@@ -84,12 +84,18 @@ def test_off_the_terminal_nothing_changes(monkeypatch):
     assert logging.getLogger().handlers == before
 
 
-def test_log_records_print_above_the_display(capsys):
-    """Warnings reach the terminal while the display runs; the handlers come back after."""
+def test_log_records_and_child_stderr_print_above_the_display(capsys):
+    """Warnings reach the terminal while the display runs, and so does what a child process (the vLLM
+    engine's workers) writes to its stderr, line by line above the display; the handlers come back after."""
+    import subprocess
+    import sys
+
     before = logging.getLogger().handlers[:]
     with live.display(True, refresh=20) as shown:
         assert shown is not None
         logging.getLogger("loop.test").warning("a warning stays visible")
-        time.sleep(0.2)
+        subprocess.run([sys.executable, "-c", "import sys; sys.stderr.write('a child warns\\n')"], check=True)
+        time.sleep(0.5)
     assert logging.getLogger().handlers == before
-    assert "a warning stays visible" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "a warning stays visible" in out and "a child warns" in out

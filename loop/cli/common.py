@@ -35,6 +35,7 @@ def _logging(verbose: bool, quiet: bool = False) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("transformers", "mlflow", "alembic", "urllib3", "httpx", "filelock", "faiss"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("vllm.triton_utils").setLevel(logging.ERROR)  # "Triton is installed, but ..." on CPU
     redact_logs()
 
 
