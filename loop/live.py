@@ -29,7 +29,17 @@ def _clock(seconds: float | None) -> str:
 
 
 def render(now: progress.Where):
-    """What the display shows for `now` (a rich renderable)."""
+    """What the display shows for `now` (a rich renderable); never an error: the display must not stop a
+    run."""
+    from rich.text import Text
+
+    try:
+        return _grid(now)
+    except Exception as exc:  # noqa: BLE001
+        return Text(f"{now.describe()} (the live display failed: {type(exc).__name__}: {exc})")
+
+
+def _grid(now: progress.Where):
     from rich.progress_bar import ProgressBar
     from rich.table import Table
 
@@ -39,16 +49,18 @@ def render(now: progress.Where):
     grid.add_column()
     rounds = f" of {now.rounds}" if now.rounds is not None else ""
     where = {None: "setup", 0: "baseline"}.get(now.round, f"round {now.round}{rounds}")
-    if now.total:
-        work = f"{now.stage}: {now.done}/{now.total} {now.unit}"
-        rate = now.done / max(time.monotonic() - now.stage_started, 1e-6)
+    # numbers checked here, where an odd value fails inside `render`, not later inside rich
+    done, total, cap, spent = int(now.done), int(now.total), int(now.cap), int(now.spent)
+    if total:
+        work = f"{now.stage}: {done}/{total} {now.unit}"
+        rate = done / max(time.monotonic() - now.stage_started, 1e-6)
         info = f"{work}  {rate:.1f} {now.unit}/s  {now.detail}".rstrip()
-        grid.add_row(where, ProgressBar(total=now.total, completed=now.done, width=32), info)
+        grid.add_row(where, ProgressBar(total=total, completed=min(done, total), width=32), info)
     else:
         grid.add_row(where, "", f"{now.stage} ({_clock(time.monotonic() - now.stage_started)})")
-    if now.cap:
-        grid.add_row("budget", ProgressBar(total=now.cap, completed=min(now.spent, now.cap), width=32),
-                     f"{now.spent:,} / {now.cap:,} tokens  accepted {now.accepted}")
+    if cap:
+        grid.add_row("budget", ProgressBar(total=cap, completed=min(spent, cap), width=32),
+                     f"{spent:,} / {cap:,} tokens  accepted {now.accepted}")
     grid.add_row("ETA", "", f"stage {_clock(now.stage_eta())}  round {_clock(now.round_eta())}")
     return grid
 

@@ -74,11 +74,17 @@ _OUT_SPEED = re.compile(r"output: ([\d.]+) toks/s")
 
 
 class EngineBar:
-    """What vLLM takes for a tqdm bar (`LLM.chat(use_tqdm=EngineBar)`): it counts replies into `NOW`."""
+    """What vLLM takes for a tqdm bar (`LLM.chat(use_tqdm=EngineBar)`): the bar over the replies counts them
+    into `NOW`; wrapped around an iterable (vLLM adding its requests), it only passes the items through."""
 
-    def __init__(self, total: int = 0, **_):
-        self.n, self.total, self._start = 0, total, time.monotonic()
-        NOW.work(total, "requests")
+    def __init__(self, iterable=None, total: int | None = None, **_):
+        self.iterable, self.n, self._start = iterable, 0, time.monotonic()
+        self.total = total
+        if iterable is None and isinstance(total, int):
+            NOW.work(total, "requests")
+
+    def __iter__(self):
+        return iter(self.iterable if self.iterable is not None else ())
 
     @property
     def format_dict(self) -> dict:
@@ -96,7 +102,8 @@ class EngineBar:
 
     def update(self, n: int = 1) -> None:
         self.n += n
-        NOW.advance(n)
+        if self.iterable is None:
+            NOW.advance(n)
 
     def refresh(self) -> None:
         pass

@@ -18,7 +18,8 @@ CAP = 12000
 
 @pytest.fixture(scope="module")
 def real_run(tmp_path_factory):
-    """Two real rounds through `loop run`: (folder, the process)."""
+    """Two real rounds through `loop run` on a terminal (a pty, through util-linux `script`), as a person
+    runs it, so the live display runs too: (folder, the process; its stdout is the terminal's)."""
     tmp_path = tmp_path_factory.mktemp("e2e")
     cap = CAP
     cmd = [sys.executable, "-m", "loop.cli", "run", "--rounds", "2", "--name", "e2e",
@@ -29,10 +30,25 @@ def real_run(tmp_path_factory):
            "--set", "teacher.max_tokens=200", "--set", "loop.patience=5",
            "--set", f"tracking.uri=sqlite:///{tmp_path}/mlruns/mlflow.db",
            "--set", f"run.dir={tmp_path}/runs"]
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    import shlex
+
+    env = {k: v for k, v in os.environ.items() if k != "CI"}  # CI turns the display off
+    env.update(HF_HUB_OFFLINE="1", TERM="xterm-256color", COLUMNS="120", LINES="40")
+    proc = subprocess.run(["script", "-q", "-e", "-c", shlex.join(cmd), "/dev/null"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stdout[-3000:]
     return tmp_path, proc
+
+
+def test_the_live_display_showed_each_stage(real_run):
+    """On the terminal the run drew its display: training steps with the loss, the teacher's requests, the
+    examples evaluated, the budget gauge; and the summary still came after it."""
+    _, proc = real_run
+    out = proc.stdout
+    for seen in ("baseline", "train: ", " steps", "loss ", "evaluate: ", " examples", "generate: ",
+                 " requests", " tokens/s out", "/ 12,000 tokens", "round 2 of 2", "ETA"):
+        assert seen in out, seen
+    assert "Traceback" not in out and out.index("MLflow run") > out.rindex("ETA")
 
 
 def test_two_real_rounds(real_run):

@@ -99,3 +99,20 @@ def test_log_records_and_child_stderr_print_above_the_display(capsys):
     assert logging.getLogger().handlers == before
     out = capsys.readouterr().out
     assert "a warning stays visible" in out and "a child warns" in out
+
+
+def test_the_engine_bar_passes_an_iterable_through():
+    """vLLM also wraps its request list in the bar (`tqdm_func(prompts, desc=...)`): items pass through and
+    the count of replies is left alone."""
+    progress.NOW.work(5, "requests")
+    progress.NOW.advance(2)
+    bar = progress.EngineBar(["a", "b", "c"], desc="Adding requests")
+    assert list(bar) == ["a", "b", "c"]
+    bar.update(3)
+    assert (progress.NOW.done, progress.NOW.total) == (2, 5)
+
+
+def test_a_display_that_cannot_draw_does_not_stop_the_run():
+    now = progress.Where()
+    now.total = ["not", "a", "number"]  # anything a part might leave there
+    assert "the live display failed" in _text(now)
