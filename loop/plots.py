@@ -71,8 +71,11 @@ MAP_STYLE = {"correct": ("#9ecae1", "o", 10), "low_confidence": ("#fd8d3c", "o",
              "wrong": ("#d62728", "x", 22), "generated": ("#2ca02c", "^", 22)}
 
 
-def embedding_map_png(vectors: np.ndarray, status: list[str], new_vecs, path: Path, title: str) -> np.ndarray:
-    """2-D PCA of the mined examples (correct / wrong / low-confidence) and this round's accepted samples."""
+def embedding_map_png(vectors: np.ndarray, status: list[str], new_vecs, path: Path, title: str,
+                      marks: list[tuple[str, list[int]]] = ()) -> np.ndarray:
+    """2-D PCA of the mined examples (correct / wrong / low-confidence) and this round's accepted samples;
+    each of `marks` (text, rows of `vectors`: a neighbourhood and its confusion) is written at its rows'
+    centre."""
     plt = _plt()
     pts = vectors if new_vecs is None else np.concatenate([vectors, new_vecs])
     labels = list(status) + ["generated"] * (0 if new_vecs is None else len(new_vecs))
@@ -85,6 +88,11 @@ def embedding_map_png(vectors: np.ndarray, status: list[str], new_vecs, path: Pa
         if idx:
             ax.scatter(xy[idx, 0], xy[idx, 1], c=colour, marker=marker, s=size, label=f"{kind} ({len(idx)})",
                        alpha=0.8, linewidths=1)
+    for text, rows in marks:
+        if rows:
+            x, y = xy[rows].mean(0)
+            ax.annotate(text, (x, y), fontsize=7, ha="center", color="#222",
+                        bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "#d62728", "alpha": 0.8})
     ax.set_title(title)
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")

@@ -68,6 +68,17 @@ def _candidate_rows(cands: list[Candidate], verdict: str) -> list[dict]:
             for c in cands if c.verdict == verdict]
 
 
+def hood_marks(mined) -> list[tuple[str, list[int]]]:
+    """Per neighbourhood, its id and dominant confusion and the map rows of its cases."""
+    row = {i: n for n, i in enumerate(mined.ids)}
+    marks = []
+    for hood in mined.hoods:
+        rows = [row[c.example.id] for c in hood.cases if c.example.id in row]
+        confusion = f" {hood.confusion[0]}->{hood.confusion[1]}" if hood.confusion else ""
+        marks.append((f"#{hood.id}{confusion}", rows))
+    return marks
+
+
 def log_round_artifacts(tracker, task, splits, preds, mined, planned, cands: list[Candidate],
                         fixed: list[dict], new_vecs) -> dict:
     """Error-analysis tables and map, sample tables, the stop-split confusion matrix, per-class scores
@@ -81,7 +92,8 @@ def log_round_artifacts(tracker, task, splits, preds, mined, planned, cands: lis
         now = sum(r["error_rate_now"] * r["cases"] for r in fixed)
         tracker.log_metric("followup_errors_fixed", (then - now) / then if then else 0.0)
     if mined.vectors is not None and len(mined.vectors):
-        tracker.log_embedding_map(mined.vectors, mined.status, new_vecs, "error_analysis/map.png")
+        tracker.log_embedding_map(mined.vectors, mined.status, new_vecs, "error_analysis/map.png",
+                                  hood_marks(mined))
     tracker.log_table([{"text": h.example.text, "gold": h.example.label, "predicted": h.predicted,
                         "confused_with": h.confused_with, "margin": round(h.margin, 4), "wrong": h.wrong}
                        for h in mined.hard], "error_analysis/hard_cases.json")

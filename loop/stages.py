@@ -65,6 +65,7 @@ class MineResult:
     probs: dict[str, np.ndarray] = field(default_factory=dict)  # example id -> class probabilities
     vectors: np.ndarray | None = None  # embeddings of the mined examples (for the 2-D map)
     status: list[str] = field(default_factory=list)  # correct | wrong | low_confidence, per mined example
+    ids: list[str] = field(default_factory=list)  # the mined examples' ids, in the order of `vectors`
     evidence: dict = field(default_factory=dict)  # example id -> what the task saw (codegen: its programs)
 
 
@@ -126,7 +127,7 @@ def mine(student, task, cfg: Config, mine_split: list[Example], pool: list[Examp
                      low_confidence=sum(not h.wrong for h in hard),
                      predicted={e.id: lab for e, lab in zip(mine_split, pred.labels)},
                      probs={e.id: row for e, row in zip(mine_split, pred.probs)}, vectors=vectors,
-                     status=_status(mine_split, hard),
+                     status=_status(mine_split, hard), ids=[e.id for e in mine_split],
                      evidence=dict(zip((e.id for e in mine_split), pred.evidence or ())))
     if hard:
         pos = {e.id: i for i, e in enumerate(mine_split)}

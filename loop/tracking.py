@@ -238,10 +238,10 @@ class Tracker:
             confusion_png(mat, labels, path, title)
             self.mlflow.log_artifact(str(path))
 
-    def log_embedding_map(self, vectors, status, new_vecs, name: str) -> None:
+    def log_embedding_map(self, vectors, status, new_vecs, name: str, marks=()) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / Path(name).name
-            embedding_map_png(vectors, status, new_vecs, path, "mining split (PCA of embeddings)")
+            embedding_map_png(vectors, status, new_vecs, path, "mining split (PCA of embeddings)", marks)
             self.mlflow.log_artifact(str(path), artifact_path=str(Path(name).parent))
 
     def log_json(self, obj, name: str) -> None:

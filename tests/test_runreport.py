@@ -137,3 +137,20 @@ def test_round_analysis_survives_the_store(tmp_path):
     assert row["analysis"] == {"tables": {"t.json": [{"rank": 3}]}}
     stored = json.loads(store.db.execute("SELECT analysis FROM rounds").fetchone()[0])
     assert stored["tables"]["t.json"][0]["rank"] == 3
+
+
+def test_the_map_marks_each_neighbourhood_at_its_cases(tmp_path):
+    from types import SimpleNamespace as NS
+
+    from loop.plots import embedding_map_png
+    from loop.report import hood_marks
+
+    case = lambda i: NS(example=NS(id=f"e{i}"))  # noqa: E731
+    mined = NS(ids=[f"e{i}" for i in range(6)],
+               hoods=[NS(id=0, confusion=("neutral", "negative"), cases=[case(1), case(4)]),
+                      NS(id=1, confusion=None, cases=[case(5), NS(example=NS(id="gone"))])])
+    marks = hood_marks(mined)
+    assert marks == [("#0 neutral->negative", [1, 4]), ("#1", [5])]
+    vecs = np.random.default_rng(0).normal(size=(6, 8)).astype("float32")
+    xy = embedding_map_png(vecs, ["correct"] * 6, None, tmp_path / "m.png", "t", marks)
+    assert xy.shape == (6, 2) and (tmp_path / "m.png").stat().st_size > 1000
