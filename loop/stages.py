@@ -204,12 +204,7 @@ def generate(teacher, requests: list[GenRequest], budget: Budget, store: RunStor
         log.info("budget: %d of %d requests not sent (they could overshoot the cap)", out.skipped,
                  len(requests))
     store.add_requests(run_id, rnd, [r for r, _, _ in todo], [pt for _, pt, _ in todo], skipped)
-    error = None
-    try:
-        progress.NOW.work(len(todo), "requests")
-        results = sample(teacher, [r for r, _, _ in todo]) if todo else []
-    except TeacherError as exc:
-        results, error = exc.partial, exc
+    results, error = _send(teacher, [r for r, _, _ in todo])
     by_id = {res.request_id: res for res in results}
     for req, pt, key in todo:
         res = by_id.get(req.id)
@@ -225,6 +220,15 @@ def generate(teacher, requests: list[GenRequest], budget: Budget, store: RunStor
     if error is not None:
         raise error
     return out
+
+
+def _send(teacher, requests: list[GenRequest]) -> tuple[list[GenResult], TeacherError | None]:
+    """The teacher's replies to `requests` (counted on the live display), and the error that cut them off."""
+    progress.NOW.work(len(requests), "requests")
+    try:
+        return (sample(teacher, requests) if requests else []), None
+    except TeacherError as exc:
+        return exc.partial, exc
 
 
 def _storable_reply(res: GenResult) -> None:
