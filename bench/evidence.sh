@@ -24,7 +24,8 @@ $LOOP bench labels --config configs/stackoverflow.yaml
 # change on Banking77: targeted again, paired with the targeted runs above by seed. The runs above predate
 # the check and the current self-revision prompt: to repeat them as they were, check out their commit.
 run banking77-checked --config configs/banking77.yaml --strategies targeted --seeds 0,1,2,3,4 \
-    --budgets 7000,14000,21000 --rounds 3 --out bench/results/efficiency-banking77-checked.json
+    --budgets 7000,14000,21000 --rounds 3 --set generation.completions=1 \
+    --out bench/results/efficiency-banking77-checked.json
 $LOOP bench labels --config configs/banking77.yaml --result bench/results/efficiency-banking77-checked.json \
     --out bench/results/labels-banking77-checked.json
 run banking77-checked-n2 --config configs/banking77.yaml --strategies targeted --seeds 0,1,2,3,4 \
