@@ -41,13 +41,6 @@ def _counter(cfg: Config) -> PromptCounter:
         return PromptCounter()
 
 
-def completion_share(store) -> float | None:
-    """Completion tokens over max_tokens across the store's earlier responses (None if there are none)."""
-    row = store.db.execute("SELECT SUM(r.completion_tokens), SUM(q.max_tokens) FROM responses r "
-                           "JOIN requests q ON q.id = r.request_id AND q.run_id = r.run_id").fetchone()
-    return row[0] / row[1] if row and row[1] else None
-
-
 def forecast(cfg: Config, task, splits: dict, store=None) -> Forecast:
     g = cfg.generation
     rounds = cfg.loop.rounds
@@ -57,7 +50,7 @@ def forecast(cfg: Config, task, splits: dict, store=None) -> Forecast:
     prompt = sum(counter.count(r.messages) * (1 if once else r.n) for r in reqs)
     completions = sum(r.max_tokens * r.n for r in reqs)
     worst = prompt + completions
-    share = completion_share(store) if store is not None else None
+    share = store.completion_share() if store is not None else None
     expected = prompt + int(completions * (share if share is not None else 1.0))
     agreement = len(reqs) * g.samples_per_request if cfg.filters.label_agreement else 0
     worst += agreement * (cfg.filters.agreement_max_tokens + 200)

@@ -25,6 +25,8 @@ class Where:
     stage_started: float = field(default_factory=time.monotonic)
     round_started: float = field(default_factory=time.monotonic)
     last_round_s: float | None = None  # how long the previous round took
+    expected_tokens: int = 0  # generation: the completion tokens the forecast expects of the batch
+    tokens_per_s: float = 0.0  # generation: completion tokens per second, as measured so far
 
     def describe(self) -> str:
         return self.stage if self.round is None else f"{self.stage} of round {self.round}"
@@ -39,6 +41,7 @@ class Where:
     def begin(self, stage: str) -> None:
         """A new stage: its work is not known yet."""
         self.stage, self.done, self.total, self.unit, self.detail = stage, 0, 0, "", ""
+        self.expected_tokens, self.tokens_per_s = 0, 0.0
         self.stage_started = time.monotonic()
 
     def work(self, total: int, unit: str) -> None:
@@ -52,10 +55,13 @@ class Where:
             self.detail = detail
 
     def stage_eta(self) -> float | None:
-        """Seconds left in the stage at the rate measured so far."""
+        """Seconds left in the stage at the rate measured so far; while the teacher generates, the forecast's
+        completion tokens at the measured tokens/s (a batch's replies all finish near its end)."""
+        elapsed = time.monotonic() - self.stage_started
+        if self.expected_tokens and self.tokens_per_s:
+            return max(self.expected_tokens / self.tokens_per_s - elapsed, 0.0)
         if not self.total or not self.done:
             return None
-        elapsed = time.monotonic() - self.stage_started
         return elapsed / self.done * (self.total - self.done)
 
     def round_eta(self) -> float | None:
@@ -98,7 +104,8 @@ class EngineBar:
     def postfix(self, text: str) -> None:
         speed = _OUT_SPEED.search(text or "")
         if speed:
-            NOW.detail = f"{float(speed.group(1)):.0f} tokens/s out"
+            NOW.tokens_per_s = float(speed.group(1))
+            NOW.detail = f"{NOW.tokens_per_s:.0f} tokens/s out"
 
     def update(self, n: int = 1) -> None:
         self.n += n

@@ -204,7 +204,8 @@ def generate(teacher, requests: list[GenRequest], budget: Budget, store: RunStor
         log.info("budget: %d of %d requests not sent (they could overshoot the cap)", out.skipped,
                  len(requests))
     store.add_requests(run_id, rnd, [r for r, _, _ in todo], [pt for _, pt, _ in todo], skipped)
-    results, error = _send(teacher, [r for r, _, _ in todo])
+    share = store.completion_share() or 1.0  # what earlier replies used of max_tokens
+    results, error = _send(teacher, [r for r, _, _ in todo], share)
     by_id = {res.request_id: res for res in results}
     for req, pt, key in todo:
         res = by_id.get(req.id)
@@ -222,9 +223,11 @@ def generate(teacher, requests: list[GenRequest], budget: Budget, store: RunStor
     return out
 
 
-def _send(teacher, requests: list[GenRequest]) -> tuple[list[GenResult], TeacherError | None]:
-    """The teacher's replies to `requests` (counted on the live display), and the error that cut them off."""
+def _send(teacher, requests: list[GenRequest], share: float) -> tuple[list[GenResult], TeacherError | None]:
+    """The teacher's replies to `requests` (counted on the live display, which expects `share` of their
+    max_tokens back), and the error that cut them off."""
     progress.NOW.work(len(requests), "requests")
+    progress.NOW.expected_tokens = int(share * sum(r.max_tokens * r.n for r in requests))
     try:
         return (sample(teacher, requests) if requests else []), None
     except TeacherError as exc:

@@ -194,6 +194,12 @@ class RunStore:
         keys = ("round", "kind", "text", "label", "verdict", "reason")
         return [{**dict(zip(keys, r[:6])), "meta": json.loads(r[6]) if r[6] else {}} for r in rows]
 
+    def completion_share(self) -> float | None:
+        """Completion tokens over max_tokens across the store's earlier responses (None if there are none)."""
+        row = self.db.execute("SELECT SUM(r.completion_tokens), SUM(q.max_tokens) FROM responses r "
+                              "JOIN requests q ON q.id = r.request_id AND q.run_id = r.run_id").fetchone()
+        return row[0] / row[1] if row and row[1] else None
+
     def run_ids(self) -> list[str]:
         """Every run in the store, oldest first."""
         return [r[0] for r in self.db.execute("SELECT id FROM runs ORDER BY created")]

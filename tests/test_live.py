@@ -28,7 +28,11 @@ def test_generation_shows_requests_tokens_budget_and_eta():
     text = _text(now)
     assert "round 2 of 3" in text and "generate: 4/16 requests" in text and "312 tokens/s out" in text
     assert "12,345 / 40,000 tokens" in text and "accepted 63" in text
-    assert 22 <= now.stage_eta() <= 26 and "stage 0:00:2" in text
+    assert "stage 0:00:" in text
+    now.expected_tokens = 3124  # the forecast: 10 s of completion tokens at 312.4 tokens/s
+    assert 1.5 <= now.stage_eta() <= 2.5  # 10 s expected, 8 s gone
+    now.expected_tokens = 0
+    assert 22 <= now.stage_eta() <= 26  # without a forecast: 4 of 16 requests in 8 s
 
 
 def test_training_shows_epoch_step_and_loss():
