@@ -182,6 +182,9 @@ def test_a_codegen_round_keeps_only_programs_that_pass(codegen_config, tmp_path)
                for r in revise)
     accepted = parts.store.accepted("g")
     assert summary["accepted_total"] == len(accepted) > 0
+    # the run's report shows the failing problems and the programs bought for them
+    page = (tmp_path / "runs" / "g" / "report.html").read_text()
+    assert "failing problems (" in page and "<h3>Round 1</h3>" in page and "pass_at_1" in page
     kinds = {"revised": 0, "new": 0}
     for ex in accepted:
         prompt, body = ex.text.split(PAIR_SEP)

@@ -244,6 +244,8 @@ def test_a_round_with_the_real_line_student(code_config, tmp_path):
     parts = Parts(task=task, student=student, teacher=MutantTeacher(), embedder=HashEmbedder(), splits=splits,
                   store=store, tracker=Tracker(cfg.tracking.uri, cfg.tracking.experiment))
     summary = run_loop(cfg, parts, "fl", tmp_path / "runs" / "fl")
+    page = (tmp_path / "runs" / "fl" / "report.html").read_text()  # the report of a faultloc run
+    assert "mislocalized (" in page and "Test top1 against tokens spent" in page
     pred = student.predict(splits["test"])
     assert pred.probs.shape == (len(splits["test"]), 40)
     for row, ex in zip(pred.probs, splits["test"]):  # probability only on lines the function has
