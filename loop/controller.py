@@ -282,7 +282,7 @@ def _report_data(parts: Parts) -> None:
     """What the data is, logged and on the MLflow parent run (data_report.json)."""
     report = data_report(parts.task, parts.splits)
     log.info("%s", summary(report))
-    for line in warnings(report):
+    for line in warnings(report, examples=1):
         log.warning("%s", line)
     parts.tracker.log_json(report, "data_report.json")
 

@@ -24,7 +24,8 @@ def data_report(task, splits: dict) -> dict:
     return report
 
 
-def warnings(report: dict) -> list[str]:
+def warnings(report: dict, examples: int = 5) -> list[str]:
+    """Labels a scored split lacks; texts whose rows disagree on the label, with up to `examples` of them."""
     out = []
     for name, labels in report.get("missing", {}).items():
         if labels:
@@ -32,12 +33,13 @@ def warnings(report: dict) -> list[str]:
             present = len(report["counts"]) - len(labels)
             out.append(f"the {SCORED[name]} split ({name}) has no example of {len(labels)} label(s): "
                        f"{shown}; its macro averages are over the {present} labels present")
-    for c in report.get("conflicts", [])[:5]:
+    conflicts = report.get("conflicts", [])
+    if conflicts:
+        out.append(f"{len(conflicts)} text(s) appear with different labels: the first row's label is kept "
+                   "(a run lists them all in data_report.json on its MLflow parent run)")
+    for c in conflicts[:examples]:
         out.append(f"{report.get('file', 'data')}:{c['line']}: the text '{c['text'][:60]}' also has label(s) "
                    f"{', '.join(c['others'])}: kept the first row's label '{c['kept']}'")
-    if len(report.get("conflicts", [])) > 5:
-        more = len(report["conflicts"]) - 5
-        out.append(f"... {more} more texts with conflicting labels (data_report.json)")
     return out
 
 
