@@ -26,7 +26,7 @@ class Where:
     round_started: float = field(default_factory=time.monotonic)
     last_round_s: float | None = None  # how long the previous round took
     expected_tokens: int = 0  # generation: the completion tokens the forecast expects of the batch
-    tokens_per_s: float = 0.0  # generation: completion tokens per second, as measured so far
+    tokens_done: int = 0  # generation: completion tokens in the replies finished so far
 
     def describe(self) -> str:
         return self.stage if self.round is None else f"{self.stage} of round {self.round}"
@@ -41,7 +41,7 @@ class Where:
     def begin(self, stage: str) -> None:
         """A new stage: its work is not known yet."""
         self.stage, self.done, self.total, self.unit, self.detail = stage, 0, 0, "", ""
-        self.expected_tokens, self.tokens_per_s = 0, 0.0
+        self.expected_tokens, self.tokens_done = 0, 0
         self.stage_started = time.monotonic()
 
     def work(self, total: int, unit: str) -> None:
@@ -56,10 +56,10 @@ class Where:
 
     def stage_eta(self) -> float | None:
         """Seconds left in the stage at the rate measured so far; while the teacher generates, the forecast's
-        completion tokens at the measured tokens/s (a batch's replies all finish near its end)."""
+        completion tokens at the rate finished replies bring them in (a batch's replies finish unevenly)."""
         elapsed = time.monotonic() - self.stage_started
-        if self.expected_tokens and self.tokens_per_s:
-            return max(self.expected_tokens / self.tokens_per_s - elapsed, 0.0)
+        if self.expected_tokens and self.tokens_done:
+            return max(elapsed * (self.expected_tokens - self.tokens_done) / self.tokens_done, 0.0)
         if not self.total or not self.done:
             return None
         return elapsed / self.done * (self.total - self.done)
@@ -102,10 +102,11 @@ class EngineBar:
 
     @postfix.setter
     def postfix(self, text: str) -> None:
-        speed = _OUT_SPEED.search(text or "")
+        speed = _OUT_SPEED.search(text or "")  # vLLM's: completion tokens of finished replies over time
         if speed:
-            NOW.tokens_per_s = float(speed.group(1))
-            NOW.detail = f"{NOW.tokens_per_s:.0f} tokens/s out"
+            NOW.tokens_done = int(float(speed.group(1)) * self.format_dict["elapsed"])
+            expected = f" of ~{NOW.expected_tokens:,}" if NOW.expected_tokens else ""
+            NOW.detail = f"{NOW.tokens_done:,}{expected} tokens back"
 
     def update(self, n: int = 1) -> None:
         self.n += n

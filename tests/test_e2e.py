@@ -46,7 +46,7 @@ def test_the_live_display_showed_each_stage(real_run):
     _, proc = real_run
     out = proc.stdout
     for seen in ("baseline", "train: ", " steps", "loss ", "evaluate: ", " examples", "generate: ",
-                 " requests", " tokens/s out", "/ 12,000 tokens", "round 2 of 2", "ETA"):
+                 " requests", " tokens back", "/ 12,000 tokens", "round 2 of 2", "ETA"):
         assert seen in out, seen
     assert "Traceback" not in out and out.rindex("done: 2 round(s)") > out.rindex("ETA")
 
