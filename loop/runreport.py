@@ -40,7 +40,7 @@ def _cell(value) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.4f}"
+        return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.4f}"
     text = str(value)
     return f"<pre>{_e(text[:3000])}</pre>" if "\n" in text else _e(text[:600])
 
