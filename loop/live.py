@@ -54,7 +54,7 @@ def _grid(now: progress.Where):
     if total:
         work = f"{now.stage}: {done}/{total} {now.unit}"
         rate = done / max(time.monotonic() - now.stage_started, 1e-6)
-        info = f"{work}  {rate:.1f} {now.unit}/s  {now.detail}".rstrip()
+        info = f"{work}  {rate:.1f}/s  {now.detail}".rstrip()
         grid.add_row(where, ProgressBar(total=total, completed=min(done, total), width=32), info)
     else:
         grid.add_row(where, "", f"{now.stage} ({_clock(time.monotonic() - now.stage_started)})")
