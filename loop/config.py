@@ -370,10 +370,10 @@ def _outputs_in_working_folder(cfg: Config, data: dict) -> None:
     cwd = Path.cwd()
     if "dir" not in (data.get("run") or {}):
         cfg.run.dir = str(cwd / cfg.run.dir)
-    uri = cfg.tracking.uri
-    if "uri" not in (data.get("tracking") or {}) and uri.startswith("sqlite:///") \
-            and not uri.startswith("sqlite:////"):
-        cfg.tracking.uri = "sqlite:///" + str(cwd / uri[len("sqlite:///"):])
+    if "uri" not in (data.get("tracking") or {}):
+        from loop.tracking import resolve_uri
+
+        cfg.tracking.uri = resolve_uri(cfg.tracking.uri, str(cwd))
 
 
 def explain() -> list[tuple[str, str, str, str]]:

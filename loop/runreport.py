@@ -55,6 +55,12 @@ def table(rows: list[dict], cols: list[str] | None = None) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _kpis(pairs) -> str:
+    """Headline figures, each a big value over its name."""
+    return "<div>" + "".join(f"<span class='kpi'><b>{_cell(v) if v is not None else '-'}</b>{_e(k)}</span>"
+                             for k, v in pairs) + "</div>"
+
+
 def _png(draw) -> str:
     """An <img> of what `draw(path)` writes, embedded."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -175,9 +181,7 @@ def _round_section(rnd: dict, nxt: dict | None, cands: list[dict], metric: str) 
             ("tokens", m.get("tokens_round")), ("requests", m.get("requests")),
             ("candidates", m.get("candidates")), ("accepted", m.get("accepted")),
             ("tokens / accepted", m.get("tokens_per_accepted"))]
-    parts = [f"<h3>Round {rnd['round']}</h3><div>"
-             + "".join(f"<span class='kpi'><b>{_cell(v) if v is not None else '-'}</b>{_e(k)}</span>"
-                       for k, v in kpis) + "</div>"]
+    parts = [f"<h3>Round {rnd['round']}</h3>{_kpis(kpis)}"]
     if hoods:
         parts.append(table(hoods, [c for c in cols if any(c in h for h in hoods)]))
         parts.extend(_hood_details(h, accepted.get(h["neighbourhood"], [])) for h in hoods)
@@ -220,9 +224,8 @@ def _header(store, run_id: str, info: dict, rounds: list[dict], best: dict | Non
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(info["created"]))
     return (f"<h1>loop run {_e(run_id)}</h1><p class='muted'>task {_e(cfg['task']['name'])}, strategy "
             f"{_e(cfg['generation']['strategy'])}, teacher {_e(cfg['teacher'].get('model'))}, started {when}"
-            "</p><div>" + "".join(f"<span class='kpi'><b>{_cell(v) if v is not None else '-'}</b>{_e(k)}"
-                                  "</span>" for k, v in kpis)
-            + f"</div><details><summary>config</summary><pre>{_e(json.dumps(cfg, indent=1))}</pre></details>")
+            f"</p>{_kpis(kpis)}<details><summary>config</summary>"
+            f"<pre>{_e(json.dumps(cfg, indent=1))}</pre></details>")
 
 
 def build(store, run_id: str) -> str:
