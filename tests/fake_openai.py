@@ -12,18 +12,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-
-def reply_for(body: dict) -> dict:
-    """One choice per `n` (the prompt billed once, 12 completion tokens per choice), as vLLM's server does."""
-    n = int(body.get("n", 1))
-    texts = [json.dumps({"samples": [{"text": f"served reply for {len(body['messages'])} messages, "
-                                              f"seed {body.get('seed')}" + (f", choice {k}" if k else ""),
-                                      "label": "neutral"}]}) for k in range(n)]
-    prompt = sum(len(m["content"].split()) for m in body["messages"])
-    return {"id": "x", "object": "chat.completion", "model": body["model"],
-            "choices": [{"index": k, "message": {"role": "assistant", "content": text},
-                         "finish_reason": "stop"} for k, text in enumerate(texts)],
-            "usage": {"prompt_tokens": prompt, "completion_tokens": 12 * n, "total_tokens": prompt + 12 * n}}
+from loop.bench.fakeserver import reply_for
 
 
 class FakeOpenAI:

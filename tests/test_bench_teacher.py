@@ -25,3 +25,20 @@ def test_bench_openai_row(tmp_path):
     assert row["backend"] == "openai" and row["requests"] == 4
     assert row["loop_tok_s"] > 0 and row["raw_tok_s"] > 0 and row["ratio"] > 0
     assert row["parse_rate"] == 1.0
+
+
+def test_fleet_bench_spreads_requests_over_every_server(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from loop.cli import main
+
+    out = tmp_path / "fleet.json"
+    res = CliRunner().invoke(main, ["bench", "teacher", "--servers", "2", "--requests", "16",
+                                    "--repeats", "1", "--latency", "0.05", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["servers"] for r in rows] == [1, 2]
+    assert sum(rows[1]["answered_by_server"]) == 16 and min(rows[1]["answered_by_server"]) >= 6  # shared
+    assert rows[0]["speedup"] == 1.0 and rows[1]["requests_per_s"] > 0

@@ -122,6 +122,30 @@ def test_round_through_vllm_serve(tmp_path, vllm_server):
     assert texts(db2) == texts(db)
 
 
+def test_round_through_a_fleet_with_a_server_killed_mid_round(tmp_path, vllm_server):
+    """Three servers (vLLM's own and two fixed-latency fakes); one fake dies on the first request it
+    gets: the round finishes on the others, every request is answered once and paid once."""
+    from loop.bench.fakeserver import spawn
+
+    (healthy, healthy_url), (dying, dying_url) = spawn(0.1, 4), spawn(0.1, 4, die_after=0)
+    try:
+        db = small_round(tmp_path, "--teacher", "openai", "--teacher-model", "smol",
+                         "--teacher-url", vllm_server, "--teacher-url", dying_url,
+                         "--teacher-url", healthy_url,
+                         "--set", f"teacher.tokenizer={SMOL}", "--set", "filters.label_check=false")
+        assert dying.wait(timeout=5) == 9
+    finally:
+        for proc in (healthy, dying):
+            proc.kill()
+            proc.wait()
+    asked = db.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
+    answered, distinct, tokens = db.execute(
+        "SELECT COUNT(*), COUNT(DISTINCT request_id), SUM(prompt_tokens + completion_tokens) "
+        "FROM responses").fetchone()
+    assert answered == distinct == asked == 4
+    assert db.execute("SELECT SUM(tokens) FROM ledger").fetchone()[0] == tokens
+
+
 class TestLlamaCppContract(TeacherContract):
     @pytest.fixture(scope="class")
     def teacher(self):

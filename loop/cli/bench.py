@@ -41,14 +41,24 @@ def bench():
 @click.option("--url", help="openai: an already running server (default: start `vllm serve` on loopback).")
 @click.option("--port", default=8765, show_default=True,
               help="Port for the `vllm serve` the benchmark starts.")
-@click.option("--out", default="bench/results/teacher.json", show_default=True,
-              help="Where to write the JSON.")
+@click.option("--servers", type=click.IntRange(1), default=None,
+              help="Instead: loop's client over 1..K fixed-latency servers on loopback, requests/s.")
+@click.option("--latency", default=0.2, show_default=True,
+              help="--servers: seconds each server takes a request.")
+@click.option("--slots", default=4, show_default=True, help="--servers: requests each server serves at once.")
+@click.option("--out", default=None, help="Where to write the JSON [bench/results/teacher.json, or "
+                                          "teacher-fleet.json with --servers].")
 @SET_OPT
 @handle_errors
-def bench_teacher(config, backends, model, n, max_tokens, repeats, single, url, port, out, sets):
-    """Tokens/s of loop's generation path vs each back-end's plain call, and their ratio."""
+def bench_teacher(config, backends, model, n, max_tokens, repeats, single, url, port, servers, latency, slots,
+                  out, sets):
+    """Tokens/s of loop's generation path vs each back-end's plain call, and their ratio; or, with
+    --servers K, requests/s over 1..K servers."""
     import json
 
+    if servers:
+        return _bench_fleet(servers, n, latency, slots, repeats, out or "bench/results/teacher-fleet.json")
+    out = out or "bench/results/teacher.json"
     from loop.bench.teacher import run_bench
 
     _logging(False)
@@ -72,6 +82,23 @@ def bench_teacher(config, backends, model, n, max_tokens, repeats, single, url, 
         rows = [r for r in old.get("rows", []) if r["backend"] not in ran] + rows
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({**settings, "rows": rows}, indent=2))
+    click.echo(f"written: {out}")
+
+
+def _bench_fleet(servers, n, latency, slots, repeats, out):
+    import json
+
+    from loop.bench.fleet import run_fleet_bench
+
+    _logging(False)
+    rows = run_fleet_bench(servers, n, latency, slots, repeats)
+    click.echo(f"{'servers':>8}{'requests/s':>12}{'ideal/s':>10}{'speed-up':>10}  answered by server")
+    for r in rows:
+        click.echo(f"{r['servers']:8d}{r['requests_per_s']:12.1f}{r['ideal_per_s']:10.1f}"
+                   f"{r['speedup']:10.2f}  {r['answered_by_server']}")
+    settings = {"requests": n, "latency_s": latency, "slots": slots, "repeats": repeats}
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps({**settings, "rows": rows}, indent=2))
     click.echo(f"written: {out}")
 
 

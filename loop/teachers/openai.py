@@ -1,11 +1,13 @@
 """Any OpenAI-compatible chat-completions server: `vllm serve`, llama.cpp's server, Ollama, TGI, hosted APIs.
 
-Requests run concurrently (bounded), balanced across `teacher.base_urls`. Timeouts,
-dropped connections, truncated bodies, 429 (honouring Retry-After) and 5xx are retried
-with exponential backoff and jitter; after `max_retries` the request fails and the batch
-raises a TeacherError that carries every result already received. After `down_after`
-failed attempts in a row (across requests and servers) the teacher is marked down: no
-more attempts, and a TeacherDown stops the run with what arrived saved. The API key is read
+Requests run concurrently (`concurrency` per server) over the servers in `teacher.base_urls`,
+each to the server with the fewest in flight (loop/teachers/fleet.py). Timeouts, dropped
+connections, truncated bodies, 429 and 5xx are retried: on another server at once where one
+is in rotation (the failing one cools down for `cooldown_s`), else after an exponential
+backoff with jitter (or the server's Retry-After); after `max_retries` the request fails and
+the batch raises a TeacherError that carries every result already received. A server with
+`down_after` failed attempts in a row is down; when every server is, a TeacherDown stops the
+run with what arrived saved. The API key is read
 from the environment variable named by `teacher.api_key_env` and never stored or logged: it is
 registered as a secret, so a server that quotes it back has it redacted from messages and logs.
 """
@@ -26,6 +28,7 @@ from loop.options import Component, option
 from loop.records import GenRequest, GenResult
 from loop.redact import redact, register
 from loop.teachers.base import PromptCounter
+from loop.teachers.fleet import Fleet
 
 if TYPE_CHECKING:
     from loop.config import Config, TeacherConfig
@@ -57,13 +60,15 @@ class OpenAITeacher(Component):
         base_urls: list[str] = option([], "base URLs of OpenAI-compatible servers (requests balanced "
                                           "across them)")
         api_key_env: Optional[str] = option(None, "name of the environment variable holding the API key")
-        concurrency: int = option(8, "requests in flight at once", ge=1)
+        concurrency: int = option(8, "requests in flight at once per server", ge=1)
         timeout_s: float = option(300.0, "seconds before a request times out (then retried)", gt=0)
         max_retries: int = option(4, "retries per request (timeouts, 429, 5xx, resets) before a TeacherError",
                                   ge=0)
         backoff_s: float = option(1.0, "first retry delay; doubles each retry, with jitter", ge=0)
-        down_after: int = option(12, "consecutive failed attempts (any request, any server) after which the "
-                                     "teacher is marked down and the run stops, resumable", ge=1)
+        down_after: int = option(12, "failed attempts in a row after which a server is down; when every "
+                                     "server is, the run stops, resumable", ge=1)
+        cooldown_s: float = option(30.0, "seconds a server that failed an attempt stays out of the rotation "
+                                         "while others answer", ge=0)
 
     @staticmethod
     def config_rules(cfg: Config) -> list[tuple[bool, str, str]]:
@@ -81,8 +86,7 @@ class OpenAITeacher(Component):
         self.name = f"openai:{cfg.model}"
         self.counter = PromptCounter(cfg.tokenizer)
         self._schema_ok = cfg.guided_json
-        self._next = 0
-        self._fails, self._down, self._down_count = 0, "", 0  # consecutive failures; why and when marked down
+        self.fleet = Fleet(self.urls, cfg.down_after, cfg.cooldown_s)
         if cfg.api_key_env:
             register(os.environ.get(cfg.api_key_env))
 
@@ -144,48 +148,57 @@ class OpenAITeacher(Component):
                          finish_reason=str(choice.get("finish_reason")),
                          latency_s=time.perf_counter() - start, choices=texts if req.n > 1 else None)
 
-    def _failed(self, url: str, why: str) -> None:
-        self._fails += 1
-        if self._fails >= self.cfg.down_after and not self._down:
-            self._down, self._down_count = f"{url}: {why}", self._fails  # in-flight attempts may fail later
-            log.error("teacher marked down after %d consecutive failed attempts (last: %s)", self._fails,
-                      self._down)
-
     def _check_down(self) -> None:
-        if self._down:
-            raise TeacherDown(f"the teacher is down: {self._down_count} consecutive failed attempts across "
-                              f"{len(self.urls)} server(s), last {self._down}")
+        if self.fleet.down():
+            raise TeacherDown(f"the teacher is down: {self.cfg.down_after} consecutive failed attempts on "
+                              f"each of {len(self.urls)} server(s) ({self.fleet.describe_down()})")
+
+    def _failed(self, server, why: str) -> None:
+        first = server.fails == 0
+        self.fleet.failed(server, why)
+        if server.fails == self.cfg.down_after:
+            log.error("teacher server %s is down after %d failed attempts in a row (last: %s)", server.url,
+                      server.fails, why)
+        elif first and len(self.urls) > 1:
+            log.warning("teacher server %s out of rotation for %.0fs: %s", server.url, self.cfg.cooldown_s,
+                        why)
 
     async def _one(self, client, sem, req: GenRequest, headers: dict) -> GenResult:
         async with sem:
             why = ""
             for attempt in range(self.cfg.max_retries + 1):
                 self._check_down()
-                url = self.urls[self._next % len(self.urls)]
-                self._next += 1
+                server = self.fleet.pick()
                 try:
-                    result = await self._attempt(client, url, req, headers)
-                    self._fails = 0
-                    return result
+                    result = await self._attempt(client, server.url, req, headers)
                 except _Retry as exc:
-                    why = str(exc)
-                    self._failed(url, why)
-                    self._check_down()
-                    if attempt == self.cfg.max_retries:
-                        break
-                    delay = exc.delay if exc.delay is not None else \
-                        self.cfg.backoff_s * (2 ** attempt) * (0.5 + random.random())
-                    log.info("teacher request %s: %s; retry %d in %.1fs", req.id, why, attempt + 1, delay)
-                    await asyncio.sleep(delay)
+                    why, asked = f"{server.url}: {exc}", exc.delay
+                    self._failed(server, str(exc))
+                except BaseException:
+                    self.fleet.released(server)
+                    raise
+                else:
+                    self.fleet.succeeded(server)
+                    return result
+                self._check_down()
+                if attempt == self.cfg.max_retries:
+                    break
+                if self.fleet.in_rotation():  # another server answers now
+                    continue
+                delay = asked if asked is not None else \
+                    self.cfg.backoff_s * (2 ** attempt) * (0.5 + random.random())
+                log.info("teacher request %s: %s; retry %d in %.1fs", req.id, why, attempt + 1, delay)
+                await asyncio.sleep(delay)
             raise TeacherError(f"request {req.id} failed after {self.cfg.max_retries + 1} attempts: {why}")
 
     async def _batch(self, requests: list[GenRequest]) -> list:
         import httpx
 
         headers = self._headers()
-        sem = asyncio.Semaphore(self.cfg.concurrency)
+        slots = self.cfg.concurrency * len(self.urls)
+        sem = asyncio.Semaphore(slots)
         timeout = httpx.Timeout(self.cfg.timeout_s, connect=min(10.0, self.cfg.timeout_s))
-        limits = httpx.Limits(max_connections=self.cfg.concurrency)
+        limits = httpx.Limits(max_connections=slots)
         async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
             return await asyncio.gather(*(self._one(client, sem, r, headers) for r in requests),
                                         return_exceptions=True)
