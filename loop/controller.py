@@ -123,12 +123,13 @@ class RunState:
 
 
 def _log_round(cfg: Config, rnd: int, metrics: dict, budget: Budget, accepted: int, timer: Timer,
-               mlflow_id: str) -> None:
+               mlflow_id: str | None) -> None:
     metric = cfg.loop.metric
     log.info("round %d: stop %s %.4f | test %s %.4f | tokens %d (run %d / %d) | accepted %d (run %d) | %s "
              "| MLflow run %s", rnd, metric, metrics[f"stop_{metric}"], metric, metrics[f"test_{metric}"],
              metrics["tokens_round"], budget.spent.tokens, cfg.budget.tokens, metrics["accepted"], accepted,
-             " ".join(f"{k}={v:.1f}s" for k, v in timer.seconds.items()), mlflow_id)
+             " ".join(f"{k}={v:.1f}s" for k, v in timer.seconds.items()),
+             mlflow_id or "- (tracking server away: logged on resume)")
 
 
 def _start(cfg: Config, parts: Parts, run_id: str, rows: list[dict]) -> RunState:
@@ -185,10 +186,11 @@ def _round(cfg: Config, parts: Parts, run_id: str, run_dir: Path, rnd: int, stat
         tracker.log_round(rnd, metrics)
         analysis = log_round_artifacts(tracker, parts.task, splits, preds, r.mined, r.planned, r.cands,
                                        r.followup, r.new_vecs)
-        parts.store.finish_round(run_id, rnd, metrics, mlrun.info.run_id, analysis)
+        mlflow_id = None if mlrun is None or tracker.lost else mlrun.info.run_id  # None: logged on resume
+        parts.store.finish_round(run_id, rnd, metrics, mlflow_id, analysis)
     state.previous = r
     state.history.append(metrics)
-    _log_round(cfg, rnd, metrics, state.budget, len(state.accepted), r.timer, mlrun.info.run_id)
+    _log_round(cfg, rnd, metrics, state.budget, len(state.accepted), r.timer, mlflow_id)
     if state.best.offer(rnd, metrics, cfg.loop.metric, cfg.loop.min_delta):
         student.save(str(run_dir / "student-best"))
     return None
@@ -239,7 +241,7 @@ def _run_loop(cfg: Config, parts: Parts, run_id: str, run_dir: Path, resume: boo
         dropped = store.discard_unfinished(run_id)
         info = store.run_info(run_id)
         # a run killed between creating its MLflow run and storing its id finds it by tag
-        rows = store.round_rows(run_id)
+        rows = store.round_rows(run_id, analysis=True)
         mlflow_id = info["mlflow_run_id"] or tracker.find_parent(run_id, info["created"])
         log.info("resuming %s after %d finished round(s) (%d unscreened verdicts dropped)", run_id, len(rows),
                  dropped)
@@ -260,6 +262,8 @@ def _rounds(cfg: Config, parts: Parts, run_id: str, run_dir: Path, rows: list[di
             "prompt_version": parts.task.prompts.version}
     with tracker.parent(cfg.run.name or run_id, cfg.to_dict(), tags, resume_id=mlflow_id):
         store.set_run(run_id, mlflow_run_id=tracker.parent_id, status="running")
+        for rnd, mlflow_run in tracker.log_missing(rows).items():
+            store.set_round_mlflow(run_id, rnd, mlflow_run)
         _report_data(parts)
         now = progress.NOW
         now.rounds, now.cap, now.spent, now.accepted = (cfg.loop.rounds, cfg.budget.tokens,

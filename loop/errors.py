@@ -35,3 +35,7 @@ class TeacherDown(TeacherError):
 
 class RunStateError(LoopError):
     """A run cannot be started or resumed as asked (in use by another process, unknown, finished, changed)."""
+
+
+class TrackingError(LoopError):
+    """The MLflow tracking server cannot be reached when the run starts."""

@@ -61,6 +61,8 @@ def _info(store_path: Path, run_id: str) -> dict:
     store = _open(store_path)
     try:
         info = store.run_info(run_id)
+        if info is not None:  # finished rounds MLflow missed (a tracking server away): resuming logs them
+            info["untracked"] = [r["round"] for r in store.round_rows(run_id) if not r["mlflow_run_id"]]
     finally:
         store.close()
     if info is None:
@@ -88,7 +90,8 @@ def resume_config(run_id: str, config: str | None, flags: dict, locate: str | No
 def check_resumable(cfg: Config, run_id: str, store_path: Path) -> None:
     """A run can be resumed only from its store, with the config it was started with (rounds aside)."""
     info = _info(store_path, run_id)
-    if info["status"] == "done" and cfg.loop.rounds <= info["config"]["loop"]["rounds"]:
+    if info["status"] == "done" and cfg.loop.rounds <= info["config"]["loop"]["rounds"] \
+            and not info["untracked"]:
         raise RunStateError(f"--resume {run_id}: the run has finished (raise --rounds to extend it)")
     old, new = flatten(info["config"]), flatten(cfg.to_dict())
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in IGNORED)

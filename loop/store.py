@@ -176,6 +176,11 @@ class RunStore:
                     [(run_id, rnd, "done", json.dumps(metrics), mlflow_run_id, time.time(),
                       json.dumps(analysis, default=_plain) if analysis is not None else None)])
 
+    def set_round_mlflow(self, run_id: str, rnd: int, mlflow_run_id: str) -> None:
+        """The MLflow run a finished round was logged to later (the tracking server was away at the time)."""
+        self._write("UPDATE rounds SET mlflow_run_id=? WHERE run_id=? AND round=?",
+                    [(mlflow_run_id, run_id, rnd)])
+
     def round_rows(self, run_id: str, analysis: bool = False) -> list[dict]:
         """Finished rounds of a run, in order, with their metrics (and error analysis, {} where not kept)."""
         rows = self.db.execute("SELECT round, metrics, mlflow_run_id, analysis FROM rounds "

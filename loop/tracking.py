@@ -3,11 +3,17 @@
 The parent holds the resolved config (params) and the metric curves over rounds; each
 child holds the round's metrics, the error-analysis table, accepted / rejected samples
 and a confusion-matrix PNG.
+
+A tracking server (`tracking.uri: http://...`) that does not answer at start is an error
+before anything loads. One that goes away mid-run costs no work: the first call that fails
+(after MLflow's own retries) marks the tracker `lost`, later calls are skipped, the run goes
+on in the store, and `loop run --resume` logs the rounds MLflow missed (`log_missing`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import posixpath
@@ -17,9 +23,55 @@ from pathlib import Path
 
 import numpy as np
 
+from loop.errors import TrackingError
 from loop.plots import confusion_png, embedding_map_png
 
 log = logging.getLogger(__name__)
+
+# MLflow's client retries a failing call for about 4 minutes by default; a run waits a few seconds
+RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+           "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+
+
+def is_remote(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
+def check_server(uri: str) -> None:
+    """A TrackingError naming the URI unless something answers at its /health."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10)
+    except urllib.error.HTTPError:
+        return  # something answers (behind a proxy or auth, say): MLflow's own calls say what is wrong
+    except (OSError, ValueError) as exc:
+        raise TrackingError(f"tracking.uri: no MLflow tracking server answers at {uri} "
+                            f"({getattr(exc, 'reason', exc)}); start it (`mlflow server --host HOST --port "
+                            "PORT ...`) or leave tracking.uri out for the local store") from None
+
+
+def _soft(method):
+    """On a remote tracker, a call that fails marks the tracker lost (and later calls are skipped)
+    instead of stopping the run; on a local store it raises."""
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        if self.lost:
+            return None
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:
+            if not is_remote(self.uri):
+                raise
+            self.lost = f"{type(exc).__name__}: {str(exc)[:300]}"
+            log.warning("the MLflow tracking server %s stopped answering (%s); the run goes on in the store, "
+                        "and `loop run --resume <run id>` logs what MLflow missed once the server is back",
+                        self.uri, self.lost)
+            while self.mlflow.active_run() is not None:  # nothing left active for MLflow to end at exit
+                self._end("FAILED")
+            return None
+    return call
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -128,6 +180,11 @@ class Tracker:
         import mlflow
 
         uri = resolve_uri(uri, base_dir)
+        self.lost: str | None = None  # why a remote server stopped answering mid-run
+        if is_remote(uri):
+            for key, value in RETRIES.items():
+                os.environ.setdefault(key, value)
+            check_server(uri)
         if uri.startswith("sqlite:///"):
             Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         self.uri, self.experiment = uri, experiment
@@ -154,18 +211,41 @@ class Tracker:
 
     @contextlib.contextmanager
     def parent(self, name: str, config: dict, tags: dict, resume_id: str | None = None):
-        """The run's parent MLflow run: a new one, or (on resume) the one it had, continued."""
-        # tagged at creation, so a run killed before its store learnt this id can still find it
-        start = (self.mlflow.start_run(run_id=resume_id) if resume_id
-                 else self.mlflow.start_run(run_name=name, tags=tags))
-        with start as run:
-            self.parent_id = run.info.run_id
-            self.round_params = round_params(config, tags)
-            if not resume_id:
-                params = {k: str(v)[:500] for k, v in flatten(config).items()}
-                self.mlflow.log_params(params)
-            self.mlflow.set_tags(tags)
+        """The run's parent MLflow run: a new one, or (on resume) the one it had, continued. It yields None
+        when a remote server has stopped answering."""
+        self.round_params = round_params(config, tags)
+        with self._active(self._start_parent, name, config, tags, resume_id) as run:
             yield run
+
+    @_soft
+    def _start_parent(self, name: str, config: dict, tags: dict, resume_id: str | None):
+        # tagged at creation, so a run killed before its store learnt this id can still find it
+        run = (self.mlflow.start_run(run_id=resume_id) if resume_id
+               else self.mlflow.start_run(run_name=name, tags=tags))
+        self.parent_id = run.info.run_id
+        if not resume_id:
+            self.mlflow.log_params({k: str(v)[:500] for k, v in flatten(config).items()})
+        self.mlflow.set_tags(tags)
+        return run
+
+    @contextlib.contextmanager
+    def _active(self, start, *args):
+        """An MLflow run started by `start(*args)` (None if the server is lost), ended FINISHED or FAILED."""
+        run, status = start(*args), "FAILED"
+        try:
+            yield run
+            status = "FINISHED"
+        finally:
+            if run is not None:
+                self._end(status)
+
+    def _end(self, status: str) -> None:
+        try:  # MLflow takes the run off its stack first, so a lost server leaves nothing active
+            self.mlflow.end_run(status)
+        except Exception as exc:
+            if not is_remote(self.uri):
+                raise
+            log.debug("end_run: %s", exc)
 
     def run_url(self, mlflow_run_id: str, ui: str | None = None) -> str | None:
         """The run's page in the MLflow UI at `ui`, or on the tracking server itself; None for a local store
@@ -188,15 +268,40 @@ class Tracker:
 
     @contextlib.contextmanager
     def round(self, rnd: int):
-        """The round's child run; an attempt that died (killed, or failed) is continued, not repeated."""
-        earlier = self._unfinished_child(rnd)
-        start = (self.mlflow.start_run(run_id=earlier, nested=True) if earlier
-                 else self.mlflow.start_run(run_name=f"round-{rnd}", nested=True))
-        with start as run:
-            self.mlflow.set_tag("round", rnd)
-            if not earlier:  # a continued attempt has them
-                self.mlflow.log_params({"round": rnd, **self.round_params})
+        """The round's child run; an attempt that died (killed, or failed) is continued, not repeated. It
+        yields None when a remote server has stopped answering."""
+        with self._active(self._start_child, rnd) as run:
             yield run
+
+    @_soft
+    def _start_child(self, rnd: int):
+        earlier = self._unfinished_child(rnd)
+        run = (self.mlflow.start_run(run_id=earlier, nested=True) if earlier
+               else self.mlflow.start_run(run_name=f"round-{rnd}", nested=True))
+        self.mlflow.set_tag("round", rnd)
+        if not earlier:  # a continued attempt has them
+            self.mlflow.log_params({"round": rnd, **self.round_params})
+        return run
+
+    @_soft
+    def log_missing(self, rows: list[dict]) -> dict[int, str]:
+        """Child runs for finished rounds that MLflow missed (the server was away): their metrics and error
+        analysis from the store. Returns {round: new MLflow run id}."""
+        logged = {}
+        for row in rows:
+            if row["mlflow_run_id"]:
+                continue
+            with self.round(row["round"]) as run:
+                self.mlflow.set_tag("logged_on_resume", "true")
+                self.log_round(row["round"], row["metrics"])
+                if row.get("analysis"):
+                    self.mlflow.log_dict(row["analysis"], "error_analysis/analysis.json")
+            if run is None or self.lost:
+                break
+            logged[row["round"]] = run.info.run_id
+            log.info("round %d: logged to MLflow now (the tracking server was away when it finished)",
+                     row["round"])
+        return logged
 
     def _unfinished_child(self, rnd: int) -> str | None:
         if self.parent_id is None:
@@ -207,6 +312,7 @@ class Tracker:
         left = [r for r in runs if r.info.status != "FINISHED"]
         return left[0].info.run_id if left else None
 
+    @_soft
     def log_round(self, rnd: int, metrics: dict[str, float]) -> None:
         """Metrics into the child run, and the same curve points into the parent (the stop / test metrics
         also under by_tokens/, their step the teacher tokens spent). Metric names that differ from their key
@@ -225,6 +331,7 @@ class Tracker:
                 if key.startswith(("stop_", "test_")):  # the same curve with teacher tokens as its steps
                     client.log_metric(self.parent_id, f"by_tokens/{names[key]}", value, step=tokens)
 
+    @_soft
     def log_table(self, rows: list[dict], name: str) -> None:
         """A table artifact (JSON, shown as a table in the MLflow UI), skipped when empty."""
         if rows:
@@ -232,35 +339,42 @@ class Tracker:
 
             self.mlflow.log_table(pd.DataFrame(rows), artifact_file=name)
 
+    @_soft
     def log_confusion(self, mat: np.ndarray, labels: list[str], name: str, title: str) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / name
             confusion_png(mat, labels, path, title)
             self.mlflow.log_artifact(str(path))
 
+    @_soft
     def log_embedding_map(self, vectors, status, new_vecs, name: str, marks=()) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / Path(name).name
             embedding_map_png(vectors, status, new_vecs, path, "mining split (PCA of embeddings)", marks)
             self.mlflow.log_artifact(str(path), artifact_path=str(Path(name).parent))
 
+    @_soft
     def log_json(self, obj, name: str) -> None:
         """A JSON artifact of the active run."""
         self.mlflow.log_dict(obj, name)
 
+    @_soft
     def log_file(self, path: Path) -> None:
         """A file, as an artifact of the active run."""
         self.mlflow.log_artifact(str(path))
 
+    @_soft
     def set_tag(self, key: str, value: str) -> None:
         """A tag on the active run (the round's, inside `round`)."""
         self.mlflow.set_tag(key, value)
 
+    @_soft
     def log_metric(self, key: str, value: float) -> None:
         """One metric on the active run, under the name MLflow takes for `key`."""
         self._names([key])
         self.mlflow.log_metric(self.names[key], value)
 
+    @_soft
     def log_parent_summary(self, summary: dict) -> None:
         client = self.mlflow.tracking.MlflowClient()
         names = self._names(summary)

@@ -126,6 +126,11 @@ def run(config, rounds, strategy, teacher_backend, teacher_model, teacher_urls, 
     click.echo(f"store: {parts.store.path} (run id {run_id})  best student: {run_dir / 'student-best'}")
     if summary.get("report"):
         click.echo(f"report: {summary['report']}")
+    if parts.tracker.lost:
+        click.echo(f"MLflow: the tracking server {parts.tracker.uri} stopped answering during the run; the "
+                   f"store has every round, and `loop run --resume {run_id}` logs what MLflow missed once it "
+                   "is back")
+        return
     url = parts.tracker.run_url(summary["mlflow_run_id"])
     click.echo(f"MLflow run: {url}" if url else f"MLflow run {summary['mlflow_run_id']}: open it with "
                f"`{ui_command(parts.tracker.uri)}`")
