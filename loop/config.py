@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 Split = Literal["dev_mine", "dev_stop", "test"]
 Metric = Literal["accuracy", "macro_f1", "pass_at_1", "top1"]
 Score = Literal["least_confidence", "margin", "entropy"]
-IndexKind = Literal["auto", "flat", "hnsw", "ivf"]
+IndexKind = Literal["auto", "flat", "ivfsq", "ivf", "hnsw"]
 
 PROJECT = Path(__file__).resolve().parent.parent  # the built-in prompts/ and configs/ live here
 
@@ -128,8 +128,9 @@ class MiningConfig:
                                            "weighs 1)", ge=0)
     k_neighbours: int = _f(8, "nearest training examples per hard case", ge=1)
     max_clusters: int = _f(8, "most neighbourhoods per round", ge=1)
-    index: IndexKind = _f("auto", "FAISS index over the training pool: auto (exact below 50k vectors, IVF "
-                                  "above), flat, hnsw, ivf")
+    index: IndexKind = _f("auto", "FAISS index over the training pool: auto (ivfsq for pools of 100k and "
+                                  "more searched by many hard cases, exact otherwise), flat, ivfsq, ivf, "
+                                  "hnsw")
     seed_from: Literal["gold", "gold+generated"] = _f("gold",
                                                       "what may seed generation: gold, or gold+generated")
     embedder: Literal["student", "fixed"] = _f("student", "embedding space of the neighbourhoods: student "

@@ -189,7 +189,7 @@ def build_neighbourhoods(cases: list[HardCase], case_vecs: np.ndarray, pool: lis
     """Group hard cases into neighbourhoods with their nearest pool examples, heaviest first."""
     if not cases:
         return []
-    index = VectorIndex(pool_vecs.shape[1], kind=cfg.index).build(pool_vecs)
+    index = VectorIndex(pool_vecs.shape[1], kind=cfg.index, queries=len(case_vecs)).build(pool_vecs)
     sims, ids = index.search(case_vecs, cfg.k_neighbours)
     assign = cluster(case_vecs, cfg.max_clusters, seed)
     hoods = [_neighbourhood(np.flatnonzero(assign == c), cases, case_vecs, pool, pool_vecs, sims, ids)

@@ -4,6 +4,7 @@ messages only in the CLI (`loop.cli.common.handle_errors`)."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import time
@@ -95,6 +96,9 @@ def run(config, rounds, strategy, teacher_backend, teacher_model, teacher_urls, 
         budget_tokens, run_name, resume_id, dry_run, sets, verbose, quiet):
     """Run the closed loop: baseline, then ROUNDS rounds of mine -> generate -> screen -> retrain."""
     _logging(verbose, quiet)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise click.UsageError("loop run is started once: `--set student.processes=N` trains the student on "
+                               "N processes (`accelerate launch` / `torchrun` would start N whole runs)")
     flags = _parse_sets(sets)
     for key, value in (("loop.rounds", rounds), ("generation.strategy", strategy),
                        ("teacher.backend", teacher_backend), ("teacher.model", teacher_model),

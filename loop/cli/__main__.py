@@ -4,4 +4,5 @@ import sys
 
 from loop.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when a spawned worker (data-parallel training) imports it again
+    sys.exit(main())

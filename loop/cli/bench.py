@@ -108,27 +108,35 @@ def _bench_fleet(servers, n, latency, slots, repeats, out):
               help="Numbers of hard cases (queries).")
 @click.option("--data", default="synthetic,real", show_default=True,
               help="synthetic (clustered unit vectors) and/or real (MiniLM embeddings of the tweet corpus).")
-@click.option("--index", "index_kind", default="auto", show_default=True, help="auto, flat, hnsw or ivf.")
+@click.option("--index", "index_kind", default="auto", show_default=True,
+              help="auto, flat, ivfsq, ivf or hnsw.")
 @click.option("--nprobe", default=32, show_default=True, help="IVF lists searched per query.")
+@click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
+              help="How the pool's vectors are stored.")
+@click.option("--disk", type=click.Path(file_okay=False), default=None,
+              help="Write the pool to a file in this folder and memory-map it (pools larger than memory).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--out", default="bench/results/mining.json", show_default=True,
               help="Where to write the JSON.")
 @handle_errors
-def bench_mining(pools, hard_cases, data, index_kind, nprobe, seed, out):
+def bench_mining(pools, hard_cases, data, index_kind, nprobe, dtype, disk, seed, out):
     """Mining wall time, peak memory and recall@10 against exact brute force."""
     from loop.assets import cache_dir
     from loop.bench.mining import run_bench, write
 
     _logging(False)
     ints = lambda text: [int(x) for x in text.split(",") if x.strip()]  # noqa: E731
+    if disk:
+        Path(disk).mkdir(parents=True, exist_ok=True)
     rows = run_bench(ints(pools), ints(hard_cases), [d.strip() for d in data.split(",")], index_kind, seed,
-                     cache_dir() / "bench" / "tweets-minilm.npy", nprobe)
+                     cache_dir() / "bench" / "tweets-minilm.npy", nprobe, dtype, Path(disk) if disk else None)
     click.echo(f"{'data':10}{'pool':>9}{'hard':>7}{'index':>7}{'build s':>9}{'search s':>9}{'total s':>9}"
-               f"{'exact s':>9}{'speed-up':>9}{'recall@10':>10}{'peak GiB':>9}")
+               f"{'exact s':>9}{'speed-up':>9}{'recall@10':>10}{'peak GiB':>9}{'own GiB':>8}")
     for r in rows:
+        speedup = f"{r['speedup_vs_exact']:>9.1f}" if r["speedup_vs_exact"] is not None else f"{'-':>9}"
         click.echo(f"{r['data']:10}{r['pool']:>9}{r['hard_cases']:>7}{r['kind']:>7}{r['build_s']:>9.2f}"
-                   f"{r['search_s']:>9.2f}{r['total_s']:>9.2f}{r['exact_s']:>9.2f}{r['speedup_vs_exact']:>9.1f}"
-                   f"{r['recall_at_10']:>10.3f}{r['peak_gib']:>9.2f}")
+                   f"{r['search_s']:>9.2f}{r['total_s']:>9.2f}{r['exact_s']:>9.2f}{speedup}"
+                   f"{r['recall_at_10']:>10.3f}{r['peak_gib']:>9.2f}{r['peak_anon_gib']:>8.2f}")
     write(rows, out)
     click.echo(f"written: {out}")
 

@@ -8,6 +8,9 @@ seed; `loop bench noise` measures it): `student.warmup` ramps the learning rate 
 linear decay (the default 0.1 halved the spread on the tweet task),
 `student.select_epoch` keeps the epoch that scores best on a held-out slice of the
 training examples, `student.average_last` averages the weights of the last epochs.
+
+`student.processes: N` trains in N processes, data parallel under accelerate
+(loop/students/parallel.py); the run's process loads the result.
 """
 
 from __future__ import annotations
@@ -150,6 +153,8 @@ class EncoderStudent(Component):
                                       "(checkpoint averaging; 0 or 1: the last epoch's)", ge=0)
         patience: int = option(0, "with select_epoch: stop training once the held-out score has not "
                                   "improved for this many epochs (0: train every epoch)", ge=0)
+        processes: int = option(1, "training processes, data parallel under accelerate (gloo on CPU; one "
+                                   "GPU each where there are GPUs); 1: train in the run's process", ge=1)
 
     @staticmethod
     def config_rules(cfg: Config) -> list[tuple[bool, str, str]]:
@@ -172,6 +177,7 @@ class EncoderStudent(Component):
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
         self.tokenizer.truncation_side = cfg.truncation_side
         self.model = None
+        self.shard, self.wrap = (0, 1), (lambda model: model)  # set in a data-parallel worker
         self._fresh()
 
     def _fresh(self) -> None:
@@ -203,24 +209,39 @@ class EncoderStudent(Component):
 
         self._fresh()
         cfg = self.cfg
+        if cfg.processes > 1:
+            from loop.students.parallel import fit_parallel
+
+            self.model.load_state_dict(fit_parallel(type(self), cfg, self.labels, examples))
+            self.model.eval()
+            return
         train, held = holdout_split(examples, cfg.holdout, cfg.seed) if cfg.select_epoch else (examples, [])
         texts = [e.text for e in train]
         y = torch.tensor([self.labels.index(e.label) for e in train])
         keep = Checkpoints(self.model, cfg.epochs, cfg.select_epoch, cfg.average_last)
+        model, (rank, world) = self.wrap(self.model), self.shard
+        if world > 1:  # the same initial weights everywhere, but each share its own dropout masks
+            torch.manual_seed(cfg.seed * 1000 + rank)
 
         def batch_loss(idx):
-            enc = self._encode([texts[i] for i in idx])
-            return torch.nn.functional.cross_entropy(self.model(**enc).logits, y[idx])
+            mine = idx[rank::world]  # this process's share; weighted so that the shares' mean is the batch's
+            enc = self._encode([texts[i] for i in (mine or idx[:1])]).to(self.device)
+            loss = torch.nn.functional.cross_entropy(model(**enc).logits, y[mine or idx[:1]].to(self.device))
+            return loss * (world * len(mine) / len(idx)) if world > 1 else loss
 
         def after_epoch(epoch) -> bool:
             keep.record(epoch, self._holdout_score(held) if held else None)
             return bool(cfg.patience and keep.best and epoch - keep.best[1] >= cfg.patience)
 
-        run_epochs(self.model, len(texts), cfg, batch_loss, after_epoch)
+        run_epochs(model, len(texts), cfg, batch_loss, after_epoch)
         chosen = keep.restore()
         if chosen is not None:
             log.info("student: epoch %d of %d kept (best on %d held-out examples)", chosen + 1, cfg.epochs,
                      len(held))
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
 
     def _holdout_score(self, held: list[Example]) -> tuple[float, float]:
         """(macro-F1, -mean cross-entropy) on the held-out slice, higher is better. Macro-F1, not accuracy:
@@ -246,10 +267,11 @@ class EncoderStudent(Component):
         with torch.inference_mode():
             progress.NOW.work(len(texts), "examples")
             for idx, enc in self._batches(texts, order, 64):
+                enc = enc.to(self.device)
                 out = self.model(**enc, output_hidden_states=True)
                 progress.NOW.advance(len(idx))
-                probs[idx] = torch.softmax(out.logits, -1).numpy()
-                emb[idx] = mean_pool(out.hidden_states[-1], enc["attention_mask"]).numpy()
+                probs[idx] = torch.softmax(out.logits, -1).cpu().numpy()
+                emb[idx] = mean_pool(out.hidden_states[-1], enc["attention_mask"]).cpu().numpy()
         labels = [self.labels[i] for i in probs.argmax(1)] if len(texts) else []
         return Predictions(labels=labels, probs=probs, embeddings=normalize(emb))
 
