@@ -20,7 +20,7 @@ SMALL = {"epochs": 4, "max_length": 32, "batch_size": 8}
 def test_a_run_trained_in_two_processes_matches_one_and_is_written_once(tiny_config, tmp_path):
     import mlflow
 
-    cfg = tiny_config(**{"loop.rounds": 1, "data.train_size": 40, "data.dev_size": 60, "data.test_size": 80})
+    cfg = tiny_config(**{"loop.rounds": 1, "data.train_size": 40, "data.dev_size": 60, "data.test_size": 300})
     task, splits = ClassifyTask(cfg), load_splits(cfg)
     store = RunStore(tmp_path / "runs" / "store.sqlite")
     store.start_run("p", cfg.to_dict())

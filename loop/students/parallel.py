@@ -19,6 +19,7 @@ import os
 import socket
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 log = logging.getLogger(__name__)
 
@@ -37,26 +38,26 @@ def fit_parallel(student_cls, cfg, labels: list[str], examples: list) -> dict:
     world = cfg.processes
     with tempfile.TemporaryDirectory(prefix="loop-train-") as tmp:
         out = Path(tmp) / "state.pt"
-        settings = {**dataclasses.asdict(cfg), "processes": 1}  # the section's class is made at run time
+        # the section's class is made at run time (not picklable): the workers get its settings
+        settings = SimpleNamespace(**{**dataclasses.asdict(cfg), "processes": 1})
         args = (world, free_port(), student_cls, settings, labels, examples, str(out))
         mp.start_processes(_worker, args=args, nprocs=world, start_method="spawn", join=True)
         return torch.load(out, weights_only=True)
 
 
-def _worker(rank: int, world: int, port: int, student_cls, settings: dict, labels, examples,
+def _worker(rank: int, world: int, port: int, student_cls, settings: SimpleNamespace, labels, examples,
             out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
     import torch
     from accelerate import Accelerator
 
-    from loop.config import section
-
     cores = os.cpu_count() or 1
-    torch.set_num_threads(max(1, (settings["threads"] or cores) // world))
+    torch.set_num_threads(max(1, (settings.threads or cores) // world))
     logging.basicConfig(level=logging.WARNING)
     acc = Accelerator(cpu=not torch.cuda.is_available())
-    student = student_cls(section("student", **{**settings, "threads": 0}), labels)
+    settings.threads = 0
+    student = student_cls(settings, labels)
     student.shard, student.wrap = (rank, world), acc.prepare_model
     student.fit(examples)
     if acc.is_main_process:
