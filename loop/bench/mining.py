@@ -85,12 +85,18 @@ def vectors(kind: str, n: int, seed: int, real: np.ndarray | None,
     return out
 
 
+def _status_gib(field: str) -> float | None:
+    """A memory figure of this process from /proc/self/status, in GiB (None where there is none)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 2**20
+    return None
+
+
 def _peak_rss_gib() -> float:
     """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited across exec)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    peak = _status_gib("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 class AnonPeak:
@@ -115,10 +121,7 @@ class AnonPeak:
 
 
 def _anon_gib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) / 2**20
-    return 0.0
+    return _status_gib("RssAnon") or 0.0
 
 
 def _data(kind: str, n: int, q: int, seed: int, cache: Path, dtype: str = "float32",
