@@ -98,8 +98,7 @@ class TeacherConfig:
 
     backend: str = _f("vllm", "teacher back-end: vllm, openai, llamacpp, transformers, replay")
     model: str = _f("packaged:qwen2.5-coder-1.5b-instruct",
-                    "'packaged:<name>', a local folder, a .gguf file or a hub id; for openai: the served "
-                    "model name")
+                    "'packaged:<name>', a local folder, a .gguf file or a hub id; openai: the served name")
     temperature: float = _f(0.8, "sampling temperature", ge=0)
     top_p: float = _f(0.95, "nucleus sampling", gt=0, le=1)
     max_tokens: int = _f(320, "completion tokens per request (the budget reserves this much)", ge=1)
@@ -176,10 +175,12 @@ class FilterConfig:
     label_agreement: bool = _f(False, "a second, blind teacher pass labels each surviving candidate; keep "
                                       "only agreement (costs tokens, counted in the budget)")
     agreement_max_tokens: int = _f(24, "completion tokens of one blind-labelling request", ge=1)
-    label_check: bool = _f(True, "free label check: reject a candidate (likely_mislabelled) unless the "
-                                 "current student or the majority of its nearest gold examples gives its "
-                                 "label (tasks labelled by the teacher only)")
+    label_check: bool = _f(True, "free label check: reject a candidate (likely_mislabelled) unless what the "
+                                 "loop knows supports its label (label_check_rule; teacher-labelled tasks)")
     label_check_k: int = _f(5, "nearest gold examples (seed + mining split) in the label check's vote", ge=1)
+    label_check_rule: Literal["either", "both", "vote"] = _f("either", "keeps a label: student or gold "
+                                                             "majority ('either'), both, or a 'vote' share")
+    label_check_share: float = _f(0.6, "share of the k nearest gold labels to carry it ('vote')", gt=0, le=1)
     embedder: str = _f("packaged:all-minilm-l6-v2",
                        "sentence embedder for dedup/contamination (fixed across rounds)")
 

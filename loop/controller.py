@@ -75,7 +75,8 @@ def augment(cfg: Config, parts: Parts, run_id: str, rnd: int, state: RunState) -
         return r
     agree = (BlindLabeller(parts.teacher, task, cfg, budget, store, run_id, rnd)
              if cfg.filters.label_agreement else None)
-    check = LabelCheck(task, parts.student, state.vote) if state.vote is not None else None
+    check = (LabelCheck(task, parts.student, state.vote, cfg.filters.label_check_rule,
+                        cfg.filters.label_check_share) if state.vote is not None else None)
     with r.timer("filter"):
         r.cands = screen_candidates(r.gen.pairs, task, state.known, state.evaluation, cfg,
                                     budget.samples_left(), agree, check)

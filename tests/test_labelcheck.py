@@ -96,3 +96,37 @@ def test_tasks_labelled_by_running_code_are_not_checked():
 
     assert TASKS["classify"].teacher_labels
     assert not any(TASKS[name].teacher_labels for name in ("defects", "clones", "codegen", "faultloc"))
+
+
+@pytest.mark.parametrize("rule, kept", [("either", [True, True, False]), ("both", [False, False, False]),
+                                        ("vote", [False, True, False])])
+def test_the_rule_decides_what_support_a_label_needs(rule, kept):
+    """The student says neutral to everything; the 3 nearest gold texts all say negative: neither alone is
+    enough for 'both', and only the label the whole vote carries passes 'vote'."""
+    class Neutral(TinyStudent):
+        def predict(self, examples):
+            pred = super().predict(examples)
+            pred.labels = ["neutral"] * len(examples)
+            return pred
+
+    check = LabelCheck(ClassifyTask(load_config(None)), Neutral(), GoldVote(HashEmbedder(), GOLD, k=3), rule)
+    cands = [cand("awful hate broken", lab) for lab in ("neutral", "negative", "positive")]
+    check(cands, HashEmbedder().encode([c.text for c in cands]))
+    assert [c.verdict == "pending" for c in cands] == kept
+
+
+def test_the_vote_rule_counts_the_share_of_nearest_gold_labels():
+    from loop.labelcheck import supported
+
+    near = ["a", "a", "b", "a", "c"]
+    assert supported("vote", "a", "x", near, 0.6) and not supported("vote", "a", "x", near, 0.8)
+    assert not supported("vote", "b", "b", near, 0.6)  # the student's word does not count in 'vote'
+    assert not supported("vote", "a", "a", [], 0.5)
+    assert supported("both", "a", "a", near, 0.6) and not supported("both", "b", "b", near, 0.6)
+
+
+def test_a_bad_rule_is_refused_with_its_key():
+    from loop.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="filters.label_check_rule"):
+        load_config(None, overrides={"filters.label_check_rule": "sometimes"})
