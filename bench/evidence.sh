@@ -33,3 +33,15 @@ run banking77-checked-n2 --config configs/banking77.yaml --strategies targeted -
     --out bench/results/efficiency-banking77-checked-n2.json
 $LOOP bench labels --config configs/banking77.yaml --result bench/results/efficiency-banking77-checked-n2.json \
     --out bench/results/labels-banking77-checked-n2.json
+# Issue-20 options on Banking77 (with the label check and one completion, as at the time): minimal pairs and the
+# follow-up boost, each paired by seed with a plain targeted run of the same commit.
+B1="--config configs/banking77.yaml --strategies targeted --seeds 0,1,2,3,4 --budgets 7000,14000,21000 --rounds 3 \
+    --set generation.completions=1"
+run banking77-v4 $B1 --out bench/results/efficiency-banking77-v4.json
+run banking77-pairs $B1 --set generation.minimal_pairs=true --out bench/results/efficiency-banking77-pairs.json
+run banking77-followup $B1 --set generation.followup_boost=2 --out bench/results/efficiency-banking77-followup.json
+# The label check's rule live: the default (either) against vote with an 80% share.
+B2="--config configs/banking77.yaml --strategies targeted --seeds 0,1,2,3,4 --budgets 7000,14000,21000 --rounds 3"
+run banking77-either $B2 --out bench/results/efficiency-banking77-either.json
+run banking77-vote08 $B2 --set filters.label_check_rule=vote --set filters.label_check_share=0.8 \
+    --out bench/results/efficiency-banking77-vote08.json
