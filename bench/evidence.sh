@@ -45,3 +45,5 @@ B2="--config configs/banking77.yaml --strategies targeted --seeds 0,1,2,3,4 --bu
 run banking77-either $B2 --out bench/results/efficiency-banking77-either.json
 run banking77-vote08 $B2 --set filters.label_check_rule=vote --set filters.label_check_share=0.8 \
     --out bench/results/efficiency-banking77-vote08.json
+# Four completions per prompt against the config's two.
+run banking77-n4 $B2 --set generation.completions=4 --out bench/results/efficiency-banking77-n4.json
