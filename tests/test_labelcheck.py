@@ -20,6 +20,15 @@ def cand(text: str, label: str) -> Candidate:
     return Candidate(text=text, label=label, request_id="q", kind="targeted")
 
 
+class Neutral(TinyStudent):
+    """A student that says neutral to everything."""
+
+    def predict(self, examples):
+        pred = super().predict(examples)
+        pred.labels = ["neutral"] * len(examples)
+        return pred
+
+
 @pytest.fixture
 def check():
     task = ClassifyTask(load_config(None))
@@ -40,12 +49,6 @@ def test_a_label_nothing_supports_is_rejected_and_a_supported_one_kept(check):
 def test_either_the_student_or_the_gold_vote_is_enough():
     """A student that says neutral to everything, nearest gold texts that say negative: both labels stand,
     the third does not."""
-    class Neutral(TinyStudent):
-        def predict(self, examples):
-            pred = super().predict(examples)
-            pred.labels = ["neutral"] * len(examples)
-            return pred
-
     check = LabelCheck(ClassifyTask(load_config(None)), Neutral(), GoldVote(HashEmbedder(), GOLD, k=3))
     cands = [cand("awful hate broken", lab) for lab in ("neutral", "negative", "positive")]
     check(cands, HashEmbedder().encode([c.text for c in cands]))
@@ -103,12 +106,6 @@ def test_tasks_labelled_by_running_code_are_not_checked():
 def test_the_rule_decides_what_support_a_label_needs(rule, kept):
     """The student says neutral to everything; the 3 nearest gold texts all say negative: neither alone is
     enough for 'both', and only the label the whole vote carries passes 'vote'."""
-    class Neutral(TinyStudent):
-        def predict(self, examples):
-            pred = super().predict(examples)
-            pred.labels = ["neutral"] * len(examples)
-            return pred
-
     check = LabelCheck(ClassifyTask(load_config(None)), Neutral(), GoldVote(HashEmbedder(), GOLD, k=3), rule)
     cands = [cand("awful hate broken", lab) for lab in ("neutral", "negative", "positive")]
     check(cands, HashEmbedder().encode([c.text for c in cands]))
