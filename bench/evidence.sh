@@ -17,7 +17,7 @@ run banking77-crossval --config configs/banking77.yaml --strategies crossval --s
 run default --config configs/default.yaml --strategies none,all_labels,random,targeted,real --seeds 0,1,2,3,4 \
     --budgets 8000,16000,24000 --rounds 3
 $LOOP bench labels --config configs/default.yaml
-run stackoverflow --config configs/stackoverflow.yaml --strategies none,random,targeted,real --seeds 0,1,2 \
+run stackoverflow --config configs/stackoverflow.yaml --strategies none,all_labels,random,targeted,real --seeds 0,1,2 \
     --budgets 7000,14000,21000 --rounds 3
 $LOOP bench labels --config configs/stackoverflow.yaml
 # What the free label check (filters.label_check, on by default since) and several completions per prompt
