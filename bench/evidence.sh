@@ -15,8 +15,9 @@ run banking77-dev2000 --config configs/banking77.yaml --strategies none,all_labe
 run banking77-crossval --config configs/banking77.yaml --strategies crossval --seeds 0,1,2 \
     --budgets 7000,14000,21000 --rounds 3
 run default --config configs/default.yaml --strategies none,all_labels,random,targeted,real --seeds 0,1,2,3,4 \
-    --budgets 8000,16000,24000 --rounds 3
-$LOOP bench labels --config configs/default.yaml
+    --budgets 8000,16000,24000 --rounds 3 --out bench/results/efficiency-default-5seeds.json
+$LOOP bench labels --config configs/default.yaml --result bench/results/efficiency-default-5seeds.json \
+    --out bench/results/labels-default.json
 run stackoverflow --config configs/stackoverflow.yaml --strategies none,all_labels,random,targeted,real --seeds 0,1,2 \
     --budgets 7000,14000,21000 --rounds 3
 $LOOP bench labels --config configs/stackoverflow.yaml
