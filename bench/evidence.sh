@@ -14,10 +14,18 @@ run banking77-dev2000 --config configs/banking77.yaml --strategies none,all_labe
     --budgets 7000,14000,21000 --rounds 3 --set data.dev_size=2000 --out bench/results/efficiency-banking77-dev2000.json
 run banking77-crossval --config configs/banking77.yaml --strategies crossval --seeds 0,1,2 \
     --budgets 7000,14000,21000 --rounds 3
+# (one completion per prompt, the tweet default when these ran; the two variants below are paired with its targeted arm)
 run default --config configs/default.yaml --strategies none,all_labels,random,targeted,real --seeds 0,1,2,3,4 \
-    --budgets 8000,16000,24000 --rounds 3 --out bench/results/efficiency-default-5seeds.json
+    --budgets 8000,16000,24000 --rounds 3 --set generation.completions=1 \
+    --out bench/results/efficiency-default-5seeds.json
 $LOOP bench labels --config configs/default.yaml --result bench/results/efficiency-default-5seeds.json \
     --out bench/results/labels-default.json
+T1="--config configs/default.yaml --strategies targeted --seeds 0,1,2,3,4 --budgets 8000,16000,24000 --rounds 3"
+run default-n4p4 $T1 --set generation.completions=4 --set generation.targeted_requests=3 \
+    --set generation.revise_requests=1 --out bench/results/efficiency-default-n4p4.json
+$LOOP bench labels --config configs/default.yaml --result bench/results/efficiency-default-n4p4.json \
+    --out bench/results/labels-default-n4p4.json
+run default-n2 $T1 --set generation.completions=2 --out bench/results/efficiency-default-n2.json
 run stackoverflow --config configs/stackoverflow.yaml --strategies none,all_labels,random,targeted,real --seeds 0,1,2 \
     --budgets 7000,14000,21000 --rounds 3
 $LOOP bench labels --config configs/stackoverflow.yaml
