@@ -116,6 +116,24 @@ def test_openai_sends_schema_seed_key_and_balances(monkeypatch):
     assert a.headers[0]["Authorization"] == "Bearer sk-sentinel-123"
 
 
+def test_repetition_penalty_reaches_the_server_only_when_set():
+    with FakeOpenAI() as a:
+        plain = section("teacher", backend="openai", model="m", base_urls=[a.url])
+        OpenAITeacher(plain).generate(requests(1))
+        OpenAITeacher(section("teacher", backend="openai", model="m", base_urls=[a.url],
+                              repetition_penalty=1.15)).generate(requests(1))
+    assert "repetition_penalty" not in a.bodies[0] and a.bodies[1]["repetition_penalty"] == 1.15
+
+
+def test_repetition_penalty_reaches_vllm_sampling():
+    pytest.importorskip("vllm")
+    from loop.teachers.vllm import VLLMTeacher
+
+    req = requests(1)[0]
+    assert VLLMTeacher(section("teacher"))._params(req).repetition_penalty == 1.0
+    assert VLLMTeacher(section("teacher", repetition_penalty=1.2))._params(req).repetition_penalty == 1.2
+
+
 def test_openai_missing_key_env_is_clear(monkeypatch):
     monkeypatch.delenv("NOPE_KEY", raising=False)
     with FakeOpenAI() as s:

@@ -69,6 +69,10 @@ class OpenAITeacher(Component):
                                      "server is, the run stops, resumable", ge=1)
         cooldown_s: float = option(30.0, "seconds a server that failed an attempt stays out of the rotation "
                                          "while others answer", ge=0)
+        repetition_penalty: Optional[float] = option(None, "sent as `repetition_penalty` (vLLM servers "
+                                                           "take it; the OpenAI API does not): above 1 "
+                                                           "discourages copies of the prompt's examples",
+                                                     gt=0)
 
     @staticmethod
     def config_rules(cfg: Config) -> list[tuple[bool, str, str]]:
@@ -109,6 +113,8 @@ class OpenAITeacher(Component):
                 "temperature": req.temperature, "top_p": req.top_p, "seed": req.seed}
         if req.n > 1:
             body["n"] = req.n
+        if self.cfg.repetition_penalty is not None:
+            body["repetition_penalty"] = self.cfg.repetition_penalty
         if self._schema_ok and req.json_schema is not None:
             body["response_format"] = {"type": "json_schema",
                                        "json_schema": {"name": "samples", "schema": req.json_schema,

@@ -37,6 +37,9 @@ class VLLMTeacher(Component):
         kv_cache_gb: int = option(2, "CPU KV-cache size in GiB", ge=0)
         tensor_parallel_size: int = option(1, "tensor parallelism (CUDA)", ge=1)
         gpu_memory_utilization: float = option(0.85, "GPU memory share (CUDA)", gt=0, le=1)
+        repetition_penalty: float = option(1.0, "above 1 discourages tokens already in the prompt or the "
+                                                "reply (against copies of the prompt's examples); 1 is off",
+                                           gt=0)
 
     def __init__(self, cfg: TeacherConfig):
         self.cfg = cfg
@@ -83,7 +86,8 @@ class VLLMTeacher(Component):
         # No per-request seed: vLLM's CPU runner fails on seeded requests whose prefill is
         # chunked ("CPU Generator does not use offset"). The engine seed (cfg.seed) applies.
         return SamplingParams(n=req.n, max_tokens=req.max_tokens, temperature=req.temperature,
-                              top_p=req.top_p, structured_outputs=structured)
+                              top_p=req.top_p, structured_outputs=structured,
+                              repetition_penalty=self.cfg.repetition_penalty)
 
     def generate(self, requests: list[GenRequest]) -> list[GenResult]:
         if not requests:
