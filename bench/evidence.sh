@@ -49,10 +49,12 @@ B1="--config configs/banking77.yaml --strategies targeted --seeds 0,1,2,3,4 --bu
 run banking77-v4 $B1 --out bench/results/efficiency-banking77-v4.json
 run banking77-pairs $B1 --set generation.minimal_pairs=true --out bench/results/efficiency-banking77-pairs.json
 run banking77-followup $B1 --set generation.followup_boost=2 --out bench/results/efficiency-banking77-followup.json
-# The label check's rule live: the default (either) against vote with an 80% share.
+# The label check's rule live: vote with an 80% share, paired with banking77-checked-n2 above (the default
+# rule, either, and the same settings otherwise).
 B2="--config configs/banking77.yaml --strategies targeted --seeds 0,1,2,3,4 --budgets 7000,14000,21000 --rounds 3"
-run banking77-either $B2 --out bench/results/efficiency-banking77-either.json
 run banking77-vote08 $B2 --set filters.label_check_rule=vote --set filters.label_check_share=0.8 \
     --out bench/results/efficiency-banking77-vote08.json
+$LOOP bench labels --config configs/banking77.yaml --result bench/results/efficiency-banking77-vote08.json \
+    --out bench/results/labels-banking77-vote08.json
 # Four completions per prompt against the config's two.
 run banking77-n4 $B2 --set generation.completions=4 --out bench/results/efficiency-banking77-n4.json
