@@ -26,6 +26,8 @@ run default-n4p4 $T1 --set generation.completions=4 --set generation.targeted_re
 $LOOP bench labels --config configs/default.yaml --result bench/results/efficiency-default-n4p4.json \
     --out bench/results/labels-default-n4p4.json
 run default-n2 $T1 --set generation.completions=2 --out bench/results/efficiency-default-n2.json
+run default-rp11 $T1 --set generation.completions=2 --set teacher.repetition_penalty=1.1 \
+    --out bench/results/efficiency-default-rp11.json
 run stackoverflow --config configs/stackoverflow.yaml --strategies none,all_labels,random,targeted,real --seeds 0,1,2 \
     --budgets 7000,14000,21000 --rounds 3
 $LOOP bench labels --config configs/stackoverflow.yaml
