@@ -28,6 +28,9 @@ $LOOP bench labels --config configs/default.yaml --result bench/results/efficien
 run default-n2 $T1 --set generation.completions=2 --out bench/results/efficiency-default-n2.json
 run default-rp11 $T1 --set generation.completions=2 --set teacher.repetition_penalty=1.1 \
     --out bench/results/efficiency-default-rp11.json
+# Eight samples per prompt, ten prompts a round (six targeted, four self-revisions), two completions each.
+run default-s8 $T1 --set generation.samples_per_request=8 --set generation.targeted_requests=6 \
+    --set generation.revise_requests=4 --set teacher.max_tokens=640 --out bench/results/efficiency-default-s8.json
 run stackoverflow --config configs/stackoverflow.yaml --strategies none,all_labels,random,targeted,real --seeds 0,1,2 \
     --budgets 7000,14000,21000 --rounds 3
 $LOOP bench labels --config configs/stackoverflow.yaml
@@ -58,5 +61,9 @@ run banking77-vote08 $B2 --set filters.label_check_rule=vote --set filters.label
     --out bench/results/efficiency-banking77-vote08.json
 $LOOP bench labels --config configs/banking77.yaml --result bench/results/efficiency-banking77-vote08.json \
     --out bench/results/labels-banking77-vote08.json
+run banking77-vote06 $B2 --set filters.label_check_rule=vote --set filters.label_check_share=0.6 \
+    --out bench/results/efficiency-banking77-vote06.json
+$LOOP bench labels --config configs/banking77.yaml --result bench/results/efficiency-banking77-vote06.json \
+    --out bench/results/labels-banking77-vote06.json
 # Four completions per prompt against the config's two.
 run banking77-n4 $B2 --set generation.completions=4 --out bench/results/efficiency-banking77-n4.json

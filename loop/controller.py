@@ -131,6 +131,11 @@ def _log_round(cfg: Config, rnd: int, metrics: dict, budget: Budget, accepted: i
              metrics["tokens_round"], budget.spent.tokens, cfg.budget.tokens, metrics["accepted"], accepted,
              " ".join(f"{k}={v:.1f}s" for k, v in timer.seconds.items()),
              mlflow_id or "- (tracking server away: logged on resume)")
+    if metrics.get("truncated_replies"):
+        log.warning("round %d: %d of %d replies were cut off at teacher.max_tokens=%d; what followed the "
+                    "cut was paid for and lost: raise teacher.max_tokens (or lower "
+                    "generation.samples_per_request)",
+                    rnd, metrics["truncated_replies"], metrics["requests"], cfg.teacher.max_tokens)
 
 
 def _start(cfg: Config, parts: Parts, run_id: str, rows: list[dict]) -> RunState:

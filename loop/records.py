@@ -85,6 +85,12 @@ def cache_key(teacher_name: str, req: GenRequest) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
+def finish_of(reasons: list) -> str:
+    """One finish reason for an n > 1 reply: "length" when any completion was cut off, else the first's."""
+    reasons = [str(r) for r in reasons]
+    return "length" if "length" in reasons else (reasons[0] if reasons else "stop")
+
+
 @dataclass
 class GenResult:
     request_id: str
@@ -94,6 +100,11 @@ class GenResult:
     finish_reason: str
     latency_s: float
     choices: Optional[list[str]] = None  # every completion of an n > 1 request (`text` is the first)
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the reply (any of its completions) was cut off at max_tokens."""
+        return self.finish_reason == "length"
 
     def texts(self) -> list[str]:
         """The completions of this reply: one, or each of an n > 1 request's."""

@@ -28,6 +28,7 @@ def round_metrics(mined, gen, cands: list[Candidate], budget, accepted, timer) -
         m["tokens_round"] += gen.agreement.paid_tokens
     for kind, n in Counter(c.kind for c in cands if c.verdict == "accepted").items():
         m[f"accepted_{kind}"] = n  # e.g. revised programs (self_revise) vs new problems (targeted)
+    m["truncated_replies"] = sum(r.truncated for _, r in pairs)  # cut off at teacher.max_tokens
     m["parse_rate"] = 1 - sum(c.reason == "parse" for c in cands) / len(pairs) if pairs else 0.0
     m["acceptance_rate"] = m["accepted"] / m["candidates"] if cands else 0.0
     # what a useful sample cost, and how much of the round came back as copies of what the student has

@@ -78,6 +78,7 @@ class ScriptedTeacher:
         self.queue = list(replies or [])
         self.calls: list[list[GenRequest]] = []
         self.counter = 0
+        self.finish = "stop"  # "length": every reply reports being cut off at max_tokens
 
     def enqueue(self, *texts):
         self.queue.extend(texts)
@@ -101,7 +102,7 @@ class ScriptedTeacher:
             text = self.queue.pop(0) if self.queue else self._default(req)
             out.append(GenResult(request_id=req.id, text=text, prompt_tokens=self.prompt_tokens(req.messages),
                                  completion_tokens=min(req.max_tokens, len(text.split())),
-                                 finish_reason="stop", latency_s=0.0))
+                                 finish_reason=self.finish, latency_s=0.0))
         return out
 
     def unload(self):

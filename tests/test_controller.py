@@ -95,6 +95,22 @@ def test_each_round_logs_its_error_analysis_and_the_next_one_follows_it_up(targe
     assert sum(requests) > 0  # what the plan asked of each neighbourhood reaches its table
 
 
+def test_replies_cut_off_at_max_tokens_are_counted_and_warned_about(tiny_config, tmp_path, caplog):
+    teacher = ScriptedTeacher()
+    teacher.finish = "length"
+    with caplog.at_level("WARNING", logger="loop.controller"):
+        _, parts = run(tiny_config(), tmp_path, teacher)
+    m1 = child_runs(parts.tracker)[1].data.metrics
+    assert m1["truncated_replies"] == m1["requests"] == len(teacher.calls[0]) > 0
+    cut = [r.getMessage() for r in caplog.records if "cut off at teacher.max_tokens" in r.getMessage()]
+    sent = len(teacher.calls[0])
+    assert len(cut) == 2 and cut[0].startswith(f"round 1: {sent} of {sent} ")
+
+
+def test_replies_that_end_normally_report_no_cut(targeted):
+    assert targeted[3][1].data.metrics["truncated_replies"] == 0
+
+
 def test_budget_cap_is_never_crossed(tiny_config, tmp_path):
     cfg = tiny_config(**{"budget.tokens": 1500, "loop.rounds": 8, "teacher.max_tokens": 400})
     summary, parts = run(cfg, tmp_path)

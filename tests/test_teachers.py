@@ -10,7 +10,7 @@ from fake_openai import FakeOpenAI
 
 from loop.config import section
 from loop.errors import TeacherError
-from loop.records import GenRequest, GenResult
+from loop.records import GenRequest, GenResult, finish_of
 from loop.teachers.base import PromptCounter, sample, takes_n
 from loop.teachers.openai import OpenAITeacher
 from loop.teachers.replay import Recorder, ReplayTeacher
@@ -58,9 +58,24 @@ class TeacherContract:
         assert res.prompt_tokens == one.prompt_tokens * (1 if takes_n(teacher) else 2)
         assert 0 < res.completion_tokens <= 2 * twice().max_tokens
 
+    def test_a_reply_cut_off_at_max_tokens_says_so(self, teacher):
+        [res] = sample(teacher, [cut()])
+        assert res.truncated and res.finish_reason == "length"
+        assert 0 < res.completion_tokens <= 2 * cut().max_tokens
+
+
+def test_one_cut_completion_marks_the_whole_reply_cut():
+    assert finish_of(["stop", "length"]) == finish_of(["length"]) == "length"
+    assert finish_of(["stop", "stop"]) == "stop" and finish_of([]) == "stop"
+
 
 def twice() -> GenRequest:
     return replace(requests(1)[0], n=2, id="")
+
+
+def cut() -> GenRequest:
+    """Two completions allowed 4 tokens each: both are cut off."""
+    return replace(twice(), max_tokens=4, id="")
 
 
 class TestReplayContract(TeacherContract):
@@ -71,6 +86,7 @@ class TestReplayContract(TeacherContract):
             rec = Recorder(live, tmp_path / "c.jsonl")
             rec.generate(requests())
             sample(rec, [twice()])
+            sample(rec, [cut()])
         return ReplayTeacher(section("teacher", backend="replay", cassette=str(tmp_path / "c.jsonl")))
 
 

@@ -23,16 +23,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 def reply_for(body: dict, label: str = "neutral") -> dict:
-    """One choice per `n` (the prompt billed once, 12 completion tokens per choice), as vLLM's server does."""
-    n = int(body.get("n", 1))
+    """One choice per `n` (the prompt billed once, 12 completion tokens per choice, fewer and cut off where
+    max_tokens is lower), as vLLM's server does."""
+    n, each = int(body.get("n", 1)), min(12, int(body.get("max_tokens") or 12))
     texts = [json.dumps({"samples": [{"text": f"served reply for {len(body['messages'])} messages, "
                                               f"seed {body.get('seed')}" + (f", choice {k}" if k else ""),
                                       "label": label}]}) for k in range(n)]
     prompt = sum(len(m["content"].split()) for m in body["messages"])
+    finish = "stop" if each == 12 else "length"
     return {"id": "x", "object": "chat.completion", "model": body["model"],
             "choices": [{"index": k, "message": {"role": "assistant", "content": text},
-                         "finish_reason": "stop"} for k, text in enumerate(texts)],
-            "usage": {"prompt_tokens": prompt, "completion_tokens": 12 * n, "total_tokens": prompt + 12 * n}}
+                         "finish_reason": finish} for k, text in enumerate(texts)],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": each * n,
+                      "total_tokens": prompt + each * n}}
 
 
 def make_server(latency: float, slots: int, die_after: int | None = None) -> ThreadingHTTPServer:

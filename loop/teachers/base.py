@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional, Protocol
 
-from loop.records import GenRequest, GenResult
+from loop.records import GenRequest, GenResult, finish_of
 
 
 class PromptCounter:
@@ -90,6 +90,7 @@ def _merged(requests: list[GenRequest], copies: dict, results: list[GenResult]) 
         out.append(GenResult(request_id=req.id, text=got[0].text,
                              prompt_tokens=sum(g.prompt_tokens for g in got),
                              completion_tokens=sum(g.completion_tokens for g in got),
-                             finish_reason=got[-1].finish_reason, latency_s=max(g.latency_s for g in got),
+                             finish_reason=finish_of([g.finish_reason for g in got]),
+                             latency_s=max(g.latency_s for g in got),
                              choices=[g.text for g in got]))
     return out

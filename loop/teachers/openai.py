@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Optional
 
 from loop.errors import TeacherDown, TeacherError
 from loop.options import Component, option
-from loop.records import GenRequest, GenResult
+from loop.records import GenRequest, GenResult, finish_of
 from loop.redact import redact, register
 from loop.teachers.base import PromptCounter
 from loop.teachers.fleet import Fleet
@@ -142,8 +142,10 @@ class OpenAITeacher(Component):
         try:
             data = json.loads(resp.content)
             choices = data["choices"][:req.n]
+            if not choices:
+                raise IndexError("no choices")
             texts = [c["message"].get("content") or "" for c in choices]
-            choice = choices[0]
+            finish = finish_of([c.get("finish_reason") for c in choices])
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise _Retry(f"malformed response body ({len(resp.content)} bytes)") from None
         usage = data.get("usage") or {}
@@ -151,7 +153,7 @@ class OpenAITeacher(Component):
         prompt = int(usage.get("prompt_tokens") or self.prompt_tokens(req.messages))
         completion = int(usage.get("completion_tokens") or req.max_tokens * req.n)
         return GenResult(request_id=req.id, text=texts[0], prompt_tokens=prompt, completion_tokens=completion,
-                         finish_reason=str(choice.get("finish_reason")),
+                         finish_reason=finish,
                          latency_s=time.perf_counter() - start, choices=texts if req.n > 1 else None)
 
     def _check_down(self) -> None:

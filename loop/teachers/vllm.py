@@ -16,7 +16,7 @@ from loop.assets import resolve_model
 from loop.errors import TeacherError
 from loop.options import Component, option
 from loop.progress import EngineBar
-from loop.records import GenRequest, GenResult
+from loop.records import GenRequest, GenResult, finish_of
 
 if TYPE_CHECKING:
     from loop.config import TeacherConfig
@@ -106,7 +106,8 @@ class VLLMTeacher(Component):
             results.append(GenResult(request_id=req.id, text=comps[0].text,
                                      prompt_tokens=len(out.prompt_token_ids or []),
                                      completion_tokens=sum(len(c.token_ids) for c in comps),
-                                     finish_reason=str(comps[-1].finish_reason), latency_s=latency,
+                                     finish_reason=finish_of([c.finish_reason for c in comps]),
+                                     latency_s=latency,
                                      choices=[c.text for c in comps] if req.n > 1 else None))
         return results
 
