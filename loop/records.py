@@ -85,10 +85,13 @@ def cache_key(teacher_name: str, req: GenRequest) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
+CUT_OFF = "length"  # the finish reason of a completion stopped by max_tokens (vLLM, OpenAI API)
+
+
 def finish_of(reasons: list) -> str:
-    """One finish reason for an n > 1 reply: "length" when any completion was cut off, else the first's."""
+    """One finish reason for an n > 1 reply: cut off when any completion was, else the first's."""
     reasons = [str(r) for r in reasons]
-    return "length" if "length" in reasons else (reasons[0] if reasons else "stop")
+    return CUT_OFF if CUT_OFF in reasons else (reasons[0] if reasons else "stop")
 
 
 @dataclass
@@ -104,7 +107,7 @@ class GenResult:
     @property
     def truncated(self) -> bool:
         """Whether the reply (any of its completions) was cut off at max_tokens."""
-        return self.finish_reason == "length"
+        return self.finish_reason == CUT_OFF
 
     def texts(self) -> list[str]:
         """The completions of this reply: one, or each of an n > 1 request's."""

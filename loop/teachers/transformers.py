@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from loop.assets import resolve_model
 from loop.errors import TeacherError
 from loop.options import Component, option
-from loop.records import GenRequest, GenResult
+from loop.records import CUT_OFF, GenRequest, GenResult
 
 if TYPE_CHECKING:
     from loop.config import TeacherConfig
@@ -85,7 +85,7 @@ class TransformersTeacher(Component):
             results.append(GenResult(request_id=req.id,
                                      text=self.tok.decode(ids[:n], skip_special_tokens=True),
                                      prompt_tokens=int(enc["attention_mask"][i].sum()), completion_tokens=n,
-                                     finish_reason="stop" if n < len(ids) or stop in ids else "length",
+                                     finish_reason="stop" if n < len(ids) or stop in ids else CUT_OFF,
                                      latency_s=latency))
         return results
 
